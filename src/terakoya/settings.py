@@ -1,0 +1,328 @@
+"""One settings object, loaded in layers: defaults -> terakoya.toml -> TERAKOYA_* env -> CLI flags.
+
+The schema is declared once, as data (pydantic models). Nothing happens at import time.
+
+Environment variables: ``TERAKOYA_DB`` sets ``db``; ``TERAKOYA_<SECTION>__<KEY>`` sets a key of a
+section (``TERAKOYA_TEACHER__MODEL=...``). CLI flags use dotted paths (``--set teacher.model=...``).
+Values from the environment and from ``--set`` are read as TOML values when they parse as one
+(``4``, ``0.5``, ``true``) and as plain strings otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from terakoya.errors import ConfigError, ProjectNotFound
+
+__all__ = [
+    "PROJECT_FILE",
+    "Example",
+    "LabelSpec",
+    "PaySettings",
+    "RoutingSettings",
+    "Settings",
+    "StudentSettings",
+    "TaskSettings",
+    "TeacherSettings",
+    "find_project_dir",
+    "load_settings",
+    "parse_overrides",
+    "settings_reference",
+]
+
+PROJECT_FILE = "terakoya.toml"
+ENV_PREFIX = "TERAKOYA_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskSettings(_Section):
+    """What the project teaches: single-label classification now; the other kinds are reserved."""
+
+    type: Literal["single-label", "multi-label", "generation"] = Field(
+        "single-label", description="single-label text classification (multi-label and generation are planned)"
+    )
+
+
+class LabelSpec(_Section):
+    name: str = Field(description="the label as it appears in data and answers")
+    description: str = Field("", description="what the label means; goes into the teacher's prompt")
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("a label name must not be empty")
+        return v.strip()
+
+
+class Example(_Section):
+    text: str = Field(description="an example text")
+    label: str = Field(description="its label")
+
+
+class TeacherSettings(_Section):
+    kind: Literal["local", "openai", "python"] = Field("local", description="which adapter labels the data")
+    model: str = Field(
+        "smollm2-135m-instruct",
+        description="model name for openai; for local, 'smollm2-135m-instruct' (packaged) or a path to a GGUF file or HF folder",
+    )
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint (openai kind)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable that holds the API key")
+    function: str | None = Field(None, description="'module:function' for the python kind")
+    concurrency: int = Field(4, ge=1, description="requests in flight at once (openai kind)")
+    timeout_s: float = Field(60.0, gt=0, description="seconds before one request is given up and retried")
+    max_retries: int = Field(4, ge=0, description="retries on 429, 5xx and timeouts, with exponential backoff")
+    backoff_s: float = Field(1.0, ge=0, description="first backoff delay; doubles on each retry")
+    temperature: float = Field(0.0, ge=0, description="sampling temperature")
+    max_tokens: int = Field(8, ge=1, description="completion tokens to ask for")
+    logprobs: bool = Field(True, description="ask the endpoint for logprobs (top_logprobs of the label tokens)")
+    top_logprobs: int = Field(20, ge=1, le=20, description="how many alternatives per token to ask for")
+    few_shot: int = Field(4, ge=0, description="examples per prompt, from expert answers then the project file")
+    batch_size: int = Field(8, ge=1, description="items per teacher call batch (and per cache commit)")
+    price_input_per_million: float = Field(0.0, ge=0, description="USD per million prompt tokens")
+    price_output_per_million: float = Field(0.0, ge=0, description="USD per million completion tokens")
+    threads: int | None = Field(None, ge=1, description="CPU threads for the local teacher (default: all cores)")
+
+
+class RoutingSettings(_Section):
+    strategy: Literal["terakoya", "random"] = Field(
+        "terakoya", description="'terakoya': uncertainty + disagreement + diversity; 'random': the baseline"
+    )
+    auto_accept_threshold: float = Field(
+        0.9, ge=0, le=1, description="teacher confidence at or above which a pool item takes the teacher's label"
+    )
+    gold_share: float = Field(0.1, ge=0, le=1, description="share of a routed batch drawn from the test/gold split")
+    seconds_per_item: float = Field(30.0, gt=0, description="expected expert seconds per item (for --minutes budgets)")
+    uncertainty_weight: float = Field(1.0, ge=0, description="weight of teacher uncertainty (margin and entropy)")
+    disagreement_weight: float = Field(1.0, ge=0, description="weight of student-teacher disagreement")
+    diversity_weight: float = Field(0.3, ge=0, description="penalty for items similar to those already picked")
+    seed: int = Field(0, description="seed for random routing and tie-breaking")
+    lease_minutes: float = Field(15.0, gt=0, description="minutes a task stays leased to one trainer")
+
+
+class StudentSettings(_Section):
+    kind: str = Field("linear", description="registered student name: 'linear' or 'embed'")
+    temperature: float = Field(1.0, gt=0, description="temperature applied to teacher probabilities")
+    soft_weight: float = Field(
+        0.7, ge=0, le=1, description="mix of teacher soft targets vs hard argmax labels (1 = all soft)"
+    )
+    expert_weight: float = Field(3.0, ge=0, description="sample weight of an expert-labelled item")
+    teacher_min_confidence: float = Field(
+        0.0, ge=0, le=1, description="teacher items below this confidence are left out of training"
+    )
+    calibration_fraction: float = Field(0.15, ge=0, lt=1, description="held-out share for temperature scaling")
+    seed: int = Field(0, description="seed for training")
+
+
+class PaySettings(_Section):
+    mode: Literal["per_item", "per_hour"] = Field("per_item", description="how trainers are paid")
+    per_item: float = Field(0.10, ge=0, description="pay per answered item")
+    per_hour: float = Field(20.0, ge=0, description="pay per active hour")
+    currency: str = Field("USD", description="currency code shown to trainers")
+
+
+class Settings(BaseModel):
+    """The whole configuration of one project."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str = Field("terakoya", description="project name")
+    language: str = Field("en", description="main language of the texts (e.g. 'en', 'ja')")
+    db: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file terakoya.db in the project folder")
+    seed: int = Field(0, description="seed for splits and sampling")
+    task: TaskSettings = Field(default_factory=TaskSettings)
+    labels: list[LabelSpec] = Field(default_factory=list, description="the labels, with descriptions")
+    guidelines: str = Field("", description="Markdown guidelines shown to experts and the teacher")
+    glossary: dict[str, str] = Field(default_factory=dict, description="term -> definition")
+    examples: list[Example] = Field(default_factory=list, description="few-shot examples for the teacher")
+    teacher: TeacherSettings = Field(default_factory=TeacherSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    student: StudentSettings = Field(default_factory=StudentSettings)
+    pay: PaySettings = Field(default_factory=PaySettings)
+
+    #: where the project lives (not part of the file)
+    project_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @model_validator(mode="after")
+    def _labels_unique(self) -> Settings:
+        names = [label.name for label in self.labels]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"labels are declared twice: {', '.join(dupes)}; keep one [[labels]] entry each")
+        return self
+
+    @property
+    def label_names(self) -> list[str]:
+        return [label.name for label in self.labels]
+
+    @property
+    def db_url(self) -> str:
+        if self.db:
+            return self.db
+        return f"sqlite:///{(self.project_dir / 'terakoya.db').resolve()}"
+
+    @property
+    def project_file(self) -> Path:
+        return self.project_dir / PROJECT_FILE
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = [p for p in dotted.split(".") if p]
+    if not parts:
+        raise ConfigError(f"setting name {dotted!r} is empty; write it as section.key=value, e.g. teacher.model=gpt-4o")
+    node = target
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"setting {dotted!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Turn ``["teacher.model=x", "routing.seed=3"]`` into a nested dict."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r} has no '='; write it as section.key=value, e.g. teacher.model=gpt-4o")
+        key, _, raw = pair.partition("=")
+        _set_dotted(out, key.strip(), _parse_value(raw.strip()))
+    return out
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or key == "TERAKOYA_DEBUG":
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name in {"project"}:
+            continue
+        dotted = name.replace("__", ".")
+        value: Any = raw if dotted == "db" else _parse_value(raw)
+        _set_dotted(out, dotted, value)
+    return out
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 at byte {exc.start}; save the project file as UTF-8") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}; fix the TOML syntax there") from exc
+    # the [project] table holds top-level scalars (name, language, db, seed)
+    project = data.pop("project", {})
+    if not isinstance(project, dict):
+        raise ConfigError(f"{path}: 'project' must be a table ([project])")
+    guidelines = data.get("guidelines")
+    if isinstance(guidelines, dict):
+        data["guidelines"] = guidelines.get("text", "")
+        extra = set(guidelines) - {"text"}
+        if extra:
+            raise ConfigError(f"{path}: [guidelines] takes only 'text'; remove {', '.join(sorted(extra))}")
+    return {**project, **data}
+
+
+def _format_validation(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting; check its spelling against `terakoya settings`"
+        got = err.get("input")
+        shown = f" (got {got!r})" if err["type"] != "extra_forbidden" and not isinstance(got, dict | list) else ""
+        lines.append(f"{where}: {msg}{shown}")
+    return f"{source}: invalid settings — " + "; ".join(lines)
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` holding terakoya.toml."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_FILE).is_file():
+            return folder
+    raise ProjectNotFound(
+        f"no {PROJECT_FILE} in {here} or any folder above it; "
+        "run `terakoya init NAME` to create a project, or pass --project PATH"
+    )
+
+
+def load_settings(
+    project_dir: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    require_file: bool = True,
+) -> Settings:
+    """Load the layers and validate them into one :class:`Settings`."""
+    env = os.environ if env is None else env
+    if project_dir is None:
+        env_dir = env.get("TERAKOYA_PROJECT")
+        project_dir = find_project_dir(Path(env_dir) if env_dir else None)
+    project_dir = project_dir.resolve()
+    path = project_dir / PROJECT_FILE
+    data: dict[str, Any] = {}
+    if path.is_file():
+        data = _read_file(path)
+    elif require_file:
+        raise ProjectNotFound(
+            f"no {PROJECT_FILE} in {project_dir}; run `terakoya init NAME` to create a project there, "
+            "or pass --project PATH"
+        )
+    layered = _deep_merge(data, _env_layer(env))
+    layered = _deep_merge(layered, overrides or {})
+    try:
+        return Settings.model_validate({**layered, "project_dir": project_dir})
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, str(path))) from exc
+
+
+def settings_reference() -> list[tuple[str, str, str]]:
+    """Every setting as (dotted name, default, description), for docs and `terakoya settings`."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            if name == "project_dir":
+                continue
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel) and ann is not LabelSpec:
+                walk(ann, f"{prefix}{name}.")
+                continue
+            default = field.get_default(call_default_factory=True)
+            rows.append((f"{prefix}{name}", repr(default), field.description or ""))
+
+    walk(Settings, "")
+    return rows

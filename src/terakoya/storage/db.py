@@ -1,0 +1,124 @@
+"""The database handle: engine, sessions, migrations applied on open.
+
+SQLite by default (WAL mode, foreign keys on, a busy timeout so several processes can share the
+file); any SQLAlchemy URL works, PostgreSQL included (``postgresql+psycopg://...``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from terakoya.errors import ConfigError, MissingDependency
+from terakoya.storage.models import Project
+
+__all__ = ["Database", "open_database"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # FULL: a committed answer survives a crash of the process *and* of the machine
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            # let SQLite's own BEGIN IMMEDIATE-free locking work with pysqlite's transaction handling
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except NoSuchModuleError as exc:
+        raise ConfigError(f"database URL {url!r} names an unknown dialect; use sqlite:///path or postgresql+psycopg://...") from exc
+    except ArgumentError as exc:
+        raise ConfigError(f"database URL {url!r} is not valid ({exc}); use sqlite:///path or postgresql+psycopg://...") from exc
+    except ModuleNotFoundError as exc:
+        raise MissingDependency.for_extra(exc.name or "psycopg", "postgres", f"database URL {url!r}") from exc
+
+
+def _upgrade(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    script = ScriptDirectory.from_config(cfg)
+    with engine.begin() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current == script.get_current_head():
+            return
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Database:
+    """An open database: ``with db.session() as s: ...`` commits on success, rolls back on error."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        try:
+            _upgrade(self.engine)
+        except OperationalError as exc:
+            raise ConfigError(
+                f"cannot open the database {self.safe_url}: {exc.orig}; check --db / TERAKOYA_DB "
+                "and that the server is running"
+            ) from exc
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def safe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def project_id(self, name: str) -> int:
+        """The id of the project called ``name``, created on first use."""
+        with self.session() as s:
+            found = s.scalar(select(Project.id).where(Project.name == name))
+            if found is not None:
+                return found
+            project = Project(name=name)
+            s.add(project)
+            s.flush()
+            return project.id
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(url: str) -> Database:
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if str(path) not in {"", ":memory:"} and not path.parent.exists():
+            raise ConfigError(f"folder {path.parent} for the database does not exist; create it or fix --db")
+    return Database(url)

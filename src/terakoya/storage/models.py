@@ -1,0 +1,270 @@
+"""The tables. Machine suggestions and human answers live apart; every label can be traced.
+
+- ``items``: the data, split into ``pool`` and ``test``; ``gold_label`` is the recorded label from the
+  import (on the test split it is the expert-checked truth; on the pool it is only read by ``simulate``).
+- ``teacher_calls``: the teacher cache, one row per distinct (model, prompt version, inputs, params).
+- ``suggestions``: what a model said about an item (teacher or student), with cost and latency.
+- ``answers``: what a person said about an item, with who, task kind, rationale and active seconds.
+- ``route_runs`` / ``tasks`` / ``auto_accepts``: routing decisions and the expert queue.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Answer",
+    "AutoAccept",
+    "Base",
+    "GlossaryTerm",
+    "Import",
+    "Item",
+    "Job",
+    "Person",
+    "Project",
+    "RouteRun",
+    "StudentRun",
+    "Suggestion",
+    "Task",
+    "TeacherCall",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Import(Base):
+    """One import of one file: where items came from."""
+
+    __tablename__ = "imports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(20))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    columns: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    rows_read: Mapped[int] = mapped_column(Integer, default=0)
+    items_added: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("project_id", "text_hash", name="uq_items_project_hash"),
+        UniqueConstraint("project_id", "external_id", name="uq_items_project_external"),
+        Index("ix_items_project_split", "project_id", "split"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"), nullable=True)
+    external_id: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(64))
+    split: Mapped[str] = mapped_column(String(10), default="pool")  # pool | test
+    gold_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class TeacherCall(Base):
+    """The teacher cache: one stored call per distinct key."""
+
+    __tablename__ = "teacher_calls"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    model: Mapped[str] = mapped_column(String(300))
+    prompt_version: Mapped[str] = mapped_column(String(100))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Suggestion(Base):
+    """What a model said about an item."""
+
+    __tablename__ = "suggestions"
+    __table_args__ = (Index("ix_suggestions_item_agent", "item_id", "agent", "prompt_version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    agent_kind: Mapped[str] = mapped_column(String(20))  # teacher | student
+    agent: Mapped[str] = mapped_column(String(300))  # model name / student run id
+    prompt_version: Mapped[str] = mapped_column(String(100), default="")
+    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    probabilities: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: unknown
+    confidence_known: Mapped[bool] = mapped_column(Boolean, default=True)
+    raw_output: Mapped[str] = mapped_column(Text, default="")
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    call_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    item: Mapped[Item] = relationship()
+
+
+class Person(Base):
+    __tablename__ = "people"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    email: Mapped[str | None] = mapped_column(String(300), nullable=True, unique=True)
+    role: Mapped[str] = mapped_column(String(20), default="trainer")  # owner | reviewer | trainer
+    password_hash: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    languages: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RouteRun(Base):
+    __tablename__ = "route_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    strategy: Mapped[str] = mapped_column(String(30))
+    budget_items: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    routed: Mapped[int] = mapped_column(Integer, default=0)
+    gold: Mapped[int] = mapped_column(Integer, default=0)
+    auto_accepted: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Task(Base):
+    """One item queued for an expert."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_project_status", "project_id", "status"),
+        UniqueConstraint("item_id", "route_run_id", name="uq_tasks_item_run"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    route_run_id: Mapped[int | None] = mapped_column(ForeignKey("route_runs.id", ondelete="SET NULL"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(20), default="label")  # label | verify
+    reason: Mapped[str] = mapped_column(String(20), default="routed")  # routed | gold | random
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    components: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # lower first
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued | leased | answered | skipped
+    leased_to: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    item: Mapped[Item] = relationship()
+
+
+class AutoAccept(Base):
+    """A pool item whose teacher label was taken without an expert (teacher confident)."""
+
+    __tablename__ = "auto_accepts"
+    __table_args__ = (UniqueConstraint("item_id", name="uq_auto_accepts_item"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    suggestion_id: Mapped[int] = mapped_column(ForeignKey("suggestions.id", ondelete="CASCADE"))
+    route_run_id: Mapped[int | None] = mapped_column(ForeignKey("route_runs.id", ondelete="SET NULL"), nullable=True)
+    label: Mapped[str] = mapped_column(String(200))
+    confidence: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Answer(Base):
+    """What a person said about an item."""
+
+    __tablename__ = "answers"
+    __table_args__ = (
+        Index("ix_answers_item", "item_id"),
+        UniqueConstraint("idempotency_key", name="uq_answers_idempotency"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="RESTRICT"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(20), default="label")  # label | verify | flag | ...
+    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # room for other task kinds
+    rationale: Mapped[str | None] = mapped_column(Text, nullable=True)
+    active_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(30), default="file")  # file | web | api | simulate
+    guideline_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    superseded: Mapped[bool] = mapped_column(Boolean, default=False)  # undone by its author
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    item: Mapped[Item] = relationship()
+    person: Mapped[Person] = relationship()
+
+
+class GlossaryTerm(Base):
+    """A glossary entry taught by an expert (proposed), approved by the owner."""
+
+    __tablename__ = "glossary_terms"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    term: Mapped[str] = mapped_column(String(200))
+    definition: Mapped[str] = mapped_column(Text)
+    example: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="proposed")  # proposed | approved | rejected
+    proposed_by: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"), nullable=True)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class StudentRun(Base):
+    """A trained student: where it is saved and how it did."""
+
+    __tablename__ = "student_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    path: Mapped[str] = mapped_column(Text)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Job(Base):
+    """A long-running job (teach, route, train, evaluate) with progress, for the web app."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued | running | done | failed
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
