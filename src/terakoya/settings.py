@@ -22,6 +22,7 @@ from terakoya.errors import ConfigError, ProjectNotFound
 
 __all__ = [
     "PROJECT_FILE",
+    "EvaluationSettings",
     "Example",
     "LabelSpec",
     "PaySettings",
@@ -130,6 +131,13 @@ class PaySettings(_Section):
     currency: str = Field("USD", description="currency code shown to trainers")
 
 
+class EvaluationSettings(_Section):
+    cpu_hour_usd: float = Field(
+        0.05, ge=0, description="price of one CPU-core hour, for the cost per million student predictions"
+    )
+    timing_items: int = Field(200, ge=1, description="items used to time single-item latency and throughput")
+
+
 class Settings(BaseModel):
     """The whole configuration of one project."""
 
@@ -148,6 +156,7 @@ class Settings(BaseModel):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     student: StudentSettings = Field(default_factory=StudentSettings)
     pay: PaySettings = Field(default_factory=PaySettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
 
     #: where the project lives (not part of the file)
     project_dir: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -1,0 +1,3 @@
+from terakoya.cli import main
+
+main()

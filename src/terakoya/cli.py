@@ -1,0 +1,401 @@
+"""The command line: a thin shell over :class:`terakoya.project.Project`.
+
+Arguments in, errors out: a :class:`~terakoya.errors.TerakoyaError` is printed as one message
+(``--debug`` shows the traceback); nothing here holds SQL or ML.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from terakoya.errors import ConfigError, TerakoyaError
+from terakoya.settings import parse_overrides
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="terakoya",
+    help="Turn a big model plus a few hours of experts' time into a small model you own.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+user_app = typer.Typer(help="Manage people who sign in to the web workbench.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _State:
+    project: Path | None = None
+    db: str | None = None
+    sets: list[str]
+    debug: bool = False
+
+    def __init__(self) -> None:
+        self.sets = []
+
+
+STATE = _State()
+
+
+@app.callback()
+def _global(
+    project: Annotated[
+        Path | None, typer.Option("--project", "-p", help="project folder (default: nearest with terakoya.toml)")
+    ] = None,
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL (env: TERAKOYA_DB)")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a setting: section.key=value (repeatable)")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+) -> None:
+    STATE.project = project
+    STATE.db = db
+    STATE.sets = list(set_ or [])
+    STATE.debug = debug or os.environ.get("TERAKOYA_DEBUG", "") not in {"", "0"}
+
+
+def _overrides() -> dict[str, Any]:
+    overrides = parse_overrides(STATE.sets)
+    if STATE.db:
+        overrides["db"] = STATE.db
+    return overrides
+
+
+def _open() -> Any:
+    from terakoya.project import Project
+
+    return Project.open(STATE.project, overrides=_overrides())
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _kv_table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        if isinstance(value, float):
+            value = f"{value:,.4f}" if abs(value) < 10 else f"{value:,.1f}"
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        table.add_row(key.replace("_", " "), str(value))
+    return table
+
+
+def _report(title: str, report: Any) -> None:
+    data = asdict(report) if is_dataclass(report) and not isinstance(report, type) else dict(report)
+    console.print(_kv_table(title, {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}))
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="folder to create (its name is the project name)")],
+    name: Annotated[str | None, typer.Option(help="project name (default: the folder's name)")] = None,
+) -> None:
+    """Create FOLDER/terakoya.toml: task, labels, guidelines, glossary, teacher, routing."""
+    from terakoya.project import Project
+
+    project = Project.init(folder, name, db=STATE.db)
+    console.print(f"created {project.settings.project_file}")
+    console.print(f"next: cd {folder} && terakoya import FILE --text-column COL --label-column COL")
+    project.close()
+
+
+@app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL or Parquet file")],
+    text_column: Annotated[str, typer.Option(help="column with the text")] = "text",
+    id_column: Annotated[str | None, typer.Option(help="column with a unique id (default: line number)")] = None,
+    label_column: Annotated[str | None, typer.Option(help="column with a recorded (gold) label")] = None,
+    meta_column: Annotated[
+        list[str] | None, typer.Option("--meta-column", help="column kept as metadata (default: all others)")
+    ] = None,
+    split: Annotated[str, typer.Option(help="split that --fraction of the rows go to: pool or test")] = "pool",
+    fraction: Annotated[float, typer.Option(help="share of rows for --split; the rest go to the other split")] = 1.0,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, tsv, jsonl or parquet (default: suffix)")] = None,
+    encoding: Annotated[str, typer.Option(help="text encoding of CSV/JSONL files")] = "utf-8",
+    delimiter: Annotated[str | None, typer.Option(help="field delimiter for CSV-like files")] = None,
+    columns: Annotated[
+        str | None, typer.Option(help="comma-separated column names for a file without a header row")
+    ] = None,
+    skip_empty: Annotated[bool, typer.Option(help="skip rows whose text is empty")] = False,
+) -> None:
+    """Import items; split them into pool and test (seeded, stratified); skip duplicates."""
+    if split not in {"pool", "test"}:
+        raise ConfigError(f"--split {split!r} is not a split; use --split pool or --split test")
+    if not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"--fraction {fraction} is outside 0..1; e.g. --split test --fraction 0.2")
+    project = _open()
+    header = [c.strip() for c in columns.split(",")] if columns else None
+    with Progress(TextColumn("[bold]importing"), TextColumn("{task.completed:,} rows"), console=err_console) as bar:
+        task = bar.add_task("import", total=None)
+        report = project.import_file(
+            path,
+            text_column=text_column,
+            id_column=id_column,
+            label_column=label_column,
+            meta_columns=meta_column,
+            split=split,  # type: ignore[arg-type]
+            fraction=fraction,
+            fmt=fmt,
+            encoding=encoding,
+            delimiter=delimiter,
+            header_names=header,
+            skip_empty=skip_empty,
+            progress=lambda n: bar.update(task, completed=n),
+        )
+    _report(f"imported {path}", report)
+    project.close()
+
+
+@app.command()
+def teach(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count calls, tokens and cost; spend nothing")] = False,
+    limit: Annotated[int | None, typer.Option(help="label at most this many items")] = None,
+) -> None:
+    """The teacher labels every item, with a probability for each label (cached; resumable)."""
+    project = _open()
+    if dry_run:
+        _report("teach --dry-run (nothing was spent)", project.plan_teach(limit=limit))
+    else:
+        with _progress(f"teaching with {project.settings.teacher.model}") as update:
+            report = project.teach(limit=limit, progress=update)
+        _report("teach", report)
+    project.close()
+
+
+@app.command()
+def route(
+    budget: Annotated[int | None, typer.Option(help="expert budget in items")] = None,
+    minutes: Annotated[float | None, typer.Option(help="expert budget in minutes (routing.seconds_per_item)")] = None,
+    strategy: Annotated[str | None, typer.Option(help="terakoya (default) or random")] = None,
+) -> None:
+    """Queue the items where an expert's answer is worth most; auto-accept confident ones."""
+    project = _open()
+    _report("route", project.route(budget_items=budget, budget_minutes=minutes, strategy=strategy))
+    project.close()
+
+
+@app.command()
+def answer(
+    path: Annotated[Path, typer.Argument(help="file with columns id, label, person, [rationale], [seconds]")],
+    id_column: Annotated[str, typer.Option(help="column with the item id")] = "id",
+    label_column: Annotated[str, typer.Option(help="column with the expert's label")] = "label",
+    person_column: Annotated[str, typer.Option(help="column with who answered")] = "person",
+    person: Annotated[str | None, typer.Option(help="who answered, when the file has no person column")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, tsv, jsonl or parquet")] = None,
+    encoding: Annotated[str, typer.Option(help="text encoding")] = "utf-8",
+) -> None:
+    """Record expert answers from a file."""
+    project = _open()
+    report = project.record_answers(
+        path,
+        id_column=id_column,
+        label_column=label_column,
+        person_column=person_column,
+        default_person=person,
+        fmt=fmt,
+        encoding=encoding,
+    )
+    _report(f"answers from {path}", report)
+    project.close()
+
+
+@app.command()
+def simulate(
+    oracle_column: Annotated[str, typer.Option(help="column of recorded expert labels (e.g. the label column)")],
+    limit: Annotated[int | None, typer.Option(help="answer at most this many routed items")] = None,
+) -> None:
+    """Answer the routed items from recorded labels (for benchmarks); marked simulated everywhere."""
+    project = _open()
+    report = project.simulate(oracle_column, limit=limit)
+    _report("simulated expert answers (recorded labels, not a person)", report)
+    project.close()
+
+
+@app.command()
+def status() -> None:
+    """How many items, teacher-labeled, routed, answered; teacher cost so far."""
+    project = _open()
+    console.print(_kv_table(f"project {project.settings.name}", project.status()))
+    project.close()
+
+
+@app.command()
+def export(
+    path: Annotated[Path, typer.Argument(help="output .jsonl, .csv or .parquet")],
+    fmt: Annotated[str | None, typer.Option("--format", help="jsonl, csv or parquet (default: suffix)")] = None,
+    split: Annotated[str | None, typer.Option(help="only this split: pool or test")] = None,
+) -> None:
+    """Write items with teacher suggestions and human answers."""
+    project = _open()
+    rows = project.export(path, fmt=fmt, split=split)
+    console.print(f"wrote {rows:,} items to {path}")
+    project.close()
+
+
+@app.command()
+def train(
+    kind: Annotated[str | None, typer.Option(help="student kind: linear or embed (default: student.kind)")] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for the saved student (default: runs/<id>)")] = None,
+) -> None:
+    """Distil teacher probabilities and expert answers into a student."""
+    project = _open()
+    with _progress("training") as update:
+        report = project.train(kind=kind, out_dir=out, progress=update)
+    _report("train", report)
+    project.close()
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path | None, typer.Option(help="saved student folder (default: the newest)")] = None,
+    out: Annotated[Path | None, typer.Option(help="report folder (default: reports/<time>)")] = None,
+    curve: Annotated[bool, typer.Option(help="compute the learning curve (retrains students)")] = True,
+) -> None:
+    """The scrutiny report: student vs teacher vs experts on the expert-checked test split."""
+    from terakoya.evaluation.render import render_terminal
+
+    project = _open()
+    with _progress("evaluating") as update:
+        report = project.evaluate(model_path=model, out_dir=out, learning_curve=curve, progress=update)
+    render_terminal(report.data, console)
+    console.print(f"report: {report.html_path}\n        {report.json_path}")
+    project.close()
+
+
+@app.command()
+def predict(
+    in_path: Annotated[Path, typer.Argument(help="input CSV, JSONL or Parquet")],
+    out_path: Annotated[Path, typer.Argument(help="output file (same formats)")],
+    model: Annotated[Path, typer.Option(help="saved student folder, e.g. runs/<id>")],
+    text_column: Annotated[str, typer.Option(help="column with the text")] = "text",
+    fmt: Annotated[str | None, typer.Option("--format", help="input format (default: suffix)")] = None,
+    encoding: Annotated[str, typer.Option(help="text encoding")] = "utf-8",
+) -> None:
+    """Label a file with a saved student (no project needed)."""
+    from terakoya.predicting import predict_file
+
+    rows = predict_file(model, in_path, out_path, text_column=text_column, fmt=fmt, encoding=encoding)
+    console.print(f"wrote {rows:,} predictions to {out_path}")
+
+
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Argument(help="where to create the demo project")] = Path("terakoya-demo"),
+    budget: Annotated[int, typer.Option(help="expert items to route (simulated from the dataset's labels)")] = 60,
+    fresh: Annotated[bool, typer.Option(help="delete an earlier demo project in FOLDER first")] = False,
+) -> None:
+    """The whole loop on a bundled dataset, on this computer, in minutes (no network)."""
+    from terakoya.demo import run_demo
+
+    run_demo(folder, budget=budget, fresh=fresh, console=console)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
+    """Start the web workbench for experts and the owner's dashboard."""
+    from terakoya.web import serve as run_server
+
+    project = _open()
+    folder = project.dir
+    project.close()
+    run_server(folder, host=host, port=port, overrides=_overrides())
+
+
+@app.command("settings")
+def settings_cmd() -> None:
+    """List every setting with its default and meaning."""
+    from terakoya.settings import settings_reference
+
+    table = Table("setting", "default", "meaning", title="settings (terakoya.toml; env TERAKOYA_*; --set)")
+    for name, default, desc in settings_reference():
+        table.add_row(name, default, desc)
+    console.print(table)
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="login name")],
+    email: Annotated[str, typer.Option(help="e-mail address")],
+    role: Annotated[str, typer.Option(help="owner or reviewer")] = "owner",
+    password: Annotated[
+        str | None, typer.Option(help="password (default: asked for; env TERAKOYA_PASSWORD)", envvar="TERAKOYA_PASSWORD")
+    ] = None,
+) -> None:
+    """Add an owner or reviewer who can sign in to `terakoya serve` (trainers join by invite link)."""
+    from terakoya.accounts import create_user
+
+    project = _open()
+    if password is None:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    create_user(project.db, project.project_id, name=name, email=email, password=password, role=role)
+    console.print(f"added {role} {name}")
+    project.close()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except TerakoyaError as exc:
+        if STATE.debug:
+            traceback.print_exc()
+        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("interrupted; finished work was saved")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's usage errors and genuine bugs
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if STATE.debug:
+            traceback.print_exc()
+        err_console.print(
+            f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc} (run again with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(2)

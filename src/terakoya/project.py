@@ -1,0 +1,287 @@
+"""The library's front door: one object per project, wrapping settings, storage and every stage.
+
+The CLI and the web app call these methods and nothing deeper::
+
+    project = Project.init(Path("fin-sentiment"), "fin-sentiment")
+    project.import_file(Path("news.csv"), text_column="sentence", label_column="label", split="test", fraction=0.2)
+    project.teach()
+    project.route(budget_items=200)
+    project.record_answers(Path("answers.csv"))
+    project.train()
+    project.evaluate()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import distinct, func, select
+
+from terakoya.project_file import append_labels, write_new_project
+from terakoya.settings import Settings, load_settings
+from terakoya.storage import Database, open_database
+from terakoya.storage.models import Answer, AutoAccept, Item, StudentRun, Suggestion, Task
+
+if TYPE_CHECKING:
+    from terakoya.answers import AnswerReport
+    from terakoya.evaluation.report import EvaluationReport
+    from terakoya.importers import ImportReport
+    from terakoya.routing import RouteReport
+    from terakoya.teachers.base import Teacher
+    from terakoya.teaching import TeachPlan, TeachReport
+    from terakoya.training import TrainReport
+
+__all__ = ["Progress", "Project"]
+
+#: progress callback: (done, total)
+Progress = Callable[[int, int], None]
+
+
+class Project:
+    """An open project: ``settings``, ``db`` and ``project_id``, and one method per stage."""
+
+    def __init__(self, settings: Settings, db: Database, *, overrides: Mapping[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.project_id = db.project_id(settings.name)
+        self._overrides = dict(overrides or {})
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def init(cls, folder: Path, name: str | None = None, *, db: str | None = None) -> Project:
+        """Create ``folder/terakoya.toml`` (and the database) and open the new project."""
+        folder = folder.resolve()
+        write_new_project(folder, name or folder.name)
+        overrides = {"db": db} if db else None
+        return cls.open(folder, overrides=overrides)
+
+    @classmethod
+    def open(
+        cls,
+        folder: Path | None = None,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Project:
+        settings = load_settings(folder, env=env, overrides=overrides)
+        return cls(settings, open_database(settings.db_url), overrides=overrides)
+
+    @property
+    def dir(self) -> Path:
+        return self.settings.project_dir
+
+    def reload_settings(self) -> None:
+        """Re-read terakoya.toml (after labels were appended), with the same environment and flags."""
+        self.settings = load_settings(self.dir, overrides=self._overrides)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ stages
+
+    def import_file(
+        self,
+        path: Path,
+        *,
+        text_column: str = "text",
+        id_column: str | None = None,
+        label_column: str | None = None,
+        meta_columns: Sequence[str] | None = None,
+        split: Literal["pool", "test"] = "pool",
+        fraction: float = 1.0,
+        fmt: str | None = None,
+        encoding: str = "utf-8",
+        delimiter: str | None = None,
+        header_names: Sequence[str] | None = None,
+        skip_empty: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportReport:
+        from terakoya.importers import import_file
+
+        report = import_file(
+            self.db,
+            self.project_id,
+            path,
+            text_column=text_column,
+            id_column=id_column,
+            label_column=label_column,
+            meta_columns=meta_columns,
+            split=split,
+            fraction=fraction,
+            seed=self.settings.seed,
+            allowed_labels=self.settings.label_names or None,
+            fmt=fmt,
+            encoding=encoding,
+            delimiter=delimiter,
+            header_names=header_names,
+            skip_empty=skip_empty,
+            progress=progress,
+        )
+        if not self.settings.labels and report.labels_seen:
+            append_labels(self.dir, report.labels_seen)
+            self.reload_settings()
+        return report
+
+    def plan_teach(self, *, limit: int | None = None) -> TeachPlan:
+        from terakoya.teaching import plan_teach
+
+        return plan_teach(self.db, self.project_id, self.settings, limit=limit)
+
+    def teach(
+        self, *, teacher: Teacher | None = None, limit: int | None = None, progress: Progress | None = None
+    ) -> TeachReport:
+        from terakoya.teaching import teach
+
+        self._require_labels()
+        return teach(self.db, self.project_id, self.settings, teacher=teacher, limit=limit, progress=progress)
+
+    def route(
+        self,
+        *,
+        budget_items: int | None = None,
+        budget_minutes: float | None = None,
+        strategy: str | None = None,
+        seed: int | None = None,
+    ) -> RouteReport:
+        from terakoya.routing import route
+
+        return route(
+            self.db,
+            self.project_id,
+            self.settings,
+            budget_items=budget_items,
+            budget_minutes=budget_minutes,
+            strategy=strategy,
+            seed=seed,
+        )
+
+    def record_answers(self, path: Path, **columns: Any) -> AnswerReport:
+        from terakoya.answers import record_answers
+
+        self._require_labels()
+        return record_answers(self.db, self.project_id, self.settings, path, **columns)
+
+    def simulate(self, oracle_column: str, *, limit: int | None = None) -> AnswerReport:
+        from terakoya.answers import simulate
+
+        return simulate(self.db, self.project_id, self.settings, oracle_column=oracle_column, limit=limit)
+
+    def train(
+        self, *, kind: str | None = None, out_dir: Path | None = None, progress: Progress | None = None
+    ) -> TrainReport:
+        from terakoya.training import train
+
+        self._require_labels()
+        return train(self.db, self.project_id, self.settings, kind=kind, out_dir=out_dir, progress=progress)
+
+    def evaluate(
+        self,
+        *,
+        model_path: Path | None = None,
+        out_dir: Path | None = None,
+        learning_curve: bool = True,
+        progress: Progress | None = None,
+    ) -> EvaluationReport:
+        from terakoya.evaluation.report import evaluate
+
+        return evaluate(
+            self.db,
+            self.project_id,
+            self.settings,
+            model_path=model_path,
+            out_dir=out_dir,
+            learning_curve=learning_curve,
+            progress=progress,
+        )
+
+    def export(self, path: Path, *, fmt: str | None = None, split: str | None = None) -> int:
+        from terakoya.exporters import export_items
+
+        return export_items(self.db, self.project_id, path, fmt=fmt, split=split)
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        """Counts of every stage, and what the teacher cost so far."""
+        pid = self.project_id
+        with self.db.session() as s:
+            by_split = dict(
+                s.execute(select(Item.split, func.count()).where(Item.project_id == pid).group_by(Item.split)).all()
+            )
+            teacher_q = (
+                select(
+                    func.count(distinct(Suggestion.item_id)),
+                    func.coalesce(func.sum(Suggestion.cost_usd), 0.0),
+                    func.coalesce(func.sum(Suggestion.prompt_tokens + Suggestion.completion_tokens), 0),
+                    func.count(),
+                )
+                .join(Item, Item.id == Suggestion.item_id)
+                .where(Item.project_id == pid, Suggestion.agent_kind == "teacher")
+            )
+            labeled, cost, tokens, suggestions = s.execute(teacher_q).one()
+            calls = s.scalar(
+                select(func.count())
+                .select_from(Suggestion)
+                .join(Item, Item.id == Suggestion.item_id)
+                .where(Item.project_id == pid, Suggestion.agent_kind == "teacher", Suggestion.cached.is_(False))
+            )
+            tasks = dict(
+                s.execute(select(Task.status, func.count()).where(Task.project_id == pid).group_by(Task.status)).all()
+            )
+            auto = s.scalar(
+                select(func.count()).select_from(AutoAccept).join(Item).where(Item.project_id == pid)
+            )
+            live = (Answer.superseded.is_(False), Item.project_id == pid)
+            answers_q = select(
+                func.count(),
+                func.count(distinct(Answer.item_id)),
+                func.count(distinct(Answer.person_id)),
+                func.coalesce(func.sum(Answer.active_seconds), 0.0),
+            ).join(Item, Item.id == Answer.item_id)
+            n_answers, answered_items, people, seconds = s.execute(answers_q.where(*live)).one()
+            simulated = s.scalar(
+                select(func.count()).select_from(Answer).join(Item).where(*live, Answer.simulated.is_(True))
+            )
+            students = s.scalar(select(func.count()).select_from(StudentRun).where(StudentRun.project_id == pid))
+        return {
+            "project": self.settings.name,
+            "database": self.db.safe_url,
+            "labels": self.settings.label_names,
+            "items": sum(by_split.values()),
+            "pool": by_split.get("pool", 0),
+            "test": by_split.get("test", 0),
+            "teacher_labeled": labeled,
+            "teacher_suggestions": suggestions,
+            "teacher_calls": calls or 0,
+            "teacher_tokens": int(tokens or 0),
+            "teacher_cost_usd": float(cost or 0.0),
+            "routed": sum(tasks.values()),
+            "queued": tasks.get("queued", 0) + tasks.get("leased", 0),
+            "auto_accepted": auto or 0,
+            "answers": n_answers,
+            "answered_items": answered_items,
+            "simulated_answers": simulated or 0,
+            "experts": people,
+            "expert_minutes": float(seconds or 0.0) / 60.0,
+            "students": students or 0,
+        }
+
+    # ------------------------------------------------------------------ helpers
+
+    def _require_labels(self) -> None:
+        from terakoya.errors import ConfigError
+
+        if not self.settings.labels:
+            raise ConfigError(
+                f"{self.settings.project_file} declares no labels; add [[labels]] entries, or import a file with "
+                "--label-column so they are taken from the data"
+            )
