@@ -1,8 +1,10 @@
 # usage: python tools/new_migration.py "message" 0002   (autogenerates a migration from the models)
+import sys
+
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine
-import sys
+
 cfg = Config()
 cfg.set_main_option("script_location", "src/terakoya/storage/migrations")
 eng = create_engine("sqlite:////tmp/terakoya-gen.db")
