@@ -224,7 +224,6 @@ def run_dataset(key: str, budgets: list[float], kind: str, rounds: int, limit: i
     status = base.status()
     pool_n = int(status["pool"])
     teacher_report = base.evaluate(out_dir=work / "reports" / "teacher", learning_curve=False).data
-    base.close()
 
     # the recorded labels of the pool (the simulated experts) and the test split
     from sqlalchemy import select
@@ -244,7 +243,7 @@ def run_dataset(key: str, budgets: list[float], kind: str, rounds: int, limit: i
 
     rows: dict[str, Any] = {"teacher": _macro(teacher_report, "teacher"), "budgets": {}}
     for pct in budgets:
-        n = max(1, int(round(pool_n * pct / 100)))
+        n = max(1, round(pool_n * pct / 100))
         entry: dict[str, Any] = {"expert_items": n}
         # experts alone: a student on n randomly chosen expert labels, nothing else
         picked = random.Random(int(pct * 100)).sample(pool, n)
@@ -258,9 +257,8 @@ def run_dataset(key: str, budgets: list[float], kind: str, rounds: int, limit: i
             full = proba if len(student.classes_) == len(classes) else None
             pred = list(student.predict(test_texts))
             m = classification_metrics([g for _, g in test], full, pred, classes)
-            entry["experts_alone"] = {
-                "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "items_per_second": len(test) / max(elapsed, 1e-9),
-            }  # fmt: skip
+            speed = len(test) / max(elapsed, 1e-9)
+            entry["experts_alone"] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "items_per_second": speed}
         else:
             entry["experts_alone"] = {"accuracy": None, "macro_f1": None, "items_per_second": None,
                                       "note": "fewer than two labels among the random expert items"}  # fmt: skip

@@ -55,7 +55,9 @@ def prepare_demo_project(folder: Path, *, fresh: bool = False) -> bool:
     return True
 
 
-def run_demo(folder: Path, *, budget: int = 60, fresh: bool = False, console: Console | None = None) -> dict[str, float]:
+def run_demo(
+    folder: Path, *, budget: int = 60, fresh: bool = False, console: Console | None = None
+) -> dict[str, float]:
     """Run import -> teach -> route -> simulated experts -> train (twice) -> evaluate, printing as it goes."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -71,7 +73,9 @@ def run_demo(folder: Path, *, budget: int = 60, fresh: bool = False, console: Co
     say(f"[bold]Terakoya demo[/] in {project.dir} ({'new project' if created else 'reusing the earlier run'})")
 
     def bar(label: str) -> Progress:
-        return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+        return Progress(
+            TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        )
 
     if created:
         for split in ("pool", "test"):
@@ -100,7 +104,9 @@ def run_demo(folder: Path, *, budget: int = 60, fresh: bool = False, console: Co
         answered = project.simulate("label")
         with bar(f"round {number}: training the student") as progress:
             task = progress.add_task("train", total=None)
-            trained = project.train(progress=lambda done, total: progress.update(task, completed=done, total=total))
+            trained = project.train(
+                progress=lambda done, total, t=task: progress.update(t, completed=done, total=total)
+            )
         say(
             f"round {number}: routed {routed.routed} items (+{routed.gold} gold), auto-accepted "
             f"{routed.auto_accepted}; simulated experts answered {answered.recorded}; student {trained.run_id} "

@@ -1,0 +1,446 @@
+"""Expert answers: recorded from a file, or simulated from labels the data already carries.
+
+``record_answers`` reads a CSV, TSV, JSON Lines or Parquet file with one answer per row (item id,
+label, person, and optionally a rationale and the seconds spent). Every row is checked before
+anything is written, and all rows are written in one transaction: a file with one bad row leaves
+the database as it was. An answer to an item with an open task closes that task.
+
+``simulate`` answers the open routed tasks from a recorded column (the import's label column, or
+a kept extra column). Such answers are flagged ``simulated=True``, come from ``source="simulate"``
+and belong to a person flagged ``simulated``, so that no report can mistake them for a person's work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from terakoya.errors import ConfigError, DataError
+from terakoya.readers import open_rows, require_columns
+from terakoya.settings import Settings
+from terakoya.storage.db import Database
+from terakoya.storage.models import Answer, Import, Item, Person, Task
+
+__all__ = [
+    "ROUTED_REASONS",
+    "SIMULATED_PERSON",
+    "AnswerReport",
+    "get_or_create_person",
+    "guideline_version",
+    "record_answers",
+    "simulate",
+]
+
+SIMULATED_PERSON = "simulated-expert"
+#: task reasons that simulate may answer
+ROUTED_REASONS = ("routed", "gold", "random")
+_OPEN = ("queued", "leased")
+_CHUNK = 500
+_NAME_MAX = 200
+
+
+@dataclass
+class AnswerReport:
+    recorded: int
+    duplicates: int
+    people: list[str]
+    simulated: bool
+    #: open tasks that these answers closed
+    tasks_answered: int = 0
+    #: simulate only: open tasks left open because their item has no recorded value in the oracle column
+    skipped: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def guideline_version(settings: Settings) -> str | None:
+    """A short hash of the guidelines text in force (None when there are none)."""
+    text = settings.guidelines.strip()
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12] if text else None
+
+
+def get_or_create_person(session: Session, name: str, *, simulated: bool = False) -> Person:
+    """The person called ``name``, created on first use. A simulated and a real person never share a name."""
+    name = name.strip()
+    if not name:
+        raise DataError("a person's name is empty; give every answer the name of who gave it")
+    if len(name) > _NAME_MAX:
+        raise DataError(f"the person's name {name[:40]!r}… is longer than {_NAME_MAX} characters; shorten it")
+    person = session.scalar(select(Person).where(Person.name == name))
+    if person is None:
+        try:
+            with session.begin_nested():  # another process may create the same person at the same moment
+                person = Person(name=name, simulated=simulated)
+                session.add(person)
+        except IntegrityError:
+            person = session.scalars(select(Person).where(Person.name == name)).one()
+    if person.simulated and not simulated:
+        raise DataError(
+            f"{name!r} is the name of a simulated expert; record a person's answers under that person's own name"
+        )
+    if simulated and not person.simulated:
+        raise ConfigError(
+            f"{name!r} is a real person; simulated answers need a name of their own, e.g. {SIMULATED_PERSON!r}"
+        )
+    return person
+
+
+# ----------------------------------------------------------------------------- reading cells
+
+
+def _cell(value: Any) -> str:
+    """A cell as stripped text; integral floats (Parquet, JSON) read as integers, so 17.0 matches id '17'."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and not isinstance(value, bool):
+        if math.isnan(value):
+            return ""
+        if value.is_integer():
+            return str(int(value))
+    return str(value).strip()
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(value)
+    number = float(value)
+    if math.isnan(number) and not isinstance(value, str):
+        return None  # an empty Parquet cell
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(value)
+    return number
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+@dataclass
+class _Parsed:
+    line: int
+    external_id: str
+    label: str
+    person: str
+    rationale: str | None
+    seconds: float | None
+
+
+def _require_labels(settings: Settings) -> list[str]:
+    if not settings.label_names:
+        raise ConfigError(
+            f"{settings.project_file} declares no labels, so answers cannot be checked; add [[labels]] entries, "
+            "or import a file with --label-column so they are taken from the data"
+        )
+    return settings.label_names
+
+
+def _open_tasks(s: Session, project_id: int, item_ids: Sequence[int]) -> dict[int, Task]:
+    """item id -> its first open task (lowest priority, then oldest)."""
+    found: dict[int, Task] = {}
+    for chunk in _chunks(item_ids):
+        tasks = s.scalars(
+            select(Task)
+            .where(Task.project_id == project_id, Task.item_id.in_(chunk), Task.status.in_(_OPEN))
+            .order_by(Task.priority, Task.id)
+        ).all()
+        for task in tasks:
+            found.setdefault(task.item_id, task)
+    return found
+
+
+def _stored_keys(s: Session, item_ids: Sequence[int]) -> set[tuple[int, str, str | None]]:
+    """(item id, person name, label) of the live label answers already stored for these items."""
+    keys: set[tuple[int, str, str | None]] = set()
+    for chunk in _chunks(item_ids):
+        rows = s.execute(
+            select(Answer.item_id, Person.name, Answer.label)
+            .join(Person, Person.id == Answer.person_id)
+            .where(Answer.item_id.in_(chunk), Answer.kind == "label", Answer.superseded.is_(False))
+        )
+        keys.update((item_id, name, label) for item_id, name, label in rows)
+    return keys
+
+
+def _close(task: Task) -> None:
+    task.status = "answered"
+    task.lease_expires_at = None
+
+
+# ----------------------------------------------------------------------------- from a file
+
+
+def record_answers(
+    db: Database,
+    project_id: int,
+    settings: Settings,
+    path: Path,
+    *,
+    id_column: str = "id",
+    label_column: str = "label",
+    person_column: str = "person",
+    rationale_column: str = "rationale",
+    seconds_column: str = "seconds",
+    default_person: str | None = None,
+    fmt: str | None = None,
+    encoding: str = "utf-8",
+) -> AnswerReport:
+    """Record the expert answers in ``path``: all rows or, when one is wrong, none."""
+    path = Path(path)
+    labels = _require_labels(settings)
+    name = path.name
+    default = default_person.strip() if default_person and default_person.strip() else None
+    parsed: list[_Parsed] = []
+    with open_rows(path, fmt=fmt, encoding=encoding) as source:
+        require_columns(source, path, {"--id-column": id_column, "--label-column": label_column})
+        columns = list(source.columns)
+        has_person = person_column in columns
+        if not has_person and default is None:
+            raise DataError(
+                f"column {person_column!r} not found in {name}; columns are: {', '.join(columns)} — pass --person NAME "
+                "to record every answer under one name, or --person-column with the column that says who answered"
+            )
+        has_rationale = rationale_column in columns
+        has_seconds = seconds_column in columns
+        for row in source:
+            values = row.values
+            where = f"{name} line {row.line}"
+            external_id = _cell(values.get(id_column))
+            if not external_id:
+                raise DataError(f"{where}: the id is empty; fill in the {id_column!r} column (--id-column)")
+            label = _cell(values.get(label_column))
+            if not label:
+                raise DataError(
+                    f"{where}: the label is empty; fill in the {label_column!r} column with one of: {', '.join(labels)}"
+                )
+            if label not in labels:
+                raise DataError(
+                    f"{where}: label {label!r} is not one of the project's labels: {', '.join(labels)}; "
+                    "fix the label, or declare it under [[labels]] in terakoya.toml"
+                )
+            person = _cell(values.get(person_column)) if has_person else ""
+            if not person:
+                if default is None:
+                    raise DataError(
+                        f"{where}: the person is empty; fill in the {person_column!r} column or pass --person NAME"
+                    )
+                person = default
+            if len(person) > _NAME_MAX:
+                raise DataError(f"{where}: the person's name is longer than {_NAME_MAX} characters; shorten it")
+            rationale = _cell(values.get(rationale_column)) if has_rationale else ""
+            seconds: float | None = None
+            if has_seconds:
+                raw = values.get(seconds_column)
+                try:
+                    seconds = _seconds(raw)
+                except (TypeError, ValueError):
+                    raise DataError(
+                        f"{where}: seconds {raw!r} is not a number of seconds (0 or more); "
+                        f"fix the {seconds_column!r} column or leave the cell empty"
+                    ) from None
+            parsed.append(_Parsed(row.line, external_id, label, person, rationale or None, seconds))
+
+    if not parsed:
+        return AnswerReport(recorded=0, duplicates=0, people=[], simulated=False, notes=[f"{name} has no rows"])
+
+    version = guideline_version(settings)
+    with db.session() as s:
+        ids = sorted({p.external_id for p in parsed})
+        items: dict[str, int] = {}
+        for chunk in _chunks(ids):
+            found = s.execute(
+                select(Item.external_id, Item.id).where(Item.project_id == project_id, Item.external_id.in_(chunk))
+            )
+            items.update((ext, item_id) for ext, item_id in found)
+        for p in parsed:
+            if p.external_id not in items:
+                raise DataError(
+                    f"{name} line {p.line}: no item with id {p.external_id!r} in this project; "
+                    "check the id column (--id-column)"
+                )
+        people_names = sorted({p.person for p in parsed})
+        simulated_names = set(
+            s.scalars(select(Person.name).where(Person.name.in_(people_names), Person.simulated.is_(True))).all()
+        )
+        for p in parsed:
+            if p.person in simulated_names:
+                raise DataError(
+                    f"{name} line {p.line}: {p.person!r} is the name of a simulated expert; "
+                    "record a person's answers under that person's own name"
+                )
+
+        item_ids = sorted(set(items.values()))
+        seen = _stored_keys(s, item_ids)
+        tasks = _open_tasks(s, project_id, item_ids)
+        people = {n: get_or_create_person(s, n) for n in people_names}
+        recorded = duplicates = 0
+        closed: set[int] = set()
+        for p in parsed:
+            item_id = items[p.external_id]
+            key = (item_id, p.person, p.label)
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            task = tasks.get(item_id)
+            if task is not None and task.id not in closed:
+                _close(task)
+                closed.add(task.id)
+            s.add(
+                Answer(
+                    item_id=item_id,
+                    person_id=people[p.person].id,
+                    task_id=task.id if task is not None else None,
+                    kind="label",
+                    label=p.label,
+                    rationale=p.rationale,
+                    active_seconds=p.seconds,
+                    simulated=False,
+                    source="file",
+                    guideline_version=version,
+                )
+            )
+            recorded += 1
+    return AnswerReport(
+        recorded=recorded, duplicates=duplicates, people=people_names, simulated=False, tasks_answered=len(closed)
+    )
+
+
+# ----------------------------------------------------------------------------- simulated
+
+
+def _label_columns(columns: dict[str, Any]) -> set[str]:
+    """The label column an import read, from its recorded column mapping."""
+    found: set[str] = set()
+    for key in ("label", "label_column"):
+        value = columns.get(key)
+        if isinstance(value, str) and value:
+            found.add(value)
+    return found
+
+
+def _meta_columns(columns: dict[str, Any]) -> set[str]:
+    found: set[str] = set()
+    for key in ("meta", "meta_columns"):
+        value = columns.get(key)
+        if isinstance(value, list):
+            found.update(str(v) for v in value)
+    return found
+
+
+def simulate(
+    db: Database,
+    project_id: int,
+    settings: Settings,
+    *,
+    oracle_column: str,
+    person: str = SIMULATED_PERSON,
+    limit: int | None = None,
+) -> AnswerReport:
+    """Answer the open routed tasks (reasons routed, gold, random) from a recorded column.
+
+    ``oracle_column`` is the import's label column (answers come from ``Item.gold_label``) or an extra
+    column kept with the items (``Item.meta``). Answers are flagged simulated, with
+    ``routing.seconds_per_item`` as their active seconds.
+    """
+    labels = _require_labels(settings)
+    if limit is not None and limit < 0:
+        raise ConfigError(f"--limit must be 0 or more (got {limit})")
+    column = oracle_column.strip()
+    with db.session() as s:
+        mappings = [c for c in s.scalars(select(Import.columns).where(Import.project_id == project_id)).all() if c]
+        label_columns: set[str] = set().union(*(_label_columns(c) for c in mappings))
+        meta_columns: set[str] = set().union(*(_meta_columns(c) for c in mappings))
+
+        query = (
+            select(Task, Item)
+            .join(Item, Item.id == Task.item_id)
+            .where(
+                Task.project_id == project_id,
+                Task.status.in_(_OPEN),
+                Task.reason.in_(ROUTED_REASONS),
+                Task.kind == "label",
+            )
+            .order_by(Task.priority, Task.id)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        rows = s.execute(query).all()
+        for _task, item in rows:
+            meta_columns.update(str(k) for k in (item.meta or {}))
+
+        use_gold = column in label_columns
+        if not use_gold and column not in meta_columns:
+            usable = sorted(label_columns | meta_columns)
+            if not usable:
+                raise DataError(
+                    f"column {column!r} was not recorded with this project's items, and no column was: "
+                    "import the data with --label-column (or keep the column with --meta-columns) to simulate from it"
+                )
+            raise DataError(
+                f"column {column!r} was not recorded with this project's items; columns that can be used: "
+                f"{', '.join(usable)} — pass --oracle-column {usable[0]}"
+            )
+
+        answers: list[tuple[Task, Item, str]] = []
+        skipped = 0
+        for task, item in rows:
+            raw = item.gold_label if use_gold else (item.meta or {}).get(column)
+            value = _cell(raw)
+            if not value:
+                skipped += 1
+                continue
+            if value not in labels:
+                raise DataError(
+                    f"item {item.external_id!r}: column {column!r} holds {value!r}, which is not one of the project's "
+                    f"labels: {', '.join(labels)}; pass another --oracle-column or fix [[labels]] in terakoya.toml"
+                )
+            answers.append((task, item, value))
+
+        expert = get_or_create_person(s, person, simulated=True)
+        seen = _stored_keys(s, sorted({item.id for _t, item, _v in answers}))
+        recorded = duplicates = 0
+        version = guideline_version(settings)
+        for task, item, value in answers:
+            _close(task)
+            key = (item.id, expert.name, value)
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            s.add(
+                Answer(
+                    item_id=item.id,
+                    person_id=expert.id,
+                    task_id=task.id,
+                    kind="label",
+                    label=value,
+                    active_seconds=settings.routing.seconds_per_item,
+                    simulated=True,
+                    source="simulate",
+                    guideline_version=version,
+                )
+            )
+            recorded += 1
+        name = expert.name
+    notes = []
+    if skipped:
+        notes.append(f"{skipped} open tasks have no recorded {column!r} value and were left open")
+    return AnswerReport(
+        recorded=recorded,
+        duplicates=duplicates,
+        people=[name],
+        simulated=True,
+        tasks_answered=len(answers),
+        skipped=skipped,
+        notes=notes,
+    )
