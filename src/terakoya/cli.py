@@ -358,7 +358,8 @@ def user_add(
     email: Annotated[str, typer.Option(help="e-mail address")],
     role: Annotated[str, typer.Option(help="owner or reviewer")] = "owner",
     password: Annotated[
-        str | None, typer.Option(help="password (default: asked for; env TERAKOYA_PASSWORD)", envvar="TERAKOYA_PASSWORD")
+        str | None,
+        typer.Option(help="password (default: asked for; env TERAKOYA_PASSWORD)", envvar="TERAKOYA_PASSWORD"),
     ] = None,
 ) -> None:
     """Add an owner or reviewer who can sign in to `terakoya serve` (trainers join by invite link)."""

@@ -237,9 +237,7 @@ class Project:
             tasks = dict(
                 s.execute(select(Task.status, func.count()).where(Task.project_id == pid).group_by(Task.status)).all()
             )
-            auto = s.scalar(
-                select(func.count()).select_from(AutoAccept).join(Item).where(Item.project_id == pid)
-            )
+            auto = s.scalar(select(func.count()).select_from(AutoAccept).join(Item).where(Item.project_id == pid))
             live = (Answer.superseded.is_(False), Item.project_id == pid)
             answers_q = select(
                 func.count(),
