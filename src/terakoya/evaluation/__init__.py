@@ -1,0 +1,23 @@
+"""The scrutiny report: student vs teacher vs experts on the expert-checked test split.
+
+- ``metrics``: accuracy, macro-F1, per-class scores, confusion, calibration (ECE, Brier, NLL), agreement
+- ``gather``: what the report reads from the database
+- ``timing``: speed, latency, size and cost of the student (measured) and the teacher (recorded)
+- ``curve``: the learning curve, chosen routing vs simulated random routing
+- ``render``: the terminal table, the self-contained HTML page, the plots
+- ``report``: ``evaluate``, which ties them together and writes report.json and report.html
+"""
+
+from terakoya.evaluation.metrics import agreement, classification_metrics, cohen_kappa
+from terakoya.evaluation.render import render_html, render_terminal
+from terakoya.evaluation.report import EvaluationReport, evaluate
+
+__all__ = [
+    "EvaluationReport",
+    "agreement",
+    "classification_metrics",
+    "cohen_kappa",
+    "evaluate",
+    "render_html",
+    "render_terminal",
+]

@@ -1,0 +1,311 @@
+"""Read what the report needs from the database, once, into plain objects.
+
+"The current teacher suggestion" of an item is its newest teacher suggestion without an error (as routing
+reads it); an item whose teacher calls all failed counts as not labelled by the teacher. Expert answers
+are the live (not superseded) ``label`` and ``verify`` answers that carry a label.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from terakoya.errors import StateError
+from terakoya.settings import Settings
+from terakoya.storage import Database
+from terakoya.storage.models import Answer, Item, Person, StudentRun, Suggestion
+
+__all__ = [
+    "NO_GOLD_FIX",
+    "AnswerRow",
+    "Gathered",
+    "ModelRow",
+    "RunRow",
+    "TeacherCallRow",
+    "TestItem",
+    "gather",
+    "label_of",
+]
+
+#: answer kinds that carry an expert's label (as training reads them)
+EXPERT_KINDS = ("label", "verify")
+NO_GOLD_FIX = (
+    "import a test split with --label-column, e.g. `terakoya import data.csv --label-column label --split test "
+    "--fraction 0.2`"
+)
+
+
+@dataclass(frozen=True)
+class TestItem:
+    id: int
+    external_id: str
+    text: str
+    gold: str
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One current suggestion: its label, and its probabilities when they are known."""
+
+    label: str
+    probabilities: dict[str, float] | None
+
+
+@dataclass(frozen=True)
+class AnswerRow:
+    id: int
+    item_id: int
+    split: str
+    person: str
+    label: str
+    simulated: bool
+    active_seconds: float | None
+
+
+@dataclass(frozen=True)
+class TeacherCallRow:
+    agent: str
+    latency_ms: float
+    cost_usd: float
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    kind: str
+    path: str
+    metrics: dict[str, Any]
+
+
+@dataclass
+class Gathered:
+    classes: list[str]
+    test: list[TestItem]
+    test_total: int
+    pool_total: int
+    pool_with_gold: int
+    teacher_test: dict[int, ModelRow]
+    teacher_test_failed: int
+    teacher_pool: dict[int, str]
+    answers: list[AnswerRow]
+    texts: dict[int, str]
+    external_ids: dict[int, str]
+    teacher_calls: list[TeacherCallRow]
+    teacher_models: list[str]
+    runs: list[RunRow] = field(default_factory=list)
+
+
+def label_of(answers: list[AnswerRow]) -> str:
+    """One label for an item from its answers: the most common, ties to the newest answer."""
+    counts = Counter(a.label for a in answers)
+    best = max(counts.values())
+    for answer in sorted(answers, key=lambda a: a.id, reverse=True):
+        if counts[answer.label] == best:
+            return answer.label
+    raise ValueError("label_of needs at least one answer")
+
+
+def _current(s: Session, project_id: int, agent_kind: str, split: str, agent: str | None = None) -> list[Any]:
+    newest = (
+        select(func.max(Suggestion.id).label("sid"))
+        .join(Item, Item.id == Suggestion.item_id)
+        .where(
+            Item.project_id == project_id,
+            Item.split == split,
+            Suggestion.agent_kind == agent_kind,
+            Suggestion.error.is_(None),
+            Suggestion.label.is_not(None),
+        )
+        .group_by(Suggestion.item_id)
+    )
+    if agent is not None:
+        newest = newest.where(Suggestion.agent == agent)
+    sub = newest.subquery()
+    return list(
+        s.execute(
+            select(Suggestion.item_id, Suggestion.label, Suggestion.probabilities, Suggestion.confidence_known).join(
+                sub, Suggestion.id == sub.c.sid
+            )
+        ).all()
+    )
+
+
+def _probabilities(raw: dict[str, Any] | None, known: bool, classes: list[str]) -> dict[str, float] | None:
+    if not known or not raw:
+        return None
+    return {c: float(raw.get(c, 0.0) or 0.0) for c in classes}
+
+
+def student_pool_labels(db: Database, project_id: int, run_id: str) -> dict[int, str]:
+    """item id -> the label the student run ``run_id`` recorded for pool items."""
+    with db.session() as s:
+        return {row.item_id: row.label for row in _current(s, project_id, "student", "pool", agent=run_id)}
+
+
+def gather(db: Database, project_id: int, settings: Settings) -> Gathered:
+    """Everything from the database; a StateError when the test split has no gold labels."""
+    with db.session() as s:
+        counts = dict(
+            s.execute(select(Item.split, func.count()).where(Item.project_id == project_id).group_by(Item.split)).all()
+        )
+        test_rows = s.execute(
+            select(Item.id, Item.external_id, Item.text, Item.gold_label)
+            .where(Item.project_id == project_id, Item.split == "test", Item.gold_label.is_not(None))
+            .order_by(Item.id)
+        ).all()
+        test = [TestItem(r.id, r.external_id, r.text, r.gold_label) for r in test_rows if r.gold_label.strip()]
+        test_total = int(counts.get("test", 0))
+        if not test:
+            detail = f" (the test split has {test_total} items, none with a gold label)" if test_total else ""
+            raise StateError(f"no test items with gold labels{detail}: {NO_GOLD_FIX}")
+        pool_with_gold = int(
+            s.scalar(
+                select(func.count())
+                .select_from(Item)
+                .where(Item.project_id == project_id, Item.split == "pool", Item.gold_label.is_not(None))
+            )
+            or 0
+        )
+        classes = list(settings.label_names) or sorted({t.gold for t in test})
+        test_ids = {t.id for t in test}
+        teacher_test = {
+            r.item_id: ModelRow(r.label, _probabilities(r.probabilities, bool(r.confidence_known), classes))
+            for r in _current(s, project_id, "teacher", "test")
+            if r.item_id in test_ids
+        }
+        failed_ids = set(
+            s.scalars(
+                select(Suggestion.item_id)
+                .join(Item, Item.id == Suggestion.item_id)
+                .where(
+                    Item.project_id == project_id,
+                    Item.split == "test",
+                    Suggestion.agent_kind == "teacher",
+                    Suggestion.error.is_not(None),
+                )
+                .distinct()
+            ).all()
+        )
+        teacher_test_failed = len((failed_ids & test_ids) - set(teacher_test))
+        teacher_pool = {r.item_id: r.label for r in _current(s, project_id, "teacher", "pool")}
+        answer_rows = s.execute(
+            select(
+                Answer.id,
+                Answer.item_id,
+                Item.split,
+                Person.name,
+                Answer.label,
+                Answer.simulated,
+                Answer.active_seconds,
+                Item.text,
+                Item.external_id,
+            )
+            .join(Item, Item.id == Answer.item_id)
+            .join(Person, Person.id == Answer.person_id)
+            .where(
+                Item.project_id == project_id,
+                Answer.kind.in_(EXPERT_KINDS),
+                Answer.superseded.is_(False),
+                Answer.label.is_not(None),
+            )
+            .order_by(Answer.id)
+        ).all()
+        answers = [
+            AnswerRow(r.id, r.item_id, r.split, r.name, r.label, bool(r.simulated), r.active_seconds)
+            for r in answer_rows
+        ]
+        texts = {r.item_id: r.text for r in answer_rows}
+        external = {r.item_id: r.external_id for r in answer_rows}
+        call_rows = s.execute(
+            select(
+                Suggestion.agent,
+                Suggestion.latency_ms,
+                Suggestion.cost_usd,
+                Suggestion.prompt_tokens,
+                Suggestion.completion_tokens,
+            )
+            .join(Item, Item.id == Suggestion.item_id)
+            .where(
+                Item.project_id == project_id,
+                Suggestion.agent_kind == "teacher",
+                Suggestion.cached.is_(False),
+                Suggestion.error.is_(None),
+            )
+        ).all()
+        calls = [
+            TeacherCallRow(
+                r.agent,
+                float(r.latency_ms or 0.0),
+                float(r.cost_usd or 0.0),
+                r.prompt_tokens or 0,
+                r.completion_tokens or 0,
+            )
+            for r in call_rows
+        ]
+        models = list(
+            s.scalars(
+                select(Suggestion.agent)
+                .join(Item, Item.id == Suggestion.item_id)
+                .where(Item.project_id == project_id, Suggestion.agent_kind == "teacher")
+                .distinct()
+            ).all()
+        )
+        runs = [
+            RunRow(r.run_id, r.kind, r.path, dict(r.metrics or {}))
+            for r in s.scalars(
+                select(StudentRun).where(StudentRun.project_id == project_id).order_by(StudentRun.id.desc())
+            ).all()
+        ]
+    return Gathered(
+        classes=classes,
+        test=test,
+        test_total=test_total,
+        pool_total=int(counts.get("pool", 0)),
+        pool_with_gold=pool_with_gold,
+        teacher_test=teacher_test,
+        teacher_test_failed=teacher_test_failed,
+        teacher_pool=teacher_pool,
+        answers=answers,
+        texts=texts,
+        external_ids=external,
+        teacher_calls=calls,
+        teacher_models=sorted(models),
+        runs=runs,
+    )
+
+
+def find_run(gathered: Gathered, model_path: Path | None, project_dir: Path) -> RunRow | None:
+    """The run to evaluate: the one saved at ``model_path``, or the newest one."""
+    if model_path is None:
+        return gathered.runs[0] if gathered.runs else None
+    wanted = model_path.resolve()
+    for run in gathered.runs:
+        saved = Path(run.path)
+        if not saved.is_absolute():
+            saved = project_dir / saved
+        if saved.resolve() == wanted:
+            return run
+    return None
+
+
+def pool_sample(db: Database, project_id: int, ids: list[int], n: int, seed: int) -> list[tuple[int, str]]:
+    """(item id, text) for at most ``n`` of ``ids``, drawn uniformly at random with ``seed``."""
+    import numpy as np
+
+    if not ids:
+        return []
+    rng = np.random.default_rng(seed)
+    chosen = sorted(int(i) for i in rng.choice(np.array(ids), size=min(n, len(ids)), replace=False))
+    out: list[tuple[int, str]] = []
+    with db.session() as s:
+        for start in range(0, len(chosen), 500):
+            chunk = chosen[start : start + 500]
+            out += [(r.id, r.text) for r in s.execute(select(Item.id, Item.text).where(Item.id.in_(chunk))).all()]
+    return sorted(out)

@@ -1,0 +1,179 @@
+"""Classification, calibration and agreement metrics on plain arrays (JSON-safe dicts out).
+
+Every function is pure: labels in, numbers out. Probabilities are an ``(n, k)`` array whose columns
+follow ``classes``; a row of NaN means "probabilities unknown for this item" and leaves it out of the
+calibration numbers (ECE, Brier, NLL) while it still counts for accuracy and F1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ECE_BINS",
+    "agreement",
+    "classification_metrics",
+    "cohen_kappa",
+    "confusions",
+    "expected_calibration_error",
+    "reliability_bins",
+]
+
+#: equal-width confidence bins for the expected calibration error and the reliability diagram
+ECE_BINS = 15
+
+
+def _float(x: float | np.floating[Any]) -> float | None:
+    """A JSON-safe float: NaN and infinities become None."""
+    value = float(x)
+    return value if math.isfinite(value) else None
+
+
+def agreement(a: Sequence[str], b: Sequence[str]) -> float:
+    """Share of positions where ``a`` and ``b`` hold the same label."""
+    if len(a) != len(b):
+        raise ValueError(f"agreement needs two sequences of the same length, got {len(a)} and {len(b)}")
+    if not a:
+        return float("nan")
+    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+
+
+def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float | None:
+    """Cohen's kappa of two raters; None when it is undefined (no items, or both always say one label)."""
+    if len(a) != len(b):
+        raise ValueError(f"cohen_kappa needs two sequences of the same length, got {len(a)} and {len(b)}")
+    if not a:
+        return None
+    if len(set(a) | set(b)) < 2:
+        return None  # chance agreement is 1: kappa is 0/0
+    from sklearn.metrics import cohen_kappa_score
+
+    return _float(cohen_kappa_score(list(a), list(b)))
+
+
+def _bin_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
+    # bins are (lo, hi]; a confidence of exactly 0 falls in the first bin
+    inner = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
+    return np.searchsorted(inner, confidence, side="left")
+
+
+def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> list[dict[str, Any]]:
+    """Per equal-width bin: its edges, how many items fell in, their mean confidence and accuracy."""
+    conf = np.asarray(confidence, dtype=float)
+    hit = np.asarray(correct, dtype=float)
+    index = _bin_index(conf, n_bins)
+    out = []
+    for b in range(n_bins):
+        mask = index == b
+        count = int(mask.sum())
+        out.append(
+            {
+                "lo": b / n_bins,
+                "hi": (b + 1) / n_bins,
+                "count": count,
+                "confidence": _float(conf[mask].mean()) if count else None,
+                "accuracy": _float(hit[mask].mean()) if count else None,
+            }
+        )
+    return out
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> float | None:
+    """ECE: the count-weighted mean gap |accuracy - confidence| over equal-width confidence bins."""
+    conf = np.asarray(confidence, dtype=float)
+    if conf.size == 0:
+        return None
+    total = 0.0
+    for row in reliability_bins(conf, correct, n_bins):
+        if row["count"]:
+            total += row["count"] * abs(row["accuracy"] - row["confidence"])
+    return total / conf.size
+
+
+def confusions(y_true: Sequence[str], y_pred: Sequence[str], top: int | None = None) -> list[dict[str, Any]]:
+    """The off-diagonal (gold, predicted) pairs, most common first."""
+    counts = Counter((t, p) for t, p in zip(y_true, y_pred, strict=True) if t != p)
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [{"true": t, "predicted": p, "count": n} for (t, p), n in ordered[:top]]
+
+
+def _calibration(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    from sklearn.metrics import brier_score_loss, log_loss
+
+    p = np.asarray(proba, dtype=float)
+    if p.ndim != 2 or p.shape != (len(y_true), len(classes)):
+        raise ValueError(f"proba must have shape ({len(y_true)}, {len(classes)}), got {p.shape}")
+    column = {c: i for i, c in enumerate(classes)}
+    known = ~np.isnan(p).any(axis=1)
+    in_classes = np.array([t in column for t in y_true], dtype=bool)
+    use = known & in_classes
+    out: dict[str, Any] = {
+        "calibration_items": int(use.sum()),
+        "probabilities_unknown": int((~known).sum()),
+        "gold_outside_classes": int((known & ~in_classes).sum()),
+    }
+    if not use.any():
+        out.update(ece=None, brier=None, nll=None, reliability=reliability_bins(np.array([]), np.array([])))
+        return out
+    pu = p[use]
+    pu = pu / np.clip(pu.sum(axis=1, keepdims=True), 1e-12, None)
+    truth = [t for t, u in zip(y_true, use, strict=True) if u]
+    truth_idx = np.array([column[t] for t in truth])
+    confidence = pu.max(axis=1)
+    correct = pu.argmax(axis=1) == truth_idx
+    out["ece"] = expected_calibration_error(confidence, correct)
+    out["reliability"] = reliability_bins(confidence, correct)
+    out["mean_confidence"] = _float(confidence.mean())
+    if len(classes) >= 2:
+        out["brier"] = _float(brier_score_loss(truth, pu, labels=list(classes)))
+        out["nll"] = _float(log_loss(truth, np.clip(pu, 1e-15, 1.0), labels=list(classes)))
+    else:
+        out["brier"] = out["nll"] = None
+    return out
+
+
+def classification_metrics(
+    y_true: Sequence[str], proba: np.ndarray | None, y_pred: Sequence[str], classes: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1, the confusion matrix and, with ``proba``, calibration.
+
+    Macro-F1 averages over the labels that occur in ``y_true`` or ``y_pred`` (a label nobody used
+    would add an F1 of 0 that measures nothing); ``per_class`` lists every label in ``classes``.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    truth, pred = list(y_true), list(y_pred)
+    if len(truth) != len(pred):
+        raise ValueError(f"y_true and y_pred differ in length: {len(truth)} and {len(pred)}")
+    labels = list(classes) + sorted((set(truth) | set(pred)) - set(classes))
+    out: dict[str, Any] = {"items": len(truth)}
+    if not truth:
+        out.update(accuracy=None, macro_f1=None, per_class={}, confusion={"labels": labels, "matrix": []})
+        out.update(ece=None, brier=None, nll=None, reliability=[])
+        return out
+    out["accuracy"] = float(np.mean([t == p for t, p in zip(truth, pred, strict=True)]))
+    used = [c for c in labels if c in set(truth) | set(pred)]
+    _, _, f1_used, _ = precision_recall_fscore_support(truth, pred, labels=used, zero_division=0)
+    out["macro_f1"] = float(np.mean(f1_used))
+    precision, recall, f1, support = precision_recall_fscore_support(truth, pred, labels=labels, zero_division=0)
+    out["per_class"] = {
+        label: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(labels)
+    }
+    matrix = confusion_matrix(truth, pred, labels=labels)
+    out["confusion"] = {"labels": labels, "matrix": matrix.astype(int).tolist()}
+    if proba is None:
+        out.update(ece=None, brier=None, nll=None, reliability=[])
+    else:
+        out.update(_calibration(truth, proba, list(classes)))
+    return out
