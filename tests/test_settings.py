@@ -88,3 +88,9 @@ def test_bad_project_name() -> None:
 def test_every_setting_has_a_description() -> None:
     for name, _default, description in settings_reference():
         assert description, f"setting {name} has no description"
+
+
+def test_reserved_env_vars_are_not_settings(tmp_path: Path) -> None:
+    folder = _project(tmp_path)
+    env = {"TERAKOYA_PASSWORD": "x", "TERAKOYA_DEBUG": "1", "TERAKOYA_PROJECT": str(folder)}
+    assert load_settings(folder, env=env).name == "fin"

@@ -39,6 +39,8 @@ __all__ = [
 
 PROJECT_FILE = "terakoya.toml"
 ENV_PREFIX = "TERAKOYA_"
+#: TERAKOYA_* variables that are not settings
+ENV_RESERVED = {"TERAKOYA_DEBUG", "TERAKOYA_PROJECT", "TERAKOYA_PASSWORD", "TERAKOYA_TEST_POSTGRES"}
 
 
 class _Section(BaseModel):
@@ -230,11 +232,9 @@ def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
 def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, raw in env.items():
-        if not key.startswith(ENV_PREFIX) or key == "TERAKOYA_DEBUG":
+        if not key.startswith(ENV_PREFIX) or key in ENV_RESERVED:
             continue
         name = key[len(ENV_PREFIX) :].lower()
-        if name in {"project"}:
-            continue
         dotted = name.replace("__", ".")
         value: Any = raw if dotted == "db" else _parse_value(raw)
         _set_dotted(out, dotted, value)

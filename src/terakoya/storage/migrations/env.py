@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import terakoya.storage.web_models  # noqa: F401  (registers the web tables on Base.metadata)
 from terakoya.storage.models import Base
 
 config = context.config

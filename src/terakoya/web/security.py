@@ -1,0 +1,302 @@
+"""Who is asking, and may they: sessions, Bearer tokens, CSRF, roles and the sign-in rate limit.
+
+- Sessions are a signed cookie (itsdangerous, key from :func:`terakoya.accounts.web_secret`), HttpOnly and
+  SameSite=Lax, holding the person's id and their CSRF token.
+- Every form carries a CSRF token matching a signed cookie (and, once signed in, the session); API writes
+  authenticated by the cookie send it in ``X-CSRF-Token``. Bearer-token requests need none.
+- Roles: trainer < reviewer < owner (:func:`terakoya.accounts.role_at_least`); a person with no membership
+  in this project is refused everything but the public pages.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from terakoya.accounts import AuthError, Forbidden, RateLimited, account_for_token, get_account, role_at_least
+from terakoya.jobs import JobRunner
+from terakoya.settings import Settings
+from terakoya.storage.db import Database
+
+__all__ = [
+    "CSRF_HEADER",
+    "LoginRequired",
+    "LoginThrottle",
+    "Principal",
+    "WebState",
+    "api_user",
+    "check_form_csrf",
+    "clear_session",
+    "csrf_token",
+    "get_state",
+    "page_user",
+    "principal",
+    "set_session",
+]
+
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+SESSION_MAX_AGE_S = 14 * 24 * 3600
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class LoginRequired(Exception):
+    """A page needs a signed-in person: the app answers with a redirect to the sign-in page."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+class LoginThrottle:
+    """At most ``limit`` failed sign-ins per (account, address) in ``window_s`` seconds.
+
+    Kept in memory (one server process per project); a sliding window of failure times per key.
+    """
+
+    def __init__(self, limit: int = 5, window_s: float = 60.0) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._fails: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        fails = self._fails.setdefault(key, deque())
+        while fails and now - fails[0] > self.window_s:
+            fails.popleft()
+        return fails
+
+    def check(self, login: str, address: str) -> None:
+        key, now = (login.strip().lower(), address), time.monotonic()
+        with self._lock:
+            fails = self._recent(key, now)
+            if len(fails) >= self.limit:
+                wait = max(1, int(self.window_s - (now - fails[0])) + 1)
+                raise RateLimited(
+                    f"too many failed sign-ins for {login.strip()!r} from your address; wait {wait} seconds "
+                    "and try again (or ask the project owner to reset your password)"
+                )
+
+    def failed(self, login: str, address: str) -> None:
+        with self._lock:
+            self._recent((login.strip().lower(), address), time.monotonic()).append(time.monotonic())
+
+    def succeeded(self, login: str, address: str) -> None:
+        with self._lock:
+            self._fails.pop((login.strip().lower(), address), None)
+
+
+@dataclass
+class WebState:
+    """What the app holds for one project."""
+
+    project: Any
+    db: Database
+    project_id: int
+    dir: Path
+    secret: str
+    runner: JobRunner
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    secure_cookies: bool = False
+
+    @property
+    def settings(self) -> Settings:
+        """The project's settings, read through the project (which may reload them after a job)."""
+        current: Settings = self.project.settings
+        return current
+
+    @property
+    def session_cookie(self) -> str:
+        return f"terakoya_session_{self.project_id}"
+
+    @property
+    def csrf_cookie(self) -> str:
+        return f"terakoya_csrf_{self.project_id}"
+
+    def serializer(self, salt: str) -> Any:
+        from itsdangerous import URLSafeTimedSerializer
+
+        return URLSafeTimedSerializer(self.secret, salt=salt)
+
+
+@dataclass(frozen=True)
+class Principal:
+    person_id: int
+    name: str
+    role: str | None  # None: signed in, but not a member of this project
+    via: str  # session | token
+    csrf: str | None  # the session's CSRF token (None for Bearer tokens)
+
+    def may(self, role: str) -> bool:
+        return role_at_least(self.role, role)
+
+
+def get_state(request: Request) -> WebState:
+    state: WebState = request.app.state.web
+    return state
+
+
+def _load(request: Request, salt: str, cookie: str, max_age: int) -> Any:
+    raw = request.cookies.get(cookie)
+    if not raw:
+        return None
+    from itsdangerous import BadSignature
+
+    try:
+        return get_state(request).serializer(salt).loads(raw, max_age=max_age)
+    except (BadSignature, ValueError):
+        return None
+
+
+def principal(request: Request) -> Principal | None:
+    """The person behind this request (Bearer token first, then the session cookie), or None."""
+    if hasattr(request.state, "principal"):
+        found: Principal | None = request.state.principal
+        return found
+    st = get_state(request)
+    found = None
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        account = account_for_token(st.db, st.project_id, auth[7:].strip())
+        if account is None:
+            raise AuthError("the API token is not valid (unknown or revoked); create a new one on your 'My work' page")
+        found = Principal(account.id, account.name, account.role, "token", None)
+    else:
+        data = _load(request, "session", st.session_cookie, SESSION_MAX_AGE_S)
+        if isinstance(data, dict) and isinstance(data.get("p"), int) and isinstance(data.get("c"), str):
+            found = _principal(st, data["p"], "session", data["c"])
+    request.state.principal = found
+    return found
+
+
+def _principal(st: WebState, person_id: int, via: str, csrf: str | None) -> Principal | None:
+    account = get_account(st.db, st.project_id, person_id)
+    if account is None:
+        return None
+    return Principal(account.id, account.name, account.role, via, csrf)
+
+
+def _not_member(who: Principal, needed: str) -> Forbidden:
+    if who.role is None:
+        return Forbidden(f"{who.name} is not a member of this project; ask its owner for an invite link")
+    return Forbidden(f"this needs the {needed} role and you are a {who.role}; ask the project owner if you need it")
+
+
+def api_user(needed: str = "trainer") -> Callable[[Request], Principal]:
+    """Dependency for API routes: 401 when anonymous, 403 below ``needed``, CSRF on cookie-authenticated writes.
+
+    A plain function, so FastAPI runs its database look-up in the thread pool, off the event loop.
+    """
+
+    def dependency(request: Request) -> Principal:
+        who = principal(request)
+        if who is None:
+            raise AuthError("sign in first: send 'Authorization: Bearer <token>' or use the session of the web app")
+        if not who.may(needed):
+            raise _not_member(who, needed)
+        if who.via == "session" and request.method in UNSAFE:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not (who.csrf and sent and hmac.compare_digest(sent, who.csrf)):
+                raise Forbidden(
+                    f"the {CSRF_HEADER} header is missing or wrong; reload the page (scripts: use a Bearer token)"
+                )
+        return who
+
+    return dependency
+
+
+def page_user(needed: str | None = "trainer") -> Callable[[Request], Awaitable[Principal]]:
+    """Dependency for pages: a redirect to sign in when anonymous, 403 below ``needed``, CSRF on form posts.
+
+    ``needed=None`` lets in anyone signed in, member or not.
+    """
+
+    async def dependency(request: Request) -> Principal:
+        who = await run_in_threadpool(principal, request)
+        if who is None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise LoginRequired(target if request.method == "GET" else "/")
+        if needed is not None and not who.may(needed):
+            raise _not_member(who, needed)
+        if request.method in UNSAFE:
+            await check_form_csrf(request, who)
+        return who
+
+    return dependency
+
+
+def csrf_token(request: Request) -> str:
+    """This browser's CSRF token (the session's once signed in); a new one is made (and set) when missing."""
+    who = principal(request) if "authorization" not in request.headers else None
+    if who is not None and who.csrf:
+        return who.csrf
+    data = _load(request, "csrf", get_state(request).csrf_cookie, SESSION_MAX_AGE_S)
+    if isinstance(data, str):
+        return data
+    if not hasattr(request.state, "new_csrf"):
+        request.state.new_csrf = secrets.token_urlsafe(24)
+    token: str = request.state.new_csrf
+    return token
+
+
+def remember_csrf(request: Request, response: Response) -> None:
+    """Set the CSRF cookie when this request created a new token."""
+    token = getattr(request.state, "new_csrf", None)
+    if token:
+        st = get_state(request)
+        response.set_cookie(
+            st.csrf_cookie,
+            st.serializer("csrf").dumps(token),
+            max_age=SESSION_MAX_AGE_S,
+            httponly=True,
+            samesite="lax",
+            secure=st.secure_cookies,
+        )
+
+
+async def check_form_csrf(request: Request, who: Principal | None = None) -> None:
+    """A form post must carry the token of this browser (and of the session, when signed in)."""
+    form = await request.form()
+    sent = str(form.get(CSRF_FIELD, "") or request.headers.get(CSRF_HEADER, ""))
+    cookie = _load(request, "csrf", get_state(request).csrf_cookie, SESSION_MAX_AGE_S)
+    expected = who.csrf if who is not None and who.csrf else cookie
+    if not (isinstance(expected, str) and sent and hmac.compare_digest(sent, expected)):
+        raise Forbidden("this form has expired or did not come from this site; reload the page and try again")
+
+
+def set_session(request: Request, response: Response, person_id: int) -> None:
+    """Sign a person in: a fresh session with a fresh CSRF token (also in the CSRF cookie)."""
+    st = get_state(request)
+    token = secrets.token_urlsafe(24)
+    for name, salt, value in (
+        (st.session_cookie, "session", {"p": person_id, "c": token}),
+        (st.csrf_cookie, "csrf", token),
+    ):
+        response.set_cookie(
+            name,
+            st.serializer(salt).dumps(value),
+            max_age=SESSION_MAX_AGE_S,
+            httponly=True,
+            samesite="lax",
+            secure=st.secure_cookies,
+        )
+
+
+def clear_session(request: Request, response: Response) -> None:
+    st = get_state(request)
+    response.delete_cookie(st.session_cookie, httponly=True, samesite="lax")
+    response.delete_cookie(st.csrf_cookie, httponly=True, samesite="lax")
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,594 @@
+"""The expert queue: lease a task, answer it (label, verify, flag), skip it, undo the last answer.
+
+Rules:
+
+- a task is leased to one person at a time (``status='leased'``, ``leased_to``, ``lease_expires_at``);
+  an expired lease is free for anyone again;
+- nobody is shown an item twice: not one they answered (unless they undid it) nor one they skipped;
+- an answer sent twice with the same idempotency key is stored once;
+- every state change is one conditional ``UPDATE ... WHERE`` whose row count says who won, so leasing is safe
+  with many servers on one SQLite file or PostgreSQL database;
+- active time: each answer carries the seconds since the person's previous action, measured by the client,
+  capped by what the server saw and by :data:`IDLE_CAP_S` (idle stretches do not count).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from terakoya.accounts import NotFound
+from terakoya.errors import DataError, StateError
+from terakoya.glossary import guideline_version_in
+from terakoya.settings import Settings
+from terakoya.storage.db import Database
+from terakoya.storage.models import Answer, Item, Suggestion, Task, utcnow
+from terakoya.storage.web_models import Membership, TaskSkip
+
+__all__ = [
+    "FLAG_REASONS",
+    "IDLE_CAP_S",
+    "LabelOption",
+    "QueueCounts",
+    "SubmitResult",
+    "TaskView",
+    "UndoResult",
+    "flag_task",
+    "label_options",
+    "lease_next",
+    "queue_counts",
+    "remaining_for",
+    "skip_task",
+    "submit_answer",
+    "undo_last",
+]
+
+
+def _rowcount(result: Any) -> int:
+    """Rows changed by an UPDATE (``Session.execute`` types its result as a plain Result)."""
+    return int(result.rowcount or 0)
+
+
+#: a gap between two actions longer than this counts as this much active time, no more
+IDLE_CAP_S = 120.0
+#: reasons a trainer may flag an item for
+FLAG_REASONS: dict[str, str] = {
+    "broken": "broken (unreadable, empty, wrong language)",
+    "ambiguous": "ambiguous (more than one label fits)",
+    "guideline_unclear": "the guidelines do not say",
+}
+MAX_HELD = 3  # tasks one person may hold at once: the current one, the preloaded one, one spare
+_LEASE_TRIES = 25
+_CANDIDATES = 32
+_SLACK_S = 2.0  # clock and network slack allowed between the client's timing and the server's
+_ANSWER_KINDS = ("label", "verify", "flag")
+
+
+@dataclass(frozen=True)
+class LabelOption:
+    name: str
+    description: str
+    key: str  # the keyboard key that chooses it
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """What a trainer sees of a task: never its routing reason (gold items look like any other)."""
+
+    task_id: int
+    item_id: int
+    kind: str  # label | verify
+    text: str
+    labels: list[LabelOption]
+    teacher_label: str | None  # only for verify tasks
+    teacher_confidence: float | None
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    answer_id: int
+    task_id: int
+    duplicate: bool  # True when this idempotency key had already been stored
+    active_seconds: float
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    answer_id: int
+    task: TaskView | None  # the task given back to its author, when it came from the queue
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    queued: int
+    leased: int
+    answered: int
+    flagged: int
+
+    @property
+    def total(self) -> int:
+        return self.queued + self.leased + self.answered + self.flagged
+
+
+def label_options(settings: Settings) -> list[LabelOption]:
+    keys = [str(i) for i in range(1, 10)] + ["0"]
+    return [
+        LabelOption(spec.name, spec.description, keys[i] if i < len(keys) else "")
+        for i, spec in enumerate(settings.labels)
+    ]
+
+
+def _view(db: Database, settings: Settings, task_id: int) -> TaskView:
+    with db.session() as s:
+        task, item = s.execute(select(Task, Item).join(Item, Item.id == Task.item_id).where(Task.id == task_id)).one()
+        teacher_label = teacher_conf = None
+        if task.kind == "verify":
+            sug = s.scalar(
+                select(Suggestion)
+                .where(Suggestion.item_id == item.id, Suggestion.agent_kind == "teacher")
+                .order_by(Suggestion.id.desc())
+                .limit(1)
+            )
+            if sug is not None:
+                teacher_label, teacher_conf = sug.label, sug.confidence if sug.confidence_known else None
+    assert task.lease_expires_at is not None
+    return TaskView(
+        task.id,
+        item.id,
+        task.kind,
+        item.text,
+        label_options(settings),
+        teacher_label,
+        teacher_conf,
+        task.lease_expires_at,
+    )
+
+
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _writing(db: Database) -> Iterator[None]:
+    """On SQLite, one writing thread at a time per process.
+
+    Threads then wait their turn on a lock and go at once, instead of in SQLite's busy handler, which sleeps
+    up to 100 ms between tries (that made the slowest requests slow). Other processes still queue in SQLite.
+    """
+    if db.dialect != "sqlite":
+        yield
+        return
+    with _LOCKS_LOCK:
+        lock = _WRITE_LOCKS.setdefault(db.engine, threading.Lock())
+    with lock:
+        yield
+
+
+def _free(now: datetime) -> Any:
+    """Tasks anyone may lease: queued, or leased with an expired lease."""
+    return or_(Task.status == "queued", and_(Task.status == "leased", Task.lease_expires_at < now))
+
+
+def _seen_items(project_id: int, person_id: int) -> tuple[Any, Any]:
+    answered = select(Answer.item_id).where(Answer.person_id == person_id, Answer.superseded.is_(False))
+    skipped = select(TaskSkip.item_id).where(TaskSkip.person_id == person_id, TaskSkip.project_id == project_id)
+    return answered, skipped
+
+
+def _candidates(s: Session, project_id: int, person_id: int, held_items: list[int], now: datetime) -> list[int]:
+    """The best free tasks for this person, in queue order (priority, then age).
+
+    Queued tasks and expired leases are read apart, each in index order with a limit, so the cost does not
+    grow with the length of the queue.
+    """
+    answered, skipped = _seen_items(project_id, person_id)
+    base = select(Task.id, Task.priority).where(
+        Task.project_id == project_id,
+        Task.item_id.not_in(answered),
+        Task.item_id.not_in(skipped),
+        Task.item_id.not_in(held_items),
+    )
+    queued = s.execute(base.where(Task.status == "queued").order_by(Task.priority, Task.id).limit(_CANDIDATES)).all()
+    expired = s.execute(
+        base.where(Task.status == "leased", Task.lease_expires_at < now)
+        .order_by(Task.priority, Task.id)
+        .limit(_CANDIDATES)
+    ).all()
+    return [row.id for row in sorted([*queued, *expired], key=lambda r: (r.priority, r.id))[:_CANDIDATES]]
+
+
+def _touch(s: Session, project_id: int, person_id: int, now: datetime) -> None:
+    s.execute(
+        update(Membership)
+        .where(Membership.project_id == project_id, Membership.person_id == person_id)
+        .values(last_action_at=now)
+    )
+
+
+def _try_lease(
+    db: Database, project_id: int, person_id: int, skip_ids: set[int], now: datetime, until: datetime, attempt: int
+) -> int | None:
+    """One try: the leased task's id, 0 when another request won the task (try again), None when none is left."""
+    candidates: list[int] = []
+    with db.session() as s:
+        held = s.execute(
+            select(Task.id, Task.item_id)
+            .where(Task.project_id == project_id, Task.status == "leased", Task.leased_to == person_id)
+            .order_by(Task.priority, Task.id)
+        ).all()
+        mine = [row.id for row in held if row.id not in skip_ids]
+        last = s.scalar(
+            select(Membership.last_action_at).where(
+                Membership.project_id == project_id, Membership.person_id == person_id
+            )
+        )
+        if not mine and len(held) < MAX_HELD:
+            candidates = _candidates(s, project_id, person_id, [row.item_id for row in held], now)
+    # a fetch after a long pause starts a new working session: active time counts from here
+    new_session = last is None or (now - last).total_seconds() > IDLE_CAP_S
+    if mine:
+        pick, condition, values = mine[0], (Task.status == "leased") & (Task.leased_to == person_id), {}
+    elif len(held) >= MAX_HELD:
+        raise StateError(f"you already hold {len(held)} tasks; answer or skip one of them before asking for another")
+    elif not candidates:
+        return None
+    else:
+        # the first try takes the best task; after losing a race, spread out over the next best ones
+        pick = candidates[0] if attempt == 0 else random.choice(candidates[: 2 + 4 * attempt])
+        condition, values = _free(now), {"status": "leased", "leased_to": person_id}
+    with db.session() as s:
+        won = _rowcount(
+            s.execute(update(Task).where(Task.id == pick, condition).values(lease_expires_at=until, **values))
+        )
+        if won and new_session:
+            _touch(s, project_id, person_id, now)
+    return pick if won else 0
+
+
+def lease_next(
+    db: Database,
+    project_id: int,
+    settings: Settings,
+    person_id: int,
+    *,
+    exclude: Iterable[int] = (),
+    now: datetime | None = None,
+) -> TaskView | None:
+    """The next task for this person, leased to them; None when nothing is left for them.
+
+    A task they already hold comes first (its lease renewed), unless its id is in ``exclude`` (the client
+    passes the task it is showing, to preload the one after it).
+    """
+    now = now or utcnow()
+    until = now + timedelta(minutes=settings.routing.lease_minutes)
+    skip_ids = set(exclude)
+    for attempt in range(_LEASE_TRIES):
+        # on SQLite the read and the write happen under the write lock, so the task read is still free when
+        # written and nobody loses a race; on PostgreSQL the conditional UPDATE decides and the loser retries
+        with _writing(db):
+            view_id = _try_lease(db, project_id, person_id, skip_ids, now, until, attempt)
+        if view_id is None:
+            return None
+        if view_id > 0:
+            return _view(db, settings, view_id)
+    raise StateError("the queue is very busy right now and no task could be leased; try again in a moment")
+
+
+def _active_seconds(claimed: float | None, last_action: datetime | None, now: datetime) -> float:
+    """The client's measure of active time, trusted only up to the server's gap and the idle cap."""
+    allowed = IDLE_CAP_S if last_action is None else min(IDLE_CAP_S, (now - last_action).total_seconds() + _SLACK_S)
+    allowed = max(0.0, allowed)
+    if claimed is None:
+        return round(allowed, 3)
+    if claimed != claimed:  # NaN
+        raise DataError("active_seconds is not a number; send the seconds since the previous action")
+    return round(min(max(0.0, claimed), allowed), 3)
+
+
+def _check_key(key: str | None) -> str | None:
+    if key is None or key == "":
+        return None
+    if len(key) > 100:
+        raise DataError(f"the idempotency key is {len(key)} characters long; send at most 100 (a UUID is fine)")
+    return key
+
+
+def _existing(db: Database, key: str | None, person_id: int, task_id: int) -> SubmitResult | None:
+    if key is None:
+        return None
+    with db.session() as s:
+        return _existing_in(s, key, person_id, task_id)
+
+
+def _existing_in(s: Session, key: str, person_id: int, task_id: int) -> SubmitResult | None:
+    found = s.scalar(select(Answer).where(Answer.idempotency_key == key))
+    if found is None:
+        return None
+    if found.person_id != person_id or found.task_id != task_id:
+        raise DataError("this idempotency key was already used for another answer; send a new key for each answer")
+    return SubmitResult(found.id, found.task_id or 0, True, found.active_seconds or 0.0)
+
+
+def _lost_task_message(db: Database, project_id: int, person_id: int, task_id: int, now: datetime) -> str:
+    with db.session() as s:
+        task = s.get(Task, task_id)
+    if task is None or task.project_id != project_id:
+        raise NotFound(f"task {task_id} does not exist in this project; fetch the next task")
+    if task.status in {"answered", "flagged"}:
+        return f"task {task_id} is already answered; fetch the next task"
+    if task.status == "leased" and task.leased_to != person_id:
+        return f"task {task_id} was given to someone else after your lease ran out; fetch the next task"
+    return f"task {task_id} is not leased to you (its lease ran out or it was skipped); fetch the next task"
+
+
+def _record(
+    db: Database,
+    project_id: int,
+    settings: Settings,
+    person_id: int,
+    task_id: int,
+    *,
+    kind: str | None,
+    label: str | None,
+    value: dict[str, Any],
+    rationale: str | None,
+    active_seconds: float | None,
+    idempotency_key: str | None,
+    source: str,
+    now: datetime | None,
+) -> SubmitResult:
+    key = _check_key(idempotency_key)
+    if rationale is not None:
+        rationale = rationale.strip() or None
+        if rationale and len(rationale) > 5000:
+            raise DataError(f"the explanation is {len(rationale)} characters long; keep it under 5000")
+    now = now or utcnow()
+    final_status = "flagged" if kind == "flag" else "answered"
+    with db.session() as s:  # what the write needs, read before taking the write lock
+        done = _existing_in(s, key, person_id, task_id) if key else None
+        if done is not None:
+            return done
+        version = guideline_version_in(s, project_id, settings)
+        last = s.scalar(
+            select(Membership.last_action_at).where(
+                Membership.project_id == project_id, Membership.person_id == person_id
+            )
+        )
+        found = s.execute(select(Task.item_id, Task.kind).where(Task.id == task_id)).first()
+        teacher = None
+        if found is not None and (kind or found.kind) == "verify":
+            teacher = s.scalar(
+                select(Suggestion.label)
+                .where(Suggestion.item_id == found.item_id, Suggestion.agent_kind == "teacher")
+                .order_by(Suggestion.id.desc())
+                .limit(1)
+            )
+    seconds = _active_seconds(active_seconds, last, now)
+    try:
+        if found is not None:
+            answer_kind = kind or found.kind
+            if answer_kind == "verify":
+                value = {**value, "teacher_label": teacher, "accepted": teacher == label}
+            with _writing(db), db.session() as s:
+                claimed = s.execute(
+                    update(Task)
+                    .where(
+                        Task.id == task_id,
+                        Task.project_id == project_id,
+                        Task.status == "leased",
+                        Task.leased_to == person_id,
+                    )
+                    .values(status=final_status)
+                )
+                if _rowcount(claimed) == 1:
+                    answer = Answer(
+                        item_id=found.item_id,
+                        person_id=person_id,
+                        task_id=task_id,
+                        kind=answer_kind,
+                        label=label,
+                        value=value,
+                        rationale=rationale,
+                        active_seconds=seconds,
+                        simulated=False,
+                        source=source,
+                        guideline_version=version,
+                        idempotency_key=key,
+                        superseded=False,
+                        created_at=now,
+                    )
+                    s.add(answer)
+                    _touch(s, project_id, person_id, now)
+                    s.flush()
+                    return SubmitResult(answer.id, task_id, False, seconds)
+    except IntegrityError:
+        pass  # the same key arrived twice at once and the other request stored it; answer with that one
+    done = _existing(db, key, person_id, task_id)
+    if done is not None:
+        return done
+    raise StateError(_lost_task_message(db, project_id, person_id, task_id, now))
+
+
+def submit_answer(
+    db: Database,
+    project_id: int,
+    settings: Settings,
+    person_id: int,
+    task_id: int,
+    *,
+    label: str,
+    rationale: str | None = None,
+    active_seconds: float | None = None,
+    idempotency_key: str | None = None,
+    source: str = "web",
+    now: datetime | None = None,
+) -> SubmitResult:
+    """Record a label (or a verification) for a task leased to this person; a resent key returns the first."""
+    names = settings.label_names
+    if not names:
+        raise StateError("this project has no labels yet; add [[labels]] to terakoya.toml or import labeled data")
+    if label not in names:
+        raise DataError(f"label {label!r} is not one of this project's labels: {', '.join(names)}; choose one of them")
+    return _record(
+        db,
+        project_id,
+        settings,
+        person_id,
+        task_id,
+        kind=None,
+        label=label,
+        value={},
+        rationale=rationale,
+        active_seconds=active_seconds,
+        idempotency_key=idempotency_key,
+        source=source,
+        now=now,
+    )
+
+
+def flag_task(
+    db: Database,
+    project_id: int,
+    settings: Settings,
+    person_id: int,
+    task_id: int,
+    *,
+    reason: str,
+    comment: str = "",
+    active_seconds: float | None = None,
+    idempotency_key: str | None = None,
+    source: str = "web",
+    now: datetime | None = None,
+) -> SubmitResult:
+    """Flag a task as broken, ambiguous or not covered by the guidelines; the flag is this person's answer."""
+    if reason not in FLAG_REASONS:
+        raise DataError(f"flag reason {reason!r} is unknown; choose one of: {', '.join(FLAG_REASONS)}")
+    comment = comment.strip()
+    if len(comment) > 2000:
+        raise DataError(f"the comment is {len(comment)} characters long; keep it under 2000")
+    return _record(
+        db,
+        project_id,
+        settings,
+        person_id,
+        task_id,
+        kind="flag",
+        label=None,
+        value={"reason": reason, "comment": comment},
+        rationale=None,
+        active_seconds=active_seconds,
+        idempotency_key=idempotency_key,
+        source=source,
+        now=now,
+    )
+
+
+def skip_task(
+    db: Database, project_id: int, settings: Settings, person_id: int, task_id: int, *, now: datetime | None = None
+) -> None:
+    """Give a leased task back to the pool; this person will not be shown its item again."""
+    now = now or utcnow()
+    with _writing(db), db.session() as s:
+        task = s.get(Task, task_id)
+        if task is None or task.project_id != project_id:
+            raise NotFound(f"task {task_id} does not exist in this project; fetch the next task")
+        already = s.scalar(select(TaskSkip.id).where(TaskSkip.item_id == task.item_id, TaskSkip.person_id == person_id))
+        released = s.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.status == "leased", Task.leased_to == person_id)
+            .values(status="queued", leased_to=None, lease_expires_at=None)
+        )
+        if _rowcount(released) != 1 and already is None:
+            raise StateError(f"task {task_id} is not leased to you, so it cannot be skipped; fetch the next task")
+        if already is None:
+            s.add(TaskSkip(project_id=project_id, item_id=task.item_id, person_id=person_id, task_id=task_id))
+        _touch(s, project_id, person_id, now)
+
+
+def undo_last(
+    db: Database, project_id: int, settings: Settings, person_id: int, *, now: datetime | None = None
+) -> UndoResult:
+    """Undo this person's last answer in the project: it is marked superseded and its task leased back to them."""
+    now = now or utcnow()
+    until = now + timedelta(minutes=settings.routing.lease_minutes)
+    for _ in range(5):
+        with _writing(db), db.session() as s:
+            last = s.execute(
+                select(Answer.id, Answer.task_id)
+                .join(Item, Item.id == Answer.item_id)
+                .where(
+                    Answer.person_id == person_id,
+                    Item.project_id == project_id,
+                    Answer.superseded.is_(False),
+                    Answer.kind.in_(_ANSWER_KINDS),
+                )
+                .order_by(Answer.id.desc())
+                .limit(1)
+            ).first()
+            if last is None:
+                raise StateError("there is no answer of yours to undo in this project")
+            undone = s.execute(
+                update(Answer).where(Answer.id == last.id, Answer.superseded.is_(False)).values(superseded=True)
+            )
+            if _rowcount(undone) != 1:
+                continue  # undone by a parallel request of the same person; look again
+            given_back = False
+            if last.task_id is not None:
+                back = s.execute(
+                    update(Task)
+                    .where(Task.id == last.task_id, Task.status.in_(("answered", "flagged")))
+                    .values(status="leased", leased_to=person_id, lease_expires_at=until)
+                )
+                given_back = _rowcount(back) == 1
+            _touch(s, project_id, person_id, now)
+        view = _view(db, settings, last.task_id) if given_back else None
+        return UndoResult(last.id, view)
+    raise StateError("your last answer changed while undoing it; press undo again")
+
+
+def queue_counts(db: Database, project_id: int, *, now: datetime | None = None) -> QueueCounts:
+    """Tasks by state; an expired lease counts as queued."""
+    now = now or utcnow()
+    with db.session() as s:
+        rows = s.execute(
+            select(Task.status, func.count()).where(Task.project_id == project_id).group_by(Task.status)
+        ).all()
+        expired = s.scalar(
+            select(func.count()).where(
+                Task.project_id == project_id, Task.status == "leased", Task.lease_expires_at < now
+            )
+        )
+    counts = {"queued": 0, "leased": 0, "answered": 0, "flagged": 0}
+    for status, n in rows:
+        if status in counts:
+            counts[status] += int(n)
+    counts["queued"] += int(expired or 0)
+    counts["leased"] -= int(expired or 0)
+    return QueueCounts(**counts)
+
+
+def remaining_for(db: Database, project_id: int, person_id: int, *, now: datetime | None = None) -> int:
+    """Tasks this person could still be given (including the ones they hold)."""
+    now = now or utcnow()
+    answered, skipped = _seen_items(project_id, person_id)
+    with db.session() as s:
+        n = s.scalar(
+            select(func.count(func.distinct(Task.item_id))).where(
+                Task.project_id == project_id,
+                or_(_free(now), and_(Task.status == "leased", Task.leased_to == person_id)),
+                Task.item_id.not_in(answered),
+                Task.item_id.not_in(skipped),
+            )
+        )
+    return int(n or 0)

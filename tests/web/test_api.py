@@ -1,0 +1,321 @@
+"""The web app in-process (real SQLite file, real HTTP handling): API, pages, errors, sessions, jobs, report."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from terakoya import accounts
+from terakoya.storage.models import Answer
+from terakoya.web import create_app
+
+from .conftest import PASSWORD, WebProject, csrf_of, make_trainer, sign_in
+
+
+@pytest.fixture
+def app(project: WebProject) -> Any:
+    accounts.create_owner(project.db, project.project_id, "olga", "olga@example.org", PASSWORD)
+    make_trainer(project, "tom")
+    return create_app(project)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+def token_for(client: TestClient, login: str) -> dict[str, str]:
+    r = client.post("/api/v1/auth/token", json={"login": login, "password": PASSWORD, "name": "test"})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def error(response: Any) -> tuple[int, str, str]:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    return response.status_code, body["error"]["code"], body["error"]["message"]
+
+
+def test_a_script_works_the_queue_with_a_bearer_token(client: TestClient, project: WebProject) -> None:
+    tom = token_for(client, "tom@example.org")
+    first = client.get("/api/v1/tasks/next", headers=tom).json()["task"]
+    preload = client.get(f"/api/v1/tasks/next?exclude={first['task_id']}", headers=tom).json()["task"]
+    assert first["task_id"] != preload["task_id"]
+    assert first["labels"][0] == {"name": "positive", "description": "positive news for the company", "key": "1"}
+    assert "reason" not in first  # gold items look like any other
+    body = {"label": "negative", "rationale": "profit rose but guidance was cut", "idempotency_key": "abc"}
+    r1 = client.post(f"/api/v1/tasks/{first['task_id']}/answer", json=body, headers=tom)
+    r2 = client.post(f"/api/v1/tasks/{first['task_id']}/answer", json=body, headers=tom)
+    assert r1.status_code == r2.status_code == 200
+    assert (r1.json()["duplicate"], r2.json()["duplicate"]) == (False, True)
+    with project.db.session() as s:
+        (stored,) = s.scalars(select(Answer)).all()
+        assert (stored.source, stored.rationale, stored.guideline_version is not None) == (
+            "api",
+            "profit rose but guidance was cut",
+            True,
+        )
+    undone = client.post("/api/v1/answers/undo", headers=tom).json()
+    assert undone["task"]["task_id"] == first["task_id"]
+    assert client.post(f"/api/v1/tasks/{preload['task_id']}/skip", headers=tom).json() == {"ok": True}
+    flag = {"reason": "ambiguous", "comment": "two readings", "idempotency_key": "f1"}
+    assert client.post(f"/api/v1/tasks/{first['task_id']}/flag", json=flag, headers=tom).status_code == 200
+    stats = client.get("/api/v1/me/stats", headers=tom).json()
+    assert (stats["total"]["items"], stats["pay"]["mode"], stats["remaining"]) == (1, "per_item", 10)
+    me = client.get("/api/v1/me", headers=tom).json()
+    assert (me["name"], me["role"]) == ("tom", "trainer")
+
+
+def test_errors_have_one_shape_and_say_how_to_fix(client: TestClient) -> None:
+    assert error(client.get("/api/v1/tasks/next")) == (
+        401,
+        "auth",
+        "sign in first: send 'Authorization: Bearer <token>' or use the session of the web app",
+    )
+    assert error(client.get("/api/v1/me", headers={"Authorization": "Bearer tk_nope"})) == (
+        401,
+        "auth",
+        "the API token is not valid (unknown or revoked); create a new one on your 'My work' page",
+    )
+    tom = token_for(client, "tom")
+    assert error(client.get("/api/v1/dashboard", headers=tom)) == (
+        403,
+        "forbidden",
+        "this needs the reviewer role and you are a trainer; ask the project owner if you need it",
+    )
+    task = client.get("/api/v1/tasks/next", headers=tom).json()["task"]
+    bad = client.post(f"/api/v1/tasks/{task['task_id']}/answer", json={"label": "meh"}, headers=tom)
+    assert error(bad) == (
+        422,
+        "data",
+        "label 'meh' is not one of this project's labels: positive, negative, neutral; choose one of them",
+    )
+    missing = client.post(f"/api/v1/tasks/{task['task_id']}/answer", json={}, headers=tom)
+    assert error(missing) == (
+        422,
+        "validation",
+        "the request is not valid — label: Field required; see /docs for the expected fields",
+    )
+    assert error(client.post("/api/v1/tasks/99999/answer", json={"label": "positive"}, headers=tom)) == (
+        404,
+        "not-found",
+        "task 99999 does not exist in this project; fetch the next task",
+    )
+    assert error(client.post("/api/v1/answers/undo", headers=tom)) == (
+        409,
+        "state",
+        "there is no answer of yours to undo in this project",
+    )
+    assert error(client.get("/api/v1/nothing-here", headers=tom))[:2] == (404, "not-found")
+    assert error(client.delete("/api/v1/tasks/next", headers=tom))[:2] == (405, "method-not-allowed")
+
+
+def test_session_cookies_are_httponly_lax_and_api_writes_need_the_csrf_header(client: TestClient) -> None:
+    page = client.get("/login")
+    response = client.post(
+        "/login",
+        data={"login": "tom", "password": PASSWORD, "next": "/queue", "csrf_token": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+    assert (response.status_code, response.headers["location"]) == (303, "/queue")
+    cookies = response.headers.get_list("set-cookie")
+    session = next(c for c in cookies if c.startswith("terakoya_session_"))
+    assert "HttpOnly" in session and "SameSite=lax" in session and "Max-Age=" in session
+    task = client.get("/api/v1/tasks/next").json()["task"]
+    no_header = client.post(f"/api/v1/tasks/{task['task_id']}/skip")
+    assert error(no_header) == (
+        403,
+        "forbidden",
+        "the X-CSRF-Token header is missing or wrong; reload the page (scripts: use a Bearer token)",
+    )
+    csrf = csrf_of(client.get("/queue").text)
+    assert client.post(f"/api/v1/tasks/{task['task_id']}/skip", headers={"X-CSRF-Token": csrf}).status_code == 200
+    # forms need the token too
+    assert client.post("/me/tokens", data={"name": "x"}).status_code == 403
+    assert client.post("/me/tokens", data={"name": "x", "csrf_token": csrf}).status_code == 200
+    # signing out drops the session
+    assert client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
+    assert client.get("/queue", follow_redirects=False).headers["location"] == "/login?next=/queue"
+
+
+def test_login_is_rate_limited_per_account_and_address(client: TestClient) -> None:
+    csrf = csrf_of(client.get("/login").text)
+    for _ in range(5):
+        r = client.post("/login", data={"login": "tom", "password": "wrong!!!", "csrf_token": csrf})
+        assert r.status_code == 401
+        assert "the email/name or the password is wrong; check both and try again" in r.text
+    blocked = client.post("/login", data={"login": "tom", "password": PASSWORD, "csrf_token": csrf})
+    assert blocked.status_code == 429
+    assert "too many failed sign-ins for &#39;tom&#39; from your address; wait" in blocked.text
+    api = client.post("/api/v1/auth/token", json={"login": "tom", "password": PASSWORD})
+    status, code, message = error(api)
+    assert (status, code) == (429, "rate-limited") and message.startswith("too many failed sign-ins for 'tom'")
+    assert api.headers["retry-after"] == "60"
+    # another account from the same address is not blocked
+    assert client.post("/api/v1/auth/token", json={"login": "olga", "password": PASSWORD}).status_code == 200
+
+
+def test_owner_invites_a_trainer_who_joins_through_the_link(client: TestClient) -> None:
+    olga = token_for(client, "olga")
+    made = client.post("/api/v1/invites", json={"tags": ["finance"], "days": 3}, headers=olga)
+    assert made.status_code == 201
+    url = made.json()["url"]
+    assert url.startswith("http://testserver/invite/") and made.json()["invite"]["languages"] == ["en"]
+    with TestClient(client.app) as fresh:
+        page = fresh.get(url)
+        assert page.status_code == 200 and "Join fin" in page.text
+        form = {"name": "ivy", "password": "short", "languages": "en", "tags": "", "csrf_token": csrf_of(page.text)}
+        short = fresh.post(url, data=form)
+        assert short.status_code == 422 and "the password is too short (5 characters); use at least 8" in short.text
+        joined = fresh.post(url, data={**form, "password": PASSWORD}, follow_redirects=False)
+        assert (joined.status_code, joined.headers["location"]) == (303, "/queue")
+        assert fresh.get("/queue").status_code == 200
+        assert fresh.get(url).status_code == 409  # used
+    members = client.get("/api/v1/members", headers=olga).json()
+    assert [(m["name"], m["role"]) for m in members] == [("olga", "owner"), ("tom", "trainer"), ("ivy", "trainer")]
+    newest = client.get("/api/v1/invites", headers=olga).json()[0]
+    assert (newest["used_by_name"], newest["role"]) == ("ivy", "trainer")
+
+
+def test_glossary_through_the_api_trainers_see_only_their_own_proposals(client: TestClient) -> None:
+    tom, olga = token_for(client, "tom"), token_for(client, "olga")
+    made = client.post("/api/v1/glossary", json={"term": "guidance", "definition": "a forecast"}, headers=tom)
+    assert made.status_code == 201 and made.json()["status"] == "proposed"
+    make = client.app.state.web  # a second trainer proposes too
+    una = make_trainer(make.project, "una")
+    una_token = {"Authorization": "Bearer " + accounts.create_api_token(make.db, una.id)[1]}
+    client.post("/api/v1/glossary", json={"term": "churn", "definition": "customers lost"}, headers=una_token)
+    assert [t["term"] for t in client.get("/api/v1/glossary", headers=tom).json()] == ["guidance"]
+    assert error(client.post(f"/api/v1/glossary/{made.json()['id']}/approve", headers=tom))[0] == 403
+    approved = client.post(f"/api/v1/glossary/{made.json()['id']}/approve", headers=olga)
+    assert approved.json()["status"] == "approved"
+    terms = client.get("/api/v1/guidelines", headers=una_token).json()["terms"]
+    assert [t["term"] for t in terms] == ["EBITDA", "guidance"]
+    assert sorted(t["term"] for t in client.get("/api/v1/glossary", headers=una_token).json()) == ["churn", "guidance"]
+
+
+def test_owner_runs_a_job_and_polls_its_progress(client: TestClient, project: WebProject) -> None:
+    olga = token_for(client, "olga")
+    started = client.post("/api/v1/jobs", json={"kind": "teach"}, headers=olga)
+    assert started.status_code == 202 and started.json()["status"] in {"queued", "running", "done"}
+    job_id = started.json()["id"]
+    deadline = time.monotonic() + 30
+    while (job := client.get(f"/api/v1/jobs/{job_id}", headers=olga).json())["status"] not in {"done", "failed"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert (job["status"], job["done"], job["total"], job["result"]) == (
+        "done",
+        3,
+        3,
+        {"labeled": 3, "path": str(project.dir)},
+    )
+    assert project.teach_calls == [1]
+    assert error(client.post("/api/v1/jobs", json={"kind": "train"}, headers=olga)) == (
+        409,
+        "state",
+        "this server cannot run 'train'; start it with `terakoya serve` in the project folder",
+    )
+    assert error(client.post("/api/v1/jobs", json={"kind": "dance"}, headers=olga))[:2] == (422, "data")
+    csrf = sign_in(client, "olga")
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and 'id="run-teach"' in page.text and "run-train" not in page.text
+    form = client.post("/dashboard/jobs", data={"kind": "teach", "csrf_token": csrf}, follow_redirects=False)
+    assert form.status_code == 303
+
+
+def test_report_is_served_when_evaluate_wrote_one(client: TestClient, project: WebProject) -> None:
+    sign_in(client, "olga")
+    assert "No report yet" in client.get("/report").text
+    folder = project.dir / "reports" / "latest"
+    folder.mkdir(parents=True)
+    (folder / "report.html").write_text("<html><body><h1>Scrutiny</h1></body></html>")
+    (folder / "report.json").write_text('{"ok": true}')
+    assert "<h1>Scrutiny</h1>" in client.get("/report").text
+    assert client.get("/report/report.json").json() == {"ok": True}
+    (project.dir / "secret.txt").write_text("no")
+    assert client.get("/report/..%2Fsecret.txt").status_code == 404
+    assert client.get("/report/../secret.txt").status_code == 404
+
+
+def test_pages_render_for_their_roles(client: TestClient) -> None:
+    sign_in(client, "olga")
+    for path, marker in [
+        ("/dashboard", "Teacher vs expert"),
+        ("/people", "Invite a trainer"),
+        ("/glossary", "Proposed terms"),
+        ("/queue", 'id="label-buttons"'),
+        ("/me", "Time and earnings"),
+        ("/", "Your projects"),
+        ("/docs", "/api/v1/tasks/next"),
+    ]:
+        page = client.get(path)
+        assert page.status_code == 200 and marker in page.text, path
+        assert re.search(r'<(script|link)[^>]+(src|href)="(https?:)?//', page.text) is None, "assets must be local"
+    invite = client.post(
+        "/people/invite", data={"role": "trainer", "days": "7", "csrf_token": csrf_of(client.get("/people").text)}
+    )
+    assert invite.status_code == 200 and "/invite/" in invite.text
+    pay = client.post(
+        "/people/pay",
+        data={
+            "mode": "per_hour",
+            "per_item": "0",
+            "per_hour": "25",
+            "currency": "eur",
+            "csrf_token": csrf_of(invite.text),
+        },
+        follow_redirects=False,
+    )
+    assert pay.status_code == 303
+    assert "25.00 EUR per active hour" in client.get("/me").text
+
+
+def test_openapi_is_served_locally_and_pages_send_protective_headers(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert "/api/v1/tasks/next" in spec["paths"] and "/queue" not in spec["paths"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text.lower() and "swagger" not in docs.text.lower()
+    headers = client.get("/login").headers
+    assert headers["x-frame-options"] == "DENY" and headers["referrer-policy"] == "no-referrer"
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert client.get("/static/app.css").status_code == 200
+
+
+def test_serve_opens_the_project_folder_and_answers_on_127_0_0_1(tmp_path: Path) -> None:
+    from terakoya.project import Project
+
+    Project.init(tmp_path / "news").close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    folder = str(tmp_path / "news")
+    code = f"from pathlib import Path; from terakoya.web import serve; serve(Path({folder!r}), port={port})"
+    server = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        assert health.json() == {"ok": True}
+        login = httpx.get(f"http://127.0.0.1:{port}/queue", follow_redirects=True)
+        assert login.status_code == 200 and "Sign in" in login.text and "news" in login.text
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=10)
+    assert b"no owner can sign in yet; add one with: terakoya user add NAME --email you@example.org" in err

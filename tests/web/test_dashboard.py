@@ -1,0 +1,228 @@
+"""Trainer stats, the owner's dashboard, glossary terms and background jobs, on a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from terakoya import accounts, dashboard, glossary, jobs, workqueue
+from terakoya.errors import DataError, StateError, TeacherError
+from terakoya.storage.models import StudentRun
+
+from .conftest import WebProject, build_project, exact, make_trainer
+
+
+@pytest.fixture
+def project(db_url: str, tmp_path: Path) -> Iterator[WebProject]:
+    """Here the project runs on SQLite and on PostgreSQL: the dashboard's queries must work on both."""
+    p = build_project(db_url, tmp_path, pool=8, gold=2, verify=2)
+    yield p
+    p.close()
+
+
+def work(p: WebProject, person: int, labels: list[str], *, start: datetime, gap_s: float = 10.0) -> datetime:
+    """Answer len(labels) tasks, one every gap_s seconds; returns the time of the last answer."""
+    now = start
+    for label in labels:
+        task = workqueue.lease_next(p.db, p.project_id, p.settings, person, now=now)
+        assert task is not None
+        now = now + timedelta(seconds=gap_s)
+        workqueue.submit_answer(
+            p.db, p.project_id, p.settings, person, task.task_id, label=label, active_seconds=gap_s, now=now
+        )
+    return now
+
+
+def test_trainer_stats_count_items_time_and_earnings_per_period(project: WebProject) -> None:
+    tom = make_trainer(project, "tom")
+    monday = datetime(2026, 11, 16, 9, 0)  # a Monday
+    work(project, tom.id, ["positive"] * 2, start=monday - timedelta(days=3))  # last week
+    work(project, tom.id, ["negative"] * 3, start=monday + timedelta(days=1))  # this week
+    last = work(project, tom.id, ["neutral"] * 2, start=monday + timedelta(days=4))  # today (Friday)
+    workqueue.undo_last(project.db, project.project_id, project.settings, tom.id, now=last + timedelta(seconds=5))
+    stats = dashboard.trainer_stats(
+        project.db, project.project_id, project.settings, tom.id, now=last + timedelta(seconds=9)
+    )
+    assert (stats.today.items, stats.week.items, stats.total.items) == (1, 4, 6)
+    # undone answers keep their time: the work was done
+    assert (stats.today.active_seconds, stats.week.active_seconds, stats.total.active_seconds) == (20.0, 50.0, 70.0)
+    assert (stats.today.earnings, stats.total.earnings) == (0.1, 0.6)
+    assert stats.remaining == 12 - 6
+    accounts.set_pay(project.db, project.project_id, project.settings, mode="per_hour", per_item=0, per_hour=36)
+    hourly = dashboard.trainer_stats(project.db, project.project_id, project.settings, tom.id, now=last)
+    assert (hourly.total.earnings, hourly.pay.mode) == (0.7, "per_hour")
+    # in Tokyo (UTC+9) the Friday 09:00 UTC answers still fall on Friday, but the day starts 9 hours earlier
+    tokyo = dashboard.trainer_stats(
+        project.db, project.project_id, project.settings, tom.id, now=last, utc_offset_minutes=540
+    )
+    assert tokyo.today.items == 1
+
+
+def test_dashboard_funnel_confusion_gold_and_flags(project: WebProject) -> None:
+    tom, una = make_trainer(project, "tom"), make_trainer(project, "una")
+    start = datetime(2026, 11, 16, 9, 0)
+    # 12 tasks: 8 pool (label), 2 gold (test split, gold labels neutral/positive), 2 verify; teacher says positive
+    work(project, tom.id, ["positive", "negative", "negative", "positive"], start=start)
+    work(project, una.id, ["neutral"] * 4, start=start)
+    gold_labels = []
+    for person in (tom.id, una.id):
+        task = workqueue.lease_next(project.db, project.project_id, project.settings, person)
+        assert task is not None
+        gold_labels.append(task.item_id)
+        workqueue.submit_answer(project.db, project.project_id, project.settings, person, task.task_id, label="neutral")
+    task = workqueue.lease_next(project.db, project.project_id, project.settings, tom.id)
+    assert task is not None
+    workqueue.flag_task(
+        project.db, project.project_id, project.settings, tom.id, task.task_id, reason="broken", comment="cut off"
+    )
+    with project.db.session() as s:
+        s.add(
+            StudentRun(project_id=project.project_id, run_id="r1", kind="linear", path="x", metrics={"train_items": 9})
+        )
+    d = dashboard.dashboard_data(project.db, project.project_id, project.settings)
+    assert d.funnel == dashboard.Funnel(
+        imported=12, test_items=2, teacher_labeled=12, auto_accepted=0, routed=12, answered=10, used_in_student=9
+    )
+    assert d.confusion.labels == ["positive", "negative", "neutral"]
+    assert d.confusion.matrix == [[2, 2, 6], [0, 0, 0], [0, 0, 0]]
+    assert d.confusion.agreement == pytest.approx(0.2)
+    assert {x.expert_label for x in d.disagreements} == {"negative", "neutral"} and len(d.disagreements) == 8
+    assert [(f.reason, f.comment, f.person_name) for f in d.flags] == [("broken", "cut off", "tom")]
+    rows = {t.name: t for t in d.trainers}
+    assert (rows["tom"].items, rows["una"].items) == (6, 5)
+    assert sum(r.gold_answered for r in d.trainers) == 2
+    assert d.queue == workqueue.QueueCounts(queued=1, leased=0, answered=10, flagged=1)
+    assert d.total_cost == pytest.approx(1.1)
+
+
+def test_gold_accuracy_is_measured_on_test_items_with_a_gold_label(project: WebProject) -> None:
+    tom = make_trainer(project, "tom")
+    from sqlalchemy import select
+
+    from terakoya.storage.models import Item, Task
+
+    with project.db.session() as s:
+        gold = s.execute(
+            select(Task.id, Item.gold_label).join(Item, Item.id == Task.item_id).where(Item.split == "test")
+        ).all()
+        s.execute(Task.__table__.update().where(Task.id.in_([g.id for g in gold])).values(priority=-1))
+    answers = {
+        gold[0].id: gold[0].gold_label,
+        gold[1].id: "positive" if gold[1].gold_label != "positive" else "negative",
+    }
+    for _ in range(2):
+        task = workqueue.lease_next(project.db, project.project_id, project.settings, tom.id)
+        assert task is not None
+        workqueue.submit_answer(
+            project.db, project.project_id, project.settings, tom.id, task.task_id, label=answers[task.task_id]
+        )
+    (row,) = [
+        t
+        for t in dashboard.dashboard_data(project.db, project.project_id, project.settings).trainers
+        if t.name == "tom"
+    ]
+    assert (row.gold_answered, row.gold_correct, row.gold_accuracy) == (2, 1, 0.5)
+
+
+def test_glossary_terms_are_proposed_approved_and_reach_the_prompt(project: WebProject) -> None:
+    tom, una = make_trainer(project, "tom"), make_trainer(project, "una")
+    term = glossary.propose_term(
+        project.db,
+        project.project_id,
+        tom.id,
+        term=" guidance  cut ",
+        definition="a lowered forecast",
+        example="cut FY guidance",
+    )
+    assert (term.term, term.status, term.proposed_by_name) == ("guidance cut", "proposed", "tom")
+    with pytest.raises(DataError) as dup:
+        glossary.propose_term(project.db, project.project_id, una.id, term="Guidance Cut", definition="x")
+    assert dup.value.message == "'Guidance Cut' is already proposed in the glossary; propose another term"
+    with pytest.raises(DataError) as in_file:
+        glossary.propose_term(
+            project.db, project.project_id, una.id, term="ebitda", definition="x", settings=project.settings
+        )
+    assert (
+        in_file.value.message == "'ebitda' is already in the project's glossary (terakoya.toml); propose another term"
+    )
+    with pytest.raises(DataError, match=exact("the definition of 'x' is empty; explain what it means in this project")):
+        glossary.propose_term(project.db, project.project_id, una.id, term="x", definition=" ")
+    before = glossary.guideline_version(project.db, project.project_id, project.settings)
+    assert "guidance cut" not in glossary.glossary_for_prompt(project.db, project.project_id, project.settings)
+    glossary.decide_term(project.db, project.project_id, term.id or 0, decided_by=una.id, approve=True)
+    prompt = glossary.glossary_for_prompt(project.db, project.project_id, project.settings)
+    assert prompt["guidance cut"] == "a lowered forecast (e.g. cut FY guidance)" and "EBITDA" in prompt
+    panel = glossary.panel_terms(project.db, project.project_id, project.settings)
+    assert [(t.term, t.source) for t in panel] == [("EBITDA", "project file"), ("guidance cut", "expert")]
+    assert glossary.guideline_version(project.db, project.project_id, project.settings) != before
+    glossary.decide_term(project.db, project.project_id, term.id or 0, decided_by=una.id, approve=False)
+    assert glossary.approved_terms(project.db, project.project_id) == []
+    with pytest.raises(accounts.NotFound, match=exact("glossary term 999 does not exist in this project")):
+        glossary.decide_term(project.db, project.project_id, 999, decided_by=una.id, approve=True)
+    assert "<script>" not in glossary.guidelines_html(
+        project.settings.model_copy(update={"guidelines": "<script>x</script>"})
+    )
+
+
+def test_jobs_record_progress_results_and_failures(project: WebProject) -> None:
+    runner = jobs.JobRunner(project.db, project.project_id)
+
+    def fine(progress: jobs.ProgressFn) -> dict[str, object]:
+        for i in range(1, 4):
+            progress(i, 3, f"step {i}")
+        return {"report": project.dir, "score": float("nan")}
+
+    def broken(progress: jobs.ProgressFn) -> None:
+        raise TeacherError("the teacher at http://127.0.0.1:9/v1 did not answer; check teacher.base_url")
+
+    def crash(progress: jobs.ProgressFn) -> None:
+        raise ZeroDivisionError("division by zero")
+
+    ok = runner.wait(runner.start("teach", fine).id, timeout=30)
+    assert (ok.status, ok.done, ok.total, ok.fraction) == ("done", 3, 3, 1.0)
+    assert ok.result == {"report": str(project.dir), "score": None} and ok.finished_at is not None
+    bad = runner.wait(runner.start("teach", broken).id, timeout=30)
+    assert (bad.status, bad.message) == (
+        "failed",
+        "the teacher at http://127.0.0.1:9/v1 did not answer; check teacher.base_url",
+    )
+    assert bad.result["error"]["code"] == "teacher"
+    boom = runner.wait(runner.start("train", crash).id, timeout=30)
+    assert (boom.status, boom.message) == ("failed", "ZeroDivisionError: division by zero")
+    assert [j.kind for j in jobs.list_jobs(project.db, project.project_id)] == ["train", "teach", "teach"]
+    runner.shutdown(wait=True, timeout=5)
+
+
+def test_jobs_left_running_by_a_stopped_server_are_marked_failed(project: WebProject) -> None:
+    job_id = jobs.create_job(project.db, project.project_id, "train")
+    assert jobs.fail_interrupted(project.db, project.project_id) == 1
+    job = jobs.get_job(project.db, project.project_id, job_id)
+    assert (job.status, job.message) == (
+        "failed",
+        "the server stopped while this job was waiting or running; start it again",
+    )
+
+
+def test_actions_call_the_project_methods(project: WebProject) -> None:
+    fn = jobs.action_for(project, "teach")
+    seen: list[tuple[int, int]] = []
+    assert fn(lambda done, total, message="": seen.append((done, total))) == {"labeled": 3, "path": project.dir}
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    with pytest.raises(StateError) as err:
+        jobs.action_for(project, "train")
+    assert err.value.message == "this server cannot run 'train'; start it with `terakoya serve` in the project folder"
+    with pytest.raises(
+        DataError, match=exact("job kind 'sing' is unknown; choose one of: teach, route, train, evaluate")
+    ):
+        jobs.action_for(project, "sing")
+
+    class Router:
+        def route(self, *, budget_items: int | None = None) -> dict[str, int | None]:
+            return {"budget": budget_items}
+
+    with pytest.raises(DataError, match=r"^routing needs a budget"):
+        jobs.action_for(Router(), "route")
+    assert jobs.action_for(Router(), "route", budget_items=7)(lambda d, t, m="": None) == {"budget": 7}
