@@ -24,7 +24,16 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from terakoya.errors import ConfigError, DataError, MissingDependency, StateError, TerakoyaError
+from terakoya.errors import (
+    AuthError,
+    ConfigError,
+    DataError,
+    Forbidden,
+    MissingDependency,
+    NotFound,
+    RateLimited,
+    StateError,
+)
 from terakoya.settings import PaySettings, Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Person, Project, utcnow
@@ -81,30 +90,6 @@ MIN_PASSWORD = 8
 TOKEN_PREFIX = "tk_"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _TOKEN_TOUCH = timedelta(minutes=10)
-
-
-class AuthError(TerakoyaError):
-    """Not signed in, or the credentials are wrong -> sign in again."""
-
-    code = "auth"
-
-
-class Forbidden(TerakoyaError):
-    """Signed in but this role may not do that -> ask the project owner."""
-
-    code = "forbidden"
-
-
-class NotFound(TerakoyaError):
-    """The thing asked for does not exist (or is not yours to see)."""
-
-    code = "not-found"
-
-
-class RateLimited(TerakoyaError):
-    """Too many attempts -> wait and try again."""
-
-    code = "rate-limited"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,11 @@ The tree, chosen by what the user can do about it::
     ├── StateError                a step needs an earlier step first -> run that step
     ├── TeacherError              the teacher could not answer -> check the endpoint, key, model
     ├── StudentError              a saved student is missing or broken -> retrain or fix the path
-    └── MissingDependency         an optional extra is not installed -> the message names the pip line
+    ├── MissingDependency         an optional extra is not installed -> the message names the pip line
+    ├── AuthError                 not signed in, or wrong credentials -> sign in again
+    ├── Forbidden                 signed in, but the role may not do that -> ask the project owner
+    ├── NotFound                  the thing asked for does not exist (or is not yours to see)
+    └── RateLimited               too many attempts -> wait and try again
 
 Every message says what was wrong *and* how to fix it.
 """
@@ -18,11 +22,15 @@ Every message says what was wrong *and* how to fix it.
 from __future__ import annotations
 
 __all__ = [
+    "AuthError",
     "ConfigError",
     "DataError",
     "EncodingError",
+    "Forbidden",
     "MissingDependency",
+    "NotFound",
     "ProjectNotFound",
+    "RateLimited",
     "StateError",
     "StudentError",
     "TeacherError",
@@ -81,3 +89,19 @@ class MissingDependency(TerakoyaError):
             f"{what} needs the Python package '{module}', which is not installed; "
             f"install it with: pip install 'terakoya[{extra}]'"
         )
+
+
+class AuthError(TerakoyaError):
+    code = "auth"
+
+
+class Forbidden(TerakoyaError):
+    code = "forbidden"
+
+
+class NotFound(TerakoyaError):
+    code = "not-found"
+
+
+class RateLimited(TerakoyaError):
+    code = "rate-limited"
