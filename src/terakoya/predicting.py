@@ -1,0 +1,190 @@
+"""Label a file with a saved student, streamed in chunks: CSV, TSV, JSON Lines or Parquet in and out.
+
+The output holds every input column, then ``predicted_label``, ``confidence`` and one ``p_<label>``
+column per label. Its format follows the output file's suffix. The file is written next to its final
+name and renamed when complete, so a failed run leaves no half-written output.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from terakoya.errors import DataError
+from terakoya.readers import Row, RowSource, open_rows, require_columns
+from terakoya.students import Student, load
+
+__all__ = ["CHUNK_ROWS", "output_columns", "predict_file"]
+
+CHUNK_ROWS = 2048
+_OUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+
+def output_columns(input_columns: Sequence[str], classes: Sequence[str]) -> tuple[str, str, list[str]]:
+    """Names of the label, confidence and probability columns, kept clear of the input's columns."""
+    taken = set(input_columns)
+
+    def free(name: str) -> str:
+        while name in taken:
+            name = f"student_{name}"
+        taken.add(name)
+        return name
+
+    return free("predicted_label"), free("confidence"), [free(f"p_{c}") for c in classes]
+
+
+def _chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+    chunk: list[Row] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _text(row: Row, column: str) -> str:
+    value = row.values.get(column)
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def predict_file(
+    model_path: Path,
+    in_path: Path,
+    out_path: Path,
+    *,
+    text_column: str = "text",
+    fmt: str | None = None,
+    encoding: str = "utf-8",
+) -> int:
+    """Predict every row of ``in_path`` (format ``fmt`` or its suffix) into ``out_path``; returns rows written."""
+    in_path, out_path = Path(in_path), Path(out_path)
+    out_format = _OUT_FORMATS.get(out_path.suffix.lower())
+    if out_format is None:
+        raise DataError(f"cannot tell which format to write {out_path.name} in; name it .csv, .tsv, .jsonl or .parquet")
+    if out_path.exists() and in_path.exists() and out_path.resolve() == in_path.resolve():
+        raise DataError(f"the output {out_path} is the input file; pass another output path")
+    student = load(model_path)
+    with open_rows(in_path, fmt=fmt, encoding=encoding) as source:
+        require_columns(source, in_path, {"--text-column": text_column})
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            written = _write(student, source, text_column, tmp, out_format)
+            tmp.replace(out_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return written
+
+
+def _predicted(student: Student, chunk: list[Row], text_column: str) -> tuple[list[str], list[list[float]]]:
+    proba = student.predict_proba([_text(row, text_column) for row in chunk])
+    classes = list(student.classes_)
+    return [classes[i] for i in proba.argmax(axis=1)], proba.tolist()
+
+
+def _write(student: Student, source: RowSource, text_column: str, tmp: Path, out_format: str) -> int:
+    columns = list(source.columns)
+    label_col, conf_col, prob_cols = output_columns(columns, student.classes_)
+    header = [*columns, label_col, conf_col, *prob_cols]
+    written = 0
+    if out_format in {"csv", "tsv"}:
+        with tmp.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t" if out_format == "tsv" else ",")
+            writer.writerow(header)
+            for chunk in _chunks(iter(source), CHUNK_ROWS):
+                labels, probas = _predicted(student, chunk, text_column)
+                for row, label, p in zip(chunk, labels, probas, strict=True):
+                    cells = ["" if (v := _cell(row.values.get(c))) is None else v for c in columns]
+                    writer.writerow([*cells, label, max(p), *p])
+                written += len(chunk)
+        return written
+    if out_format == "jsonl":
+        with tmp.open("w", encoding="utf-8") as handle:
+            for chunk in _chunks(iter(source), CHUNK_ROWS):
+                labels, probas = _predicted(student, chunk, text_column)
+                for row, label, p in zip(chunk, labels, probas, strict=True):
+                    record = {**row.values, label_col: label, conf_col: max(p), **dict(zip(prob_cols, p, strict=True))}
+                    handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+                written += len(chunk)
+        return written
+    return _write_parquet(student, source, text_column, tmp, columns, header, label_col, conf_col, prob_cols)
+
+
+def _write_parquet(
+    student: Student,
+    source: RowSource,
+    text_column: str,
+    tmp: Path,
+    columns: list[str],
+    header: list[str],
+    label_col: str,
+    conf_col: str,
+    prob_cols: list[str],
+) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fixed: dict[str, Any] = {label_col: pa.string(), conf_col: pa.float64(), **{c: pa.float64() for c in prob_cols}}
+    if source.format == "parquet":
+        known = pq.ParquetFile(source.path).schema_arrow
+        input_types = {name: known.field(name).type for name in columns}
+    elif source.format in {"csv", "tsv"}:
+        input_types = {name: pa.string() for name in columns}
+    else:
+        input_types = {}  # JSON Lines: inferred from the first chunk
+    schema: Any = None
+    writer: Any = None
+    written = 0
+    try:
+        for chunk in _chunks(iter(source), CHUNK_ROWS):
+            labels, probas = _predicted(student, chunk, text_column)
+            data: dict[str, list[Any]] = {name: [] for name in header}
+            for row, label, p in zip(chunk, labels, probas, strict=True):
+                for name in columns:
+                    value = row.values.get(name)
+                    data[name].append(value if source.format == "parquet" else _cell(value))
+                data[label_col].append(label)
+                data[conf_col].append(max(p))
+                for name, v in zip(prob_cols, p, strict=True):
+                    data[name].append(v)
+            if schema is None:
+                fields = []
+                for name in header:
+                    kind = fixed.get(name) or input_types.get(name) or pa.array(data[name]).type
+                    fields.append(pa.field(name, pa.string() if pa.types.is_null(kind) else kind))
+                schema = pa.schema(fields)
+                writer = pq.ParquetWriter(tmp, schema)
+            try:
+                table = pa.Table.from_pydict(data, schema=schema)
+            except (pa.ArrowException, TypeError, ValueError) as exc:
+                raise DataError(
+                    f"{source.name}: a column changes type after row {written} ({exc}); "
+                    "write the predictions to .jsonl or .csv instead"
+                ) from exc
+            writer.write_table(table)
+            written += len(chunk)
+        if writer is None:
+            empty = pa.schema([pa.field(n, fixed.get(n) or input_types.get(n) or pa.string()) for n in header])
+            writer = pq.ParquetWriter(tmp, empty)
+    finally:
+        if writer is not None:
+            writer.close()
+    return written
