@@ -40,7 +40,7 @@ def postgres_server() -> Iterator[str]:
         return
     bindir = _pg_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin); `make test` installs them as root")
+        pytest.skip("PostgreSQL binaries not found (/usr/lib/postgresql/*/bin); `make test` installs them as root")
     as_root = os.geteuid() == 0
     if as_root and shutil.which("runuser") is None:
         pytest.skip("running as root without runuser: cannot start PostgreSQL (initdb refuses root)")
@@ -56,7 +56,8 @@ def postgres_server() -> Iterator[str]:
     try:
         if as_root:
             shutil.chown(folder, "postgres", "postgres")
-        run("initdb", "-D", f"{folder}/data", "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+        run("initdb", "-D", f"{folder}/data", "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8",
+            "--no-sync")  # fmt: skip
         run(
             "pg_ctl", "-D", f"{folder}/data", "-l", f"{folder}/log", "-w",
             "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",

@@ -61,7 +61,7 @@ def test_no_project_file(tmp_path: Path) -> None:
 
 
 def test_override_without_equals() -> None:
-    with pytest.raises(ConfigError, match="has no '='; write it as section.key=value"):
+    with pytest.raises(ConfigError, match=r"has no '='; write it as section\.key=value"):
         parse_overrides(["teacher.model"])
 
 

@@ -46,7 +46,8 @@ def test_suggestion_and_answer_kept_apart_with_provenance(db_url: str) -> None:
         sug = s.scalars(select(Suggestion)).one()
         ans = s.scalars(select(Answer)).one()
         assert (sug.agent, sug.prompt_version, sug.probabilities["positive"]) == ("m", "v1", 0.8)
-        assert (ans.person.name, ans.label, ans.active_seconds, ans.item.text) == ("ann", "negative", 12.5, "Profit rose.")
+        got = (ans.person.name, ans.label, ans.active_seconds, ans.item.text)
+        assert got == ("ann", "negative", 12.5, "Profit rose.")
     db.close()
 
 

@@ -170,7 +170,7 @@ def import_(
             id_column=id_column,
             label_column=label_column,
             meta_columns=meta_column,
-            split=split,  # type: ignore[arg-type]
+            split="test" if split == "test" else "pool",
             fraction=fraction,
             fmt=fmt,
             encoding=encoding,

@@ -76,7 +76,8 @@ class TeacherSettings(_Section):
     kind: Literal["local", "openai", "python"] = Field("local", description="which adapter labels the data")
     model: str = Field(
         "smollm2-135m-instruct",
-        description="model name for openai; for local, 'smollm2-135m-instruct' (packaged) or a path to a GGUF file or HF folder",
+        description="model name for openai; for local, 'smollm2-135m-instruct' (packaged) "
+        "or a path to a GGUF file or HF folder",
     )
     base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint (openai kind)")
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable that holds the API key")

@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import shutil
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from terakoya.errors import ConfigError
 from terakoya.settings import PROJECT_FILE
@@ -72,29 +74,31 @@ def run_demo(
     say = console.print
     say(f"[bold]Terakoya demo[/] in {project.dir} ({'new project' if created else 'reusing the earlier run'})")
 
-    def bar(label: str) -> Progress:
-        return Progress(
-            TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-        )
+    @contextmanager
+    def bar(label: str) -> Iterator[Callable[[int, int], None]]:
+        columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(label, total=None)
+
+            def update(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            yield update
 
     if created:
+        split: Literal["pool", "test"]
         for split in ("pool", "test"):
-            report = project.import_file(
-                project.dir / "data" / f"{split}.csv",
-                id_column="id",
-                label_column="label",
-                split=split,  # type: ignore[arg-type]
-                fraction=1.0,
+            imported = project.import_file(
+                project.dir / "data" / f"{split}.csv", id_column="id", label_column="label", split=split
             )
-            say(f"imported {report.added} {split} items from data/{split}.csv")
+            say(f"imported {imported.added} {split} items from data/{split}.csv")
     plan = project.plan_teach()
     say(
         f"teacher: {project.settings.teacher.model} (local, on this CPU) — {plan.to_call} items to label, "
         f"{plan.cached} already cached"
     )
-    with bar("teacher labels every item") as progress:
-        task = progress.add_task("teach", total=plan.items)
-        teach = project.teach(progress=lambda done, total: progress.update(task, completed=done, total=total))
+    with bar("teacher labels every item") as update:
+        teach = project.teach(progress=update)
     say(f"teacher labelled {teach.labeled} items in {teach.seconds:.0f} s ({teach.calls} calls, {teach.cached} cached)")
 
     say("[bold yellow]Experts are SIMULATED here:[/] routed items are answered from the dataset's recorded labels.")
@@ -102,19 +106,15 @@ def run_demo(
     for number, share in enumerate(rounds, start=1):
         routed = project.route(budget_items=share)
         answered = project.simulate("label")
-        with bar(f"round {number}: training the student") as progress:
-            task = progress.add_task("train", total=None)
-            trained = project.train(
-                progress=lambda done, total, t=task: progress.update(t, completed=done, total=total)
-            )
+        with bar(f"round {number}: training the student") as update:
+            trained = project.train(progress=update)
         say(
             f"round {number}: routed {routed.routed} items (+{routed.gold} gold), auto-accepted "
             f"{routed.auto_accepted}; simulated experts answered {answered.recorded}; student {trained.run_id} "
             f"learned from {trained.expert_items} expert + {trained.teacher_items} teacher labels"
         )
-    with bar("scrutiny report") as progress:
-        task = progress.add_task("evaluate", total=None)
-        report = project.evaluate(progress=lambda done, total: progress.update(task, completed=done, total=total))
+    with bar("scrutiny report") as update:
+        report = project.evaluate(progress=update)
     render_terminal(report.data, console)
     elapsed = time.perf_counter() - started
     say(f"\nreport: {report.html_path}\n        {report.json_path}")

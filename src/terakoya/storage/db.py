@@ -42,9 +42,13 @@ def _make_engine(url: str) -> Engine:
             return engine
         return create_engine(url, pool_pre_ping=True)
     except NoSuchModuleError as exc:
-        raise ConfigError(f"database URL {url!r} names an unknown dialect; use sqlite:///path or postgresql+psycopg://...") from exc
+        raise ConfigError(
+            f"database URL {url!r} names an unknown dialect; use sqlite:///path or postgresql+psycopg://..."
+        ) from exc
     except ArgumentError as exc:
-        raise ConfigError(f"database URL {url!r} is not valid ({exc}); use sqlite:///path or postgresql+psycopg://...") from exc
+        raise ConfigError(
+            f"database URL {url!r} is not valid ({exc}); use sqlite:///path or postgresql+psycopg://..."
+        ) from exc
     except ModuleNotFoundError as exc:
         raise MissingDependency.for_extra(exc.name or "psycopg", "postgres", f"database URL {url!r}") from exc
 
