@@ -95,6 +95,10 @@ class TeacherSettings(_Section):
     price_input_per_million: float = Field(0.0, ge=0, description="USD per million prompt tokens")
     price_output_per_million: float = Field(0.0, ge=0, description="USD per million completion tokens")
     threads: int | None = Field(None, ge=1, description="CPU threads for the local teacher (default: all cores)")
+    local_batch: int = Field(4, ge=1, description="items per forward pass for the local teacher")
+    calibrate: bool = Field(
+        True, description="local teacher: divide out the label probabilities it gives a content-free input"
+    )
 
 
 class RoutingSettings(_Section):

@@ -1,0 +1,141 @@
+"""The teacher's prompt: a versioned template filled with labels, guidelines, glossary and examples.
+
+``Prompt.version`` is the template id plus a short hash of everything rendered into it, so editing the
+guidelines, approving a glossary term or gaining a new expert example gives a new version (and the
+teacher labels again under it; answers under the old version stay, marked with that version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from terakoya.errors import ConfigError
+from terakoya.settings import Settings
+from terakoya.storage.db import Database
+from terakoya.storage.models import Answer, GlossaryTerm, Item
+
+__all__ = ["TEMPLATE", "Prompt", "approved_glossary", "build_prompt", "collect_examples"]
+
+#: the id of the template below; bump it whenever its wording changes
+TEMPLATE = "cls-v1"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    version: str
+    system: str
+    examples: tuple[tuple[str, str], ...]
+
+    def prefix(self) -> tuple[dict[str, str], ...]:
+        """The messages shared by every item: the system message and the few-shot turns."""
+        out = [{"role": "system", "content": self.system}]
+        for text, label in self.examples:
+            out.append({"role": "user", "content": text})
+            out.append({"role": "assistant", "content": label})
+        return tuple(out)
+
+    def messages(self, text: str) -> tuple[dict[str, str], ...]:
+        return (*self.prefix(), {"role": "user", "content": text})
+
+
+def _render_system(settings: Settings, glossary: Mapping[str, str]) -> str:
+    names = settings.label_names
+    described = (f"- {s.name}: {s.description}" if s.description else f"- {s.name}" for s in settings.labels)
+    parts = [
+        "You label texts for a single-label classification task. "
+        f"Each text gets exactly one of these labels: {', '.join(names)}.",
+        "Labels:\n" + "\n".join(described),
+    ]
+    if settings.guidelines.strip():
+        parts.append("Guidelines:\n" + settings.guidelines.strip())
+    if glossary:
+        parts.append("Glossary:\n" + "\n".join(f"- {term}: {definition}" for term, definition in glossary.items()))
+    parts.append(f"Answer with one word, the label, and nothing else: {' or '.join(names)}.")
+    return "\n\n".join(parts)
+
+
+def build_prompt(settings: Settings, *, glossary: Mapping[str, str], examples: Sequence[tuple[str, str]]) -> Prompt:
+    """The prompt for this project's labels, guidelines, glossary and few-shot examples."""
+    if not settings.labels:
+        raise ConfigError("no labels are declared; add [[labels]] entries (name, description) to terakoya.toml")
+    system = _render_system(settings, glossary)
+    shots = tuple((str(text), str(label)) for text, label in examples)
+    digest = hashlib.sha256(json.dumps([TEMPLATE, system, shots], ensure_ascii=False).encode()).hexdigest()
+    return Prompt(version=f"{TEMPLATE}-{digest[:8]}", system=system, examples=shots)
+
+
+def approved_glossary(db: Database, project_id: int, settings: Settings) -> dict[str, str]:
+    """The project file's glossary, then the approved terms taught by experts (oldest first)."""
+    out = dict(settings.glossary)
+    with db.session() as s:
+        rows = s.execute(
+            select(GlossaryTerm.term, GlossaryTerm.definition)
+            .where(GlossaryTerm.project_id == project_id, GlossaryTerm.status == "approved")
+            .order_by(GlossaryTerm.id)
+        ).all()
+    for term, definition in rows:
+        out[term] = definition
+    return out
+
+
+def collect_examples(db: Database, project_id: int, settings: Settings) -> list[tuple[str, str]]:
+    """Few-shot examples: expert answers first, then the project file's examples, ``teacher.few_shot`` in all.
+
+    Expert examples are pool items (never the test split, which measures the teacher) whose current
+    label answers agree; real experts come before simulated ones, older answers before newer, and the
+    labels take turns so that each is shown.
+    """
+    wanted = settings.teacher.few_shot
+    names = settings.label_names
+    for i, example in enumerate(settings.examples):
+        if example.label not in names:
+            raise ConfigError(
+                f"examples[{i}] has label {example.label!r}, which is not declared; labels are: "
+                f"{', '.join(names)} — fix the example in terakoya.toml"
+            )
+    if wanted == 0:
+        return []
+    with db.session() as s:
+        rows = s.execute(
+            select(Answer.item_id, Answer.label, Answer.simulated, Answer.id, Item.text)
+            .join(Item, Item.id == Answer.item_id)
+            .where(
+                Item.project_id == project_id,
+                Item.split == "pool",
+                Answer.kind == "label",
+                Answer.superseded.is_(False),
+                Answer.label.is_not(None),
+            )
+            .order_by(Answer.id)
+        ).all()
+    by_item: dict[int, list[tuple[str, bool, int, str]]] = defaultdict(list)
+    for item_id, label, simulated, answer_id, text in rows:
+        by_item[item_id].append((str(label), bool(simulated), int(answer_id), str(text)))
+    per_label: dict[str, list[tuple[bool, int, str]]] = {name: [] for name in names}
+    for answers in by_item.values():
+        labels = {a[0] for a in answers}
+        if len(labels) != 1 or answers[0][0] not in per_label:
+            continue  # experts disagree, or a label no longer declared: not a clean example
+        label = answers[0][0]
+        simulated = all(a[1] for a in answers)
+        per_label[label].append((simulated, answers[0][2], answers[0][3]))
+    queues = {name: sorted(per_label[name]) for name in names}
+    chosen: list[tuple[str, str]] = []
+    while len(chosen) < wanted and any(queues.values()):
+        for name in names:
+            if queues[name] and len(chosen) < wanted:
+                chosen.append((queues[name].pop(0)[2], name))
+    seen = {text for text, _ in chosen}
+    for example in settings.examples:
+        if len(chosen) >= wanted:
+            break
+        if example.text not in seen:
+            chosen.append((example.text, example.label))
+            seen.add(example.text)
+    return chosen

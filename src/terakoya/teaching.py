@@ -1,0 +1,202 @@
+"""``teach``: the teacher labels every item, with a probability for each label.
+
+Every item (pool and test) without a suggestion from this model under this prompt version is sent, in
+batches of ``teacher.batch_size``; each batch is committed before the next starts, so a run that is
+killed resumes where it stopped, and stored calls are never made again (the cache). ``plan_teach``
+says what a run would do and cost, spending nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from terakoya.errors import TeacherError
+from terakoya.settings import Settings
+from terakoya.storage.db import Database
+from terakoya.storage.models import Item, Suggestion
+from terakoya.teachers import make_teacher
+from terakoya.teachers.base import Teacher, TeacherRequest
+from terakoya.teachers.cache import CachedAnswer, CachedTeacher, stored_keys
+from terakoya.teachers.prompts import Prompt, approved_glossary, build_prompt, collect_examples
+
+__all__ = ["TeachPlan", "TeachReport", "current_prompt", "plan_teach", "teach"]
+
+#: characters per token, for estimates before any call is made (a rough rule for English text)
+CHARS_PER_TOKEN = 4
+
+
+@dataclass
+class TeachPlan:
+    items: int
+    to_call: int
+    cached: int
+    already_labeled: int
+    est_prompt_tokens: int
+    est_completion_tokens: int
+    est_cost_usd: float
+    model: str
+    prompt_version: str
+
+
+@dataclass
+class TeachReport:
+    labeled: int
+    calls: int
+    cached: int
+    errors: int
+    seconds: float
+    cost_usd: float
+    model: str
+    prompt_version: str
+
+
+def current_prompt(db: Database, project_id: int, settings: Settings) -> Prompt:
+    """The prompt the teacher gets now: labels, guidelines, approved glossary and few-shot examples."""
+    return build_prompt(
+        settings,
+        glossary=approved_glossary(db, project_id, settings),
+        examples=collect_examples(db, project_id, settings),
+    )
+
+
+def _pending(db: Database, project_id: int, model: str, prompt_version: str) -> tuple[list[tuple[int, str]], int, int]:
+    """(items still to label, in id order; how many are already labelled; items in all)."""
+    with db.session() as s:
+        items = s.execute(select(Item.id, Item.text).where(Item.project_id == project_id).order_by(Item.id)).all()
+        done = set(
+            s.scalars(
+                select(Suggestion.item_id)
+                .join(Item, Item.id == Suggestion.item_id)
+                .where(
+                    Item.project_id == project_id,
+                    Suggestion.agent_kind == "teacher",
+                    Suggestion.agent == model,
+                    Suggestion.prompt_version == prompt_version,
+                    # a failed call (no call key) does not count: the item is tried again
+                    Suggestion.call_key.is_not(None),
+                )
+            )
+        )
+    todo = [(item_id, text) for item_id, text in items if item_id not in done]
+    return todo, len(items) - len(todo), len(items)
+
+
+def _requests(prompt: Prompt, labels: Sequence[str], items: Sequence[tuple[int, str]]) -> list[TeacherRequest]:
+    return [
+        TeacherRequest(key=str(item_id), text=text, messages=prompt.messages(text), labels=tuple(labels))
+        for item_id, text in items
+    ]
+
+
+def _cost(settings: Settings, prompt_tokens: int, completion_tokens: int) -> float:
+    t = settings.teacher
+    return (prompt_tokens * t.price_input_per_million + completion_tokens * t.price_output_per_million) / 1e6
+
+
+def plan_teach(db: Database, project_id: int, settings: Settings, *, limit: int | None = None) -> TeachPlan:
+    """What ``teach`` would do: calls to make, answers already cached, tokens (chars/4) and cost. Spends nothing."""
+    teacher = make_teacher(settings.teacher)
+    prompt = current_prompt(db, project_id, settings)
+    todo, already, total = _pending(db, project_id, teacher.name, prompt.version)
+    if limit is not None:
+        todo = todo[: max(limit, 0)]
+    cache = CachedTeacher(teacher, db, prompt_version=prompt.version)
+    requests = _requests(prompt, settings.label_names, todo)
+    keys = [cache.key(r) for r in requests]
+    stored = stored_keys(db, keys)
+    to_call = [r for r, k in zip(requests, keys, strict=True) if k not in stored]
+    prompt_chars = sum(len(m["content"]) for r in to_call for m in r.messages)
+    est_prompt = math.ceil(prompt_chars / CHARS_PER_TOKEN)
+    per_answer = max(1, math.ceil(max(len(n) for n in settings.label_names) / CHARS_PER_TOKEN))
+    est_completion = per_answer * len(to_call)
+    return TeachPlan(
+        items=total,
+        to_call=len(to_call),
+        cached=len(requests) - len(to_call),
+        already_labeled=already,
+        est_prompt_tokens=est_prompt,
+        est_completion_tokens=est_completion,
+        est_cost_usd=_cost(settings, est_prompt, est_completion),
+        model=teacher.name,
+        prompt_version=prompt.version,
+    )
+
+
+def _suggestion(settings: Settings, item_id: int, prompt_version: str, model: str, result: CachedAnswer) -> Suggestion:
+    answer = result.answer
+    ok = answer.error is None
+    known = ok and answer.confidence_known
+    return Suggestion(
+        item_id=item_id,
+        agent_kind="teacher",
+        agent=model,
+        prompt_version=prompt_version,
+        label=answer.label,
+        probabilities=answer.probabilities,
+        confidence=max(answer.probabilities.values()) if known and answer.probabilities else None,
+        confidence_known=known,
+        raw_output=answer.raw,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        latency_ms=answer.latency_s * 1000.0,
+        cost_usd=0.0 if result.cached else _cost(settings, answer.prompt_tokens, answer.completion_tokens),
+        cached=result.cached,
+        call_key=result.key if answer.answered else None,
+        error=answer.error,
+    )
+
+
+def teach(
+    db: Database,
+    project_id: int,
+    settings: Settings,
+    *,
+    teacher: Teacher | None = None,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TeachReport:
+    """Label every item the teacher has not labelled under the current prompt; commit after every batch."""
+    began = time.perf_counter()
+    if teacher is None:
+        teacher = make_teacher(settings.teacher)
+    inner = teacher.inner if isinstance(teacher, CachedTeacher) else teacher
+    prompt = current_prompt(db, project_id, settings)
+    cache = CachedTeacher(inner, db, prompt_version=prompt.version)
+    todo, _already, _total = _pending(db, project_id, cache.name, prompt.version)
+    if limit is not None:
+        todo = todo[: max(limit, 0)]
+    labels = settings.label_names
+    size = settings.teacher.batch_size
+    report = TeachReport(0, 0, 0, 0, 0.0, 0.0, cache.name, prompt.version)
+    if progress is not None:
+        progress(0, len(todo))
+    for start in range(0, len(todo), size):
+        batch = todo[start : start + size]
+        results = cache.label_cached(_requests(prompt, labels, batch))
+        if all(not r.answer.answered for r in results):
+            first = results[0].answer.error
+            raise TeacherError(
+                f"every request in a batch of {len(batch)} failed, so teaching stopped "
+                f"({report.labeled} items labelled before; run teach again to go on): {first}"
+            )
+        rows = [
+            _suggestion(settings, item_id, prompt.version, cache.name, r)
+            for (item_id, _text), r in zip(batch, results, strict=True)
+        ]
+        with db.session() as s:
+            s.add_all(rows)
+        for row in rows:
+            report.labeled += row.error is None
+            report.errors += row.error is not None
+            report.cached += row.cached
+            report.cost_usd += row.cost_usd
+        report.calls = cache.calls
+        if progress is not None:
+            progress(start + len(batch), len(todo))
+    report.seconds = time.perf_counter() - began
+    return report

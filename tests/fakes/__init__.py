@@ -1,0 +1,1 @@
+"""Fakes at the edge of the network, for tests."""
