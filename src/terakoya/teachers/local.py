@@ -141,6 +141,9 @@ class LocalTeacher:
         except ImportError as exc:
             raise MissingDependency.for_extra(exc.name or "torch", "local", "the local teacher") from exc
         torch.set_num_threads(self.threads or os.cpu_count() or 1)
+        # the CLI shows its own progress; keep transformers' bars and advice off the terminal
+        transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         key = (str(self.folder), self.gguf)
         if key in _LOADED:
             self._model, self._tokenizer, self.load_seconds = _LOADED[key]
