@@ -200,3 +200,27 @@ def test_export_bad_arguments(tmp_path: Path) -> None:
     assert str(err.value) == f"folder {tmp_path / 'missing'} does not exist; create it or choose another output path"
     assert export_items(db, pid, tmp_path / "empty.csv") == 0
     assert (tmp_path / "empty.csv").read_text() == ",".join(EXPORT_COLUMNS) + "\n"
+
+
+def test_export_queued_only_lists_open_tasks(tmp_path: Path) -> None:
+    from terakoya.storage import open_database
+    from terakoya.storage.models import Item, Task
+
+    db = open_database(f"sqlite:///{tmp_path / 'q.db'}")
+    pid = db.project_id("q")
+    with db.session() as s:
+        items = [Item(project_id=pid, external_id=str(i), text=f"t{i}", text_hash=f"h{i}") for i in range(4)]
+        s.add_all(items)
+        s.flush()
+        s.add_all(
+            [
+                Task(project_id=pid, item_id=items[1].id, status="queued"),
+                Task(project_id=pid, item_id=items[2].id, status="answered"),
+                Task(project_id=pid, item_id=items[3].id, status="leased"),
+            ]
+        )
+    out = tmp_path / "queue.csv"
+    from terakoya.exporters import export_items
+
+    assert export_items(db, pid, out, queued=True) == 2
+    assert [line.split(",")[0] for line in out.read_text().splitlines()[1:]] == ["1", "3"]

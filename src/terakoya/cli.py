@@ -261,10 +261,13 @@ def export(
     path: Annotated[Path, typer.Argument(help="output .jsonl, .csv or .parquet")],
     fmt: Annotated[str | None, typer.Option("--format", help="jsonl, csv or parquet (default: suffix)")] = None,
     split: Annotated[str | None, typer.Option(help="only this split: pool or test")] = None,
+    queued: Annotated[
+        bool, typer.Option("--queued", help="only items routed to experts and not yet answered (hand these out)")
+    ] = False,
 ) -> None:
     """Write items with teacher suggestions and human answers."""
     project = _open()
-    rows = project.export(path, fmt=fmt, split=split)
+    rows = project.export(path, fmt=fmt, split=split, queued=queued)
     console.print(f"wrote {rows:,} items to {path}")
     project.close()
 

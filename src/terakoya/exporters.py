@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from terakoya.errors import ConfigError
 from terakoya.readers import detect_format
-from terakoya.storage.models import Answer, AutoAccept, Item, Person, Suggestion
+from terakoya.storage.models import Answer, AutoAccept, Item, Person, Suggestion, Task
 
 if TYPE_CHECKING:
     from terakoya.storage.db import Database
@@ -122,8 +122,13 @@ def _page_rows(session: Session, items: list[Item]) -> Iterator[dict[str, Any]]:
         }
 
 
-def iter_export_rows(db: Database, project_id: int, *, split: str | None = None) -> Iterator[list[dict[str, Any]]]:
-    """Export rows in pages of up to 1,000, in item order; ``split`` None means every item."""
+def iter_export_rows(
+    db: Database, project_id: int, *, split: str | None = None, queued: bool = False
+) -> Iterator[list[dict[str, Any]]]:
+    """Export rows in pages of up to 1,000, in item order; ``split`` None means every item.
+
+    ``queued`` keeps only items with an open expert task (routed, not yet answered): the file to hand to experts.
+    """
     if split not in (None, "pool", "test"):
         raise ConfigError(f"--split must be pool or test, got {split!r}")
     last = 0
@@ -132,6 +137,9 @@ def iter_export_rows(db: Database, project_id: int, *, split: str | None = None)
             stmt = select(Item).where(Item.project_id == project_id, Item.id > last)
             if split is not None:
                 stmt = stmt.where(Item.split == split)
+            if queued:
+                open_task = select(Task.item_id).where(Task.status.in_(("queued", "leased")))
+                stmt = stmt.where(Item.id.in_(open_task))
             items = list(session.scalars(stmt.order_by(Item.id).limit(_PAGE)))
             if not items:
                 return
@@ -219,7 +227,15 @@ def _write_parquet(pages: Iterator[list[dict[str, Any]]], target: Path) -> int:
     return written
 
 
-def export_items(db: Database, project_id: int, path: Path, *, fmt: str | None = None, split: str | None = None) -> int:
+def export_items(
+    db: Database,
+    project_id: int,
+    path: Path,
+    *,
+    fmt: str | None = None,
+    split: str | None = None,
+    queued: bool = False,
+) -> int:
     """Write one row per item to ``path`` (.jsonl, .csv, .tsv or .parquet, or ``fmt``); returns the rows written.
 
     The file appears only when complete: rows go to a temporary file beside it, renamed at the end.
@@ -230,7 +246,7 @@ def export_items(db: Database, project_id: int, path: Path, *, fmt: str | None =
         raise ConfigError(f"--split must be pool or test, got {split!r}")
     if not path.parent.is_dir():
         raise ConfigError(f"folder {path.parent} does not exist; create it or choose another output path")
-    pages = iter_export_rows(db, project_id, split=split)
+    pages = iter_export_rows(db, project_id, split=split, queued=queued)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     tmp = Path(tmp_name)
     try:

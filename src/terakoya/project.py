@@ -203,10 +203,10 @@ class Project:
             progress=progress,
         )
 
-    def export(self, path: Path, *, fmt: str | None = None, split: str | None = None) -> int:
+    def export(self, path: Path, *, fmt: str | None = None, split: str | None = None, queued: bool = False) -> int:
         from terakoya.exporters import export_items
 
-        return export_items(self.db, self.project_id, path, fmt=fmt, split=split)
+        return export_items(self.db, self.project_id, path, fmt=fmt, split=split, queued=queued)
 
     # ------------------------------------------------------------------ status
 

@@ -24,9 +24,7 @@ def _toml_str(value: str) -> str:
 
 
 def render_template(name: str, labels: Iterable[tuple[str, str]] = ()) -> str:
-    label_blocks = "".join(
-        f"\n[[labels]]\nname = {_toml_str(n)}\ndescription = {_toml_str(d)}\n" for n, d in labels
-    )
+    label_blocks = "".join(f"\n[[labels]]\nname = {_toml_str(n)}\ndescription = {_toml_str(d)}\n" for n, d in labels)
     if not label_blocks:
         label_blocks = (
             "\n# No labels yet: the first `terakoya import --label-column COL` takes them from the data.\n"
