@@ -192,11 +192,10 @@ def _write_project(folder: Path, toml: str) -> None:
 
 
 def run_dataset(key: str, budgets: list[float], kind: str, rounds: int, limit: int | None) -> dict[str, Any]:
-    from terakoya.training import build_training_set
-
     from terakoya.evaluation.metrics import classification_metrics
     from terakoya.project import Project
     from terakoya.students import make_student
+    from terakoya.training import build_training_set
 
     title, prepare, toml_template, labels = DATASETS[key]
     work = WORK / key
