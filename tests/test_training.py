@@ -83,7 +83,14 @@ class Builder:
 def test_recipe_picks_targets(db_url: str, tmp_path: Path) -> None:
     db = open_database(db_url)
     b = Builder(db, db.project_id("t"))
-    settings = make_settings(tmp_path, teacher_min_confidence=0.5, temperature=2.0, soft_weight=0.5, expert_weight=3.0)
+    settings = make_settings(
+        tmp_path,
+        teacher_min_confidence=0.5,
+        temperature=2.0,
+        soft_weight=0.5,
+        expert_weight=3.0,
+        teacher_correction=False,
+    )
 
     expert = b.item("experts say negative")
     b.teacher(expert, {"negative": 0.05, "neutral": 0.05, "positive": 0.9})
@@ -357,3 +364,26 @@ def test_train_an_embed_student(tmp_path: Path) -> None:
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Suggestion).where(Suggestion.agent == report.run_id)) == 36
     db.close()
+
+
+def test_teacher_correction_learns_from_expert_overlap(tmp_path: Path) -> None:
+    """A teacher that says 'negative' where experts say 'positive' gets its other 'negative' labels corrected."""
+    db = open_database(f"sqlite:///{tmp_path / 'c.db'}")
+    b = Builder(db, db.project_id("t"))
+    settings = make_settings(tmp_path, soft_weight=1.0, correction_prior=2.0)
+    wrong = {"negative": 0.8, "neutral": 0.1, "positive": 0.1}
+    for i in range(8):  # the experts overrule the teacher's "negative" every time
+        item = b.item(f"overlap {i}")
+        b.teacher(item, wrong)
+        b.answer(item, "positive")
+    unseen = b.item("teacher only")
+    b.teacher(unseen, wrong)
+    data = build_training_set(db, b.project_id, settings)
+    target = data.targets[data.item_ids.index(unseen)]
+    # 8 expert items against 2 pseudo-items of the teacher's own belief: 0.8 * 1.0 + 0.2 * 0.1
+    assert target[LABELS.index("positive")] == pytest.approx(0.8 * (8 / 10) + 0.2 * 0.1 * (8 / 10) + 0.1 * 0.2)
+    assert target.argmax() == LABELS.index("positive")
+    assert data.weights[data.item_ids.index(unseen)] < 1.0
+
+    plain = build_training_set(db, b.project_id, make_settings(tmp_path, soft_weight=1.0, teacher_correction=False))
+    np.testing.assert_allclose(plain.targets[plain.item_ids.index(unseen)], [0.8, 0.1, 0.1])

@@ -124,6 +124,14 @@ class StudentSettings(_Section):
         0.7, ge=0, le=1, description="mix of teacher soft targets vs hard argmax labels (1 = all soft)"
     )
     expert_weight: float = Field(3.0, ge=0, description="sample weight of an expert-labelled item")
+    teacher_correction: bool = Field(
+        True,
+        description="correct the teacher's labels by its confusion with expert answers on the same pool items, "
+        "and weight them by how informative they proved",
+    )
+    correction_prior: float = Field(
+        10.0, gt=0, description="pseudo-items of trust in the teacher's own probabilities before experts weigh in"
+    )
     teacher_min_confidence: float = Field(
         0.0, ge=0, le=1, description="teacher items below this confidence are left out of training"
     )

@@ -7,7 +7,11 @@ For every pool item, its target is:
 2. else the teacher's current suggestion, if the teacher was confident (confidence known and at least
    ``student.teacher_min_confidence``) or the item was auto-accepted: the teacher's probabilities at
    temperature ``student.temperature``, mixed with its one-hot argmax (``student.soft_weight`` of
-   soft), sample weight 1;
+   soft), sample weight 1. With ``student.teacher_correction`` the teacher is treated as one more
+   annotator whose confusion is measured on the pool items experts answered: where the teacher said
+   label t, the target moves towards what experts actually said when the teacher said t (trusting the
+   teacher's own probabilities as ``student.correction_prior`` pseudo-items), and the sample weight
+   shrinks to how informative the teacher's label proved (1 - normalised entropy of that row);
 3. else the item is left out.
 
 Test-split items are never trained on: they are the expert-checked test set.
@@ -137,6 +141,42 @@ def _majority(answers: list[tuple[int, str]]) -> str:
     return max((label for label, c in counts.items() if c == top), key=lambda label: latest[label])
 
 
+def _teacher_confusion(
+    experts: dict[int, list[tuple[int, str]]], teacher: dict[int, Any], classes: list[str], prior: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """What experts said, by what the teacher said, on the pool items both labelled.
+
+    Returns (rows, trust): ``rows[t]`` is the distribution of expert labels when the teacher's top label
+    was t, smoothed towards the teacher's own mean probabilities with ``prior`` pseudo-items;
+    ``trust[t] = n_t / (n_t + prior)`` is how much those rows should move the teacher's targets.
+    None when no item has both.
+    """
+    k = len(classes)
+    index = {c: i for i, c in enumerate(classes)}
+    counts = np.zeros((k, k))
+    own = np.zeros((k, k))
+    for item_id, answers in experts.items():
+        row = teacher.get(item_id)
+        vector = _teacher_vector(row.probabilities or {}, classes) if row is not None and not row.error else None
+        if vector is None:
+            continue
+        said = int(vector.argmax())
+        counts[said, index[_majority(answers)]] += 1.0
+        own[said] += vector
+    n = counts.sum(axis=1)
+    if n.sum() == 0:
+        return None
+    mean_own = np.where(n[:, None] > 0, own / np.maximum(n, 1.0)[:, None], np.eye(k))
+    rows = (counts + prior * mean_own) / (n + prior)[:, None]
+    return rows, n / (n + prior)
+
+
+def _informativeness(target: NDArray[np.float64]) -> float:
+    """1 for a one-hot target, 0 for a uniform one (1 - entropy / log k)."""
+    p = target[target > 0]
+    return float(1.0 - (-(p * np.log(p)).sum()) / math.log(len(target))) if len(target) > 1 else 1.0
+
+
 def _teacher_vector(probabilities: dict[str, Any], classes: list[str]) -> NDArray[np.float64] | None:
     values = []
     for c in classes:
@@ -214,6 +254,7 @@ def build_training_set(
     expert_answers = 0
     left_out = 0
     k = len(classes)
+    correction = _teacher_confusion(experts, teacher, classes, cfg.correction_prior) if cfg.teacher_correction else None
     for item_id, text in items:
         if item_id in experts:
             target = np.zeros(k)
@@ -238,10 +279,18 @@ def build_training_set(
             with np.errstate(divide="ignore"):
                 vector = softmax((np.log(vector) / cfg.temperature)[None, :])[0]
         hard = np.zeros(k)
-        hard[int(vector.argmax())] = 1.0
+        said = int(vector.argmax())
+        hard[said] = 1.0
+        target = cfg.soft_weight * vector + (1.0 - cfg.soft_weight) * hard
+        weight = 1.0
+        if correction is not None:
+            rows, trust = correction
+            share = trust[said]
+            target = share * rows[said] + (1.0 - share) * target
+            weight = _informativeness(target) * share + (1.0 - share)
         texts.append(text)
-        targets.append(cfg.soft_weight * vector + (1.0 - cfg.soft_weight) * hard)
-        weights.append(1.0)
+        targets.append(target)
+        weights.append(weight)
         sources.append("teacher")
         item_ids.append(item_id)
         models[row.agent] += 1
