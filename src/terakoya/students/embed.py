@@ -174,6 +174,10 @@ class EmbedStudent(Student):
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([found[k] for k in keys])
 
+    def clear_cache(self) -> None:
+        """Empty this process's embedding cache (the disk cache under ``cache_dir`` stays)."""
+        _memory.clear()
+
     # ---- the contract
 
     def _fit(self, texts: list[str], targets: FloatArray, weights: FloatArray) -> None:
