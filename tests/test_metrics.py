@@ -105,3 +105,20 @@ def test_agreement_and_kappa() -> None:
     assert math.isnan(agreement([], []))
     with pytest.raises(ValueError, match="same length, got 1 and 2"):
         agreement(["x"], ["x", "y"])
+
+
+def test_losses_follow_the_given_class_order() -> None:
+    """Columns follow `classes` as given, not sorted: permuting both must not change any number."""
+    rng = np.random.default_rng(0)
+    classes = ["positive", "negative", "neutral"]
+    proba = rng.dirichlet(np.ones(3), size=40)
+    truth = [classes[i] for i in rng.integers(0, 3, size=40)]
+    pred = [classes[i] for i in proba.argmax(axis=1)]
+    a = classification_metrics(truth, proba, pred, classes)
+    order = [1, 2, 0]  # negative, neutral, positive: the sorted order
+    b = classification_metrics(truth, proba[:, order], pred, [classes[i] for i in order])
+    for key in ("accuracy", "macro_f1", "ece", "brier", "nll"):
+        assert a[key] == pytest.approx(b[key]), key
+    from sklearn.metrics import log_loss
+
+    assert b["nll"] == pytest.approx(log_loss(truth, proba[:, order], labels=sorted(classes)))

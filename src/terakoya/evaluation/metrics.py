@@ -103,8 +103,6 @@ def confusions(y_true: Sequence[str], y_pred: Sequence[str], top: int | None = N
 
 
 def _calibration(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
-    from sklearn.metrics import brier_score_loss, log_loss
-
     p = np.asarray(proba, dtype=float)
     if p.ndim != 2 or p.shape != (len(y_true), len(classes)):
         raise ValueError(f"proba must have shape ({len(y_true)}, {len(classes)}), got {p.shape}")
@@ -130,8 +128,11 @@ def _calibration(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str
     out["reliability"] = reliability_bins(confidence, correct)
     out["mean_confidence"] = _float(confidence.mean())
     if len(classes) >= 2:
-        out["brier"] = _float(brier_score_loss(truth, pu, labels=list(classes)))
-        out["nll"] = _float(log_loss(truth, np.clip(pu, 1e-15, 1.0), labels=list(classes)))
+        # by hand: sklearn's losses assume the columns follow the sorted label order, ours follow `classes`
+        onehot = np.zeros_like(pu)
+        onehot[np.arange(len(truth_idx)), truth_idx] = 1.0
+        out["brier"] = _float(np.mean(np.sum((pu - onehot) ** 2, axis=1)))
+        out["nll"] = _float(-np.mean(np.log(np.clip(pu[np.arange(len(truth_idx)), truth_idx], 1e-15, 1.0))))
     else:
         out["brier"] = out["nll"] = None
     return out

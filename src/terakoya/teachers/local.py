@@ -17,8 +17,10 @@ adjusting) on top of copies of that cache.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
+import io
 import json
 import math
 import os
@@ -153,7 +155,9 @@ class LocalTeacher:
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.folder), **kwargs)
             if self.gguf:
-                model = self._load_gguf(transformers, torch)
+                # the GGUF converter draws its own progress bar on stderr; the CLI shows progress itself
+                with contextlib.redirect_stderr(io.StringIO()):
+                    model = self._load_gguf(transformers, torch)
             else:
                 model = transformers.AutoModelForCausalLM.from_pretrained(str(self.folder))
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
