@@ -387,3 +387,18 @@ def test_teacher_correction_learns_from_expert_overlap(tmp_path: Path) -> None:
 
     plain = build_training_set(db, b.project_id, make_settings(tmp_path, soft_weight=1.0, teacher_correction=False))
     np.testing.assert_allclose(plain.targets[plain.item_ids.index(unseen)], [0.8, 0.1, 0.1])
+
+
+def test_uninformative_teacher_loses_its_weight(tmp_path: Path) -> None:
+    """A teacher that says 'negative' whatever the experts say tells nothing: its labels weigh almost nothing."""
+    db = open_database(f"sqlite:///{tmp_path / 'u.db'}")
+    b = Builder(db, db.project_id("t"))
+    settings = make_settings(tmp_path, correction_prior=1.0)
+    for i in range(60):
+        item = b.item(f"overlap {i}")
+        b.teacher(item, {"negative": 0.8, "neutral": 0.1, "positive": 0.1})
+        b.answer(item, LABELS[i % 3])
+    unseen = b.item("teacher only")
+    b.teacher(unseen, {"negative": 0.8, "neutral": 0.1, "positive": 0.1})
+    data = build_training_set(db, b.project_id, settings)
+    assert data.weights[data.item_ids.index(unseen)] < 0.05

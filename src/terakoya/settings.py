@@ -127,7 +127,7 @@ class StudentSettings(_Section):
     teacher_correction: bool = Field(
         True,
         description="correct the teacher's labels by its confusion with expert answers on the same pool items, "
-        "and weight them by how informative they proved",
+        "and weight them by how much they proved to tell about the expert label",
     )
     correction_prior: float = Field(
         10.0, gt=0, description="pseudo-items of trust in the teacher's own probabilities before experts weigh in"

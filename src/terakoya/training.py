@@ -143,12 +143,14 @@ def _majority(answers: list[tuple[int, str]]) -> str:
 
 def _teacher_confusion(
     experts: dict[int, list[tuple[int, str]]], teacher: dict[int, Any], classes: list[str], prior: float
-) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None:
     """What experts said, by what the teacher said, on the pool items both labelled.
 
-    Returns (rows, trust): ``rows[t]`` is the distribution of expert labels when the teacher's top label
-    was t, smoothed towards the teacher's own mean probabilities with ``prior`` pseudo-items;
-    ``trust[t] = n_t / (n_t + prior)`` is how much those rows should move the teacher's targets.
+    Returns (rows, trust, gain): ``rows[t]`` is the distribution of expert labels when the teacher's top
+    label was t, smoothed towards the teacher's own mean probabilities with ``prior`` pseudo-items;
+    ``trust[t] = n_t / (n_t + prior)`` is how much those rows should move the teacher's targets;
+    ``gain[t]`` is how much knowing "the teacher said t" tells about the expert label, as the share of
+    the expert labels' entropy it removes (0: no better than the label frequencies, 1: certain).
     None when no item has both.
     """
     k = len(classes)
@@ -168,13 +170,14 @@ def _teacher_confusion(
         return None
     mean_own = np.where(n[:, None] > 0, own / np.maximum(n, 1.0)[:, None], np.eye(k))
     rows = (counts + prior * mean_own) / (n + prior)[:, None]
-    return rows, n / (n + prior)
+    base = (counts.sum(axis=0) + 1.0) / (n.sum() + k)  # the expert labels' frequencies, smoothed
+    gain = np.clip(1.0 - np.array([_entropy(r) for r in rows]) / max(_entropy(base), 1e-12), 0.0, 1.0)
+    return rows, n / (n + prior), gain
 
 
-def _informativeness(target: NDArray[np.float64]) -> float:
-    """1 for a one-hot target, 0 for a uniform one (1 - entropy / log k)."""
-    p = target[target > 0]
-    return float(1.0 - (-(p * np.log(p)).sum()) / math.log(len(target))) if len(target) > 1 else 1.0
+def _entropy(p: NDArray[np.float64]) -> float:
+    q = p[p > 0]
+    return float(-(q * np.log(q)).sum())
 
 
 def _teacher_vector(probabilities: dict[str, Any], classes: list[str]) -> NDArray[np.float64] | None:
@@ -284,10 +287,10 @@ def build_training_set(
         target = cfg.soft_weight * vector + (1.0 - cfg.soft_weight) * hard
         weight = 1.0
         if correction is not None:
-            rows, trust = correction
+            rows, trust, gain = correction
             share = trust[said]
             target = share * rows[said] + (1.0 - share) * target
-            weight = _informativeness(target) * share + (1.0 - share)
+            weight = share * gain[said] + (1.0 - share)
         texts.append(text)
         targets.append(target)
         weights.append(weight)
