@@ -402,3 +402,43 @@ def test_uninformative_teacher_loses_its_weight(tmp_path: Path) -> None:
     b.teacher(unseen, {"negative": 0.8, "neutral": 0.1, "positive": 0.1})
     data = build_training_set(db, b.project_id, settings)
     assert data.weights[data.item_ids.index(unseen)] < 0.05
+
+
+def test_teacher_scale_is_chosen_on_expert_answers() -> None:
+    """A teacher whose labels are the opposite of the experts' is weighed 0; a faithful one keeps weight."""
+    from terakoya.training import TrainingSet, choose_teacher_scale
+
+    rng = np.random.default_rng(0)
+    good = ["profit rose strongly", "record sales growth", "dividend raised again", "orders up sharply"]
+    bad = ["loss widened badly", "sales fell sharply", "plant closed with layoffs", "rating cut to junk"]
+    texts, targets, sources = [], [], []
+    for i in range(60):  # expert items
+        pos = i % 2 == 0
+        texts.append(f"{rng.choice(good if pos else bad)} {i}")
+        targets.append([0.0, 0.0, 1.0] if pos else [1.0, 0.0, 0.0])
+        sources.append("expert")
+    for i in range(300):  # teacher items: the opposite label
+        pos = i % 2 == 0
+        texts.append(f"{rng.choice(good if pos else bad)} t{i}")
+        targets.append([1.0, 0.0, 0.0] if pos else [0.0, 0.0, 1.0])
+        sources.append("teacher")
+    data = TrainingSet(
+        texts=texts,
+        targets=np.asarray(targets),
+        weights=np.where(np.asarray(sources) == "expert", 3.0, 1.0),
+        sources=sources,
+        item_ids=list(range(len(texts))),
+        classes=LABELS,
+    )
+    scale, scores = choose_teacher_scale(data, kind="linear")
+    assert scale == 0.0
+    assert scores["0"] > scores["1"]
+    flipped = TrainingSet(
+        texts=texts,
+        targets=np.asarray([t if s == "expert" else t[::-1] for t, s in zip(targets, sources, strict=True)]),
+        weights=data.weights,
+        sources=sources,
+        item_ids=data.item_ids,
+        classes=LABELS,
+    )
+    assert choose_teacher_scale(flipped, kind="linear")[0] > 0.0

@@ -129,6 +129,11 @@ class StudentSettings(_Section):
         description="correct the teacher's labels by its confusion with expert answers on the same pool items, "
         "and weight them by how much they proved to tell about the expert label",
     )
+    teacher_weight_search: bool = Field(
+        True,
+        description="choose how much the teacher's labels weigh (0, 0.1, 0.3 or 1 times) by 3-fold cross-validation "
+        "on the expert answers (needs 20 or more)",
+    )
     correction_prior: float = Field(
         10.0, gt=0, description="pseudo-items of trust in the teacher's own probabilities before experts weigh in"
     )

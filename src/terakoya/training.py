@@ -315,6 +315,43 @@ def build_training_set(
 # ----------------------------------------------------------------------------- fit + calibrate
 
 
+TEACHER_SCALES = (0.0, 0.1, 0.3, 1.0)
+MIN_EXPERT_FOR_SEARCH = 20
+
+
+def choose_teacher_scale(
+    data: TrainingSet, *, kind: str, params: dict[str, Any] | None = None, seed: int = 0, folds: int = 3
+) -> tuple[float, dict[str, float]]:
+    """How much the teacher's labels should weigh, chosen on the expert answers by k-fold cross-validation.
+
+    Each candidate scale multiplies the teacher items' weights; a student is fitted on the teacher items plus
+    the expert items outside a fold and scored (accuracy) on the fold's expert items. A teacher that hurts
+    gets 0; with fewer than MIN_EXPERT_FOR_SEARCH expert items (or no teacher items) the scale stays 1.
+    """
+    sources = np.asarray(data.sources)
+    expert_idx = np.flatnonzero(sources == "expert")
+    teacher_idx = np.flatnonzero(sources == "teacher")
+    if len(expert_idx) < MIN_EXPERT_FOR_SEARCH or len(teacher_idx) == 0:
+        return 1.0, {}
+    rng = np.random.default_rng(seed)
+    fold_of = rng.permutation(len(expert_idx)) % folds
+    truth = data.targets.argmax(axis=1)
+    scores: dict[str, float] = {}
+    for scale in TEACHER_SCALES:
+        correct = 0
+        for fold in range(folds):
+            held = expert_idx[fold_of == fold]
+            fit_idx = np.concatenate([expert_idx[fold_of != fold], teacher_idx if scale > 0 else teacher_idx[:0]])
+            weights = data.weights[fit_idx] * np.where(sources[fit_idx] == "teacher", scale, 1.0)
+            student = make_student(kind, classes=list(data.classes), **(params or {}))
+            student.fit([data.texts[i] for i in fit_idx], data.targets[fit_idx], sample_weight=weights)
+            predicted = student.predict_proba([data.texts[i] for i in held]).argmax(axis=1)
+            correct += int((predicted == truth[held]).sum())
+        scores[f"{scale:g}"] = correct / len(expert_idx)
+    best = max(TEACHER_SCALES, key=lambda s: (scores[f"{s:g}"], s))
+    return best, scores
+
+
 def expected_calibration_error(proba: NDArray[np.float64], truth: NDArray[np.intp], bins: int = 10) -> float:
     """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins."""
     if len(truth) == 0:
@@ -454,15 +491,21 @@ def train(
     if progress is not None:
         progress(0, total)
     params = _student_params(name, settings)
+    teacher_scale, scale_scores = 1.0, dict[str, float]()
+    if settings.student.teacher_weight_search:
+        teacher_scale, scale_scores = choose_teacher_scale(data, kind=name, params=params, seed=settings.student.seed)
+    keep = np.asarray([src == "expert" or teacher_scale > 0 for src in data.sources])
+    weights = np.where(np.asarray(data.sources) == "teacher", data.weights * teacher_scale, data.weights)
+    texts = [t for t, k in zip(data.texts, keep, strict=True) if k]
     fitted = train_arrays(
-        data.texts,
-        data.targets,
-        data.weights,
+        texts,
+        data.targets[keep],
+        weights[keep],
         data.classes,
         kind=name,
         params=params,
         calibration_fraction=settings.student.calibration_fraction,
-        calibrate_on=np.asarray([src == "expert" for src in data.sources]),
+        calibrate_on=np.asarray([src == "expert" for src, k in zip(data.sources, keep, strict=True) if k]),
         seed=settings.student.seed,
     )
     student = fitted.student
@@ -491,7 +534,9 @@ def train(
     prompt_version = next(iter(data.prompt_versions), None)
     fit_seconds = fitted.seconds
     metrics: dict[str, Any] = {
-        "train_items": len(data.texts),
+        "train_items": len(texts),
+        "teacher_weight_scale": teacher_scale,
+        "teacher_weight_scores": scale_scores,
         "expert_items": data.expert_items,
         "teacher_items": data.teacher_items,
         "left_out": data.left_out,
