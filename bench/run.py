@@ -198,7 +198,7 @@ def run_dataset(key: str, budgets: list[float], kind: str, rounds: int, limit: i
     from terakoya.training import build_training_set
 
     title, prepare, toml_template, labels = DATASETS[key]
-    work = WORK / key
+    work = WORK / (f"{key}-limit{limit}" if limit else key)
     work.mkdir(parents=True, exist_ok=True)
     spec = prepare(work, limit)
     name = f"bench-{key}"
