@@ -151,8 +151,11 @@ def test_owner_invites_trainer_who_labels_undoes_explains_and_teaches(
     tp.fill("#term-form textarea[name=definition]", "the company lowers its own forecast")
     tp.fill("#term-form textarea[name=example]", "We now expect sales to fall 5%.")
     tp.click("#term-form button[type=submit]")
-    tp.wait_for_selector("#toast:not([hidden])")
-    assert "sent to the owner" in tp.inner_text("#toast")
+    # an earlier toast (the undo's) may still be showing: wait for this one
+    tp.wait_for_function(
+        "() => (document.getElementById('toast').textContent || '').includes('sent to the owner')", timeout=10000
+    )
+    assert not tp.is_hidden("#toast")
 
     # time and earnings: five items at 0.10 each today
     tp.wait_for_function("() => document.getElementById('stat-today-items').textContent === '5'", timeout=10000)
