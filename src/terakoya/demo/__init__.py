@@ -103,6 +103,12 @@ def run_demo(
 
     say("[bold yellow]Experts are SIMULATED here:[/] routed items are answered from the dataset's recorded labels.")
     rounds = [budget // 2, budget - budget // 2]
+    if project.status()["answers"]:
+        # a second `terakoya demo` shows the same loop again instead of routing ever more items
+        say("reusing the earlier run's routed items and simulated answers (pass --fresh to start over)")
+        rounds = []
+        with bar("training the student") as update:
+            project.train(progress=update)
     for number, share in enumerate(rounds, start=1):
         routed = project.route(budget_items=share)
         answered = project.simulate("label")
