@@ -442,3 +442,21 @@ def test_teacher_scale_is_chosen_on_expert_answers() -> None:
         classes=LABELS,
     )
     assert choose_teacher_scale(flipped, kind="linear")[0] > 0.0
+
+
+def test_failed_retry_does_not_hide_an_earlier_teacher_answer(tmp_path: Path) -> None:
+    """Training reads the current teacher suggestion as routing and evaluation do: the newest without an error."""
+    db = open_database(f"sqlite:///{tmp_path / 'e.db'}")
+    b = Builder(db, db.project_id("t"))
+    item = b.item("answered, then a retry failed")
+    b.teacher(item, {"negative": 0.1, "neutral": 0.1, "positive": 0.8})
+    with db.session() as s:
+        s.add(
+            Suggestion(
+                item_id=item, agent_kind="teacher", agent="big", prompt_version="p2", label=None,
+                probabilities={}, confidence=None, error="timeout",
+            )
+        )  # fmt: skip
+    data = build_training_set(db, b.project_id, make_settings(tmp_path, soft_weight=1.0))
+    assert data.item_ids == [item]
+    np.testing.assert_allclose(data.targets[0], [0.1, 0.1, 0.8])

@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from sqlalchemy import Row, func, insert, select
+from sqlalchemy import Row, insert, select
 from sqlalchemy.orm import Session
 
 from terakoya.errors import ConfigError, StateError
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, AutoAccept, Item, RouteRun, Suggestion, Task
+from terakoya.storage.queries import current_suggestion_ids
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
@@ -275,18 +276,7 @@ def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
 
 def _latest(s: Session, project_id: int, agent_kind: str) -> dict[int, Row[Any]]:
     """item id -> the newest non-error suggestion of ``agent_kind`` for pool items of the project."""
-    newest = (
-        select(func.max(Suggestion.id).label("sid"))
-        .join(Item, Item.id == Suggestion.item_id)
-        .where(
-            Item.project_id == project_id,
-            Item.split == "pool",
-            Suggestion.agent_kind == agent_kind,
-            Suggestion.error.is_(None),
-        )
-        .group_by(Suggestion.item_id)
-        .subquery()
-    )
+    newest = current_suggestion_ids(project_id, agent_kind, split="pool").subquery()
     rows = s.execute(
         select(
             Suggestion.item_id,

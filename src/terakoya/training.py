@@ -37,12 +37,13 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 
 from terakoya.errors import ConfigError, StateError
 from terakoya.settings import Settings
 from terakoya.storage import Database
 from terakoya.storage.models import Answer, AutoAccept, Item, StudentRun, Suggestion
+from terakoya.storage.queries import current_suggestion_ids
 from terakoya.students import make_student, resolve
 from terakoya.students.base import Student, softmax
 
@@ -215,12 +216,7 @@ def build_training_set(
             .where(pool, Answer.kind.in_(EXPERT_KINDS), Answer.superseded.is_(False), Answer.label.is_not(None))
             .order_by(Answer.id)
         ).all()
-        newest = (
-            select(func.max(Suggestion.id))
-            .join(Item, Suggestion.item_id == Item.id)
-            .where(pool, Suggestion.agent_kind == "teacher")
-            .group_by(Suggestion.item_id)
-        )
+        newest = current_suggestion_ids(project_id, "teacher", split="pool")
         teacher_rows = s.execute(
             select(
                 Suggestion.item_id,

@@ -19,6 +19,7 @@ from terakoya.errors import StateError
 from terakoya.settings import Settings
 from terakoya.storage import Database
 from terakoya.storage.models import Answer, Item, Person, StudentRun, Suggestion
+from terakoya.storage.queries import current_suggestion_ids
 
 __all__ = [
     "NO_GOLD_FIX",
@@ -113,21 +114,8 @@ def label_of(answers: list[AnswerRow]) -> str:
 
 
 def _current(s: Session, project_id: int, agent_kind: str, split: str, agent: str | None = None) -> list[Any]:
-    newest = (
-        select(func.max(Suggestion.id).label("sid"))
-        .join(Item, Item.id == Suggestion.item_id)
-        .where(
-            Item.project_id == project_id,
-            Item.split == split,
-            Suggestion.agent_kind == agent_kind,
-            Suggestion.error.is_(None),
-            Suggestion.label.is_not(None),
-        )
-        .group_by(Suggestion.item_id)
-    )
-    if agent is not None:
-        newest = newest.where(Suggestion.agent == agent)
-    sub = newest.subquery()
+    newest = current_suggestion_ids(project_id, agent_kind, split=split, agent=agent)
+    sub = newest.where(Suggestion.label.is_not(None)).subquery()
     return list(
         s.execute(
             select(Suggestion.item_id, Suggestion.label, Suggestion.probabilities, Suggestion.confidence_known).join(
