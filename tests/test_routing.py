@@ -31,6 +31,8 @@ DISTINCT = [
 
 
 def settings_for(tmp_path: Path, **routing: Any) -> Settings:
+    # these tests pin the teacher-driven part of routing: a vouched-for teacher, no blind audit share
+    routing = {"trust_teacher": "always", "audit_share": 0.0, **routing}
     return Settings.model_validate(
         {"name": "p", "labels": [{"name": n} for n in LABELS], "routing": routing, "project_dir": tmp_path}
     )
@@ -328,3 +330,60 @@ def test_random_strategy_is_seeded_and_reproducible(tmp_path: Path) -> None:
     other = route(db, pid, settings_for(tmp_path, gold_share=0.2), budget_items=10, strategy="random", seed=7)
     assert [t.item.external_id for t in tasks_of(db, other.route_run_id)] != first
     db.close()
+
+
+# ----------------------------------------------------------------------------- audit share, trust, quotas, cold start
+
+
+def test_class_quotas_sample_minority_classes() -> None:
+    values = np.array([0.9, 0.9, 0.9, 0.9, 0.9, 0.1, 0.1])
+    groups = np.array([0, 0, 0, 0, 0, 1, 2])
+    picked, _ = select_diverse(values, None, 3, diversity_weight=0.0, groups=groups)
+    assert sorted(groups[picked].tolist()) == [0, 1, 2]
+    # without quotas the majority class takes every place
+    picked, _ = select_diverse(values, None, 3, diversity_weight=0.0)
+    assert groups[picked].tolist() == [0, 0, 0]
+
+
+def test_typical_picks_cover_the_clusters() -> None:
+    from terakoya.routing import typical_picks
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    sizes = [60, 30, 10]
+    vectors = np.vstack([c + 0.05 * rng.standard_normal((n, 3)) for c, n in zip(centres, sizes, strict=True)])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    cluster = np.repeat([0, 1, 2], sizes)
+    picks = typical_picks(vectors, 3, seed=0)
+    assert sorted(cluster[picks].tolist()) == [0, 1, 2]
+
+
+def test_audit_share_is_random_and_blind(db: Database, tmp_path: Path) -> None:
+    pid = db.project_id("p")
+    with db.session() as s:
+        for i in range(60):
+            add_item(s, pid, f"p{i}", DISTINCT[i % 8] + f" ({i})", top=round(0.36 + 0.01 * i, 2))
+    settings = settings_for(tmp_path, audit_share=0.5, gold_share=0.0, auto_accept_threshold=1.0)
+    report = route(db, pid, settings, budget_items=10)
+    tasks = tasks_of(db, report.route_run_id)
+    audit = [t for t in tasks if t.reason == "audit"]
+    assert report.audit == len(audit) == 5
+    assert all(t.components["share"] == "audit" for t in audit)
+    # the teacher-routed half goes to the least confident items; the audit half is drawn from the whole pool
+    routed = [t for t in tasks if t.reason == "routed"]
+    assert {t.item.external_id for t in routed} <= {f"p{i}" for i in range(15)}
+    assert report.teacher_trust is not None and report.teacher_trust.vouched
+
+
+def test_untrusted_teacher_steers_nothing(db: Database, tmp_path: Path) -> None:
+    """With trust 'never', the non-audit share is picked by typicality (no student yet), not by the teacher."""
+    pid = db.project_id("p")
+    with db.session() as s:
+        for i in range(40):
+            add_item(s, pid, f"p{i}", DISTINCT[i % 8] + f" ({i})", top=round(0.36 + 0.01 * i, 2))
+    settings = settings_for(tmp_path, trust_teacher="never", audit_share=0.2, gold_share=0.0, auto_accept_threshold=0.5)
+    report = route(db, pid, settings, budget_items=10)
+    tasks = tasks_of(db, report.route_run_id)
+    shares = sorted(t.components["share"] for t in tasks)
+    assert shares == ["audit"] * 2 + ["typical"] * 8
+    assert report.auto_accepted == 0  # an untrusted teacher's labels are never accepted on its word

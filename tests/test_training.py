@@ -183,10 +183,10 @@ def test_train_saves_records_and_suggests(db_url: str, tmp_path: Path) -> None:
     assert report.run_id.endswith("-linear")
     assert report.path == tmp_path / "runs" / report.run_id
     assert (report.expert_items, report.teacher_items, report.left_out) == (6, 54, 0)
-    assert report.temperature > 0
-    assert report.calibration["from_expert"] == 0.0  # 6 expert items are too few: calibrated on all items
-    assert report.calibration["n_calibration"] == 9.0
-    assert report.calibration["nll_after"] <= report.calibration["nll_before"] + 1e-9
+    # 6 expert items are too few to cross-validate anything: the teacher keeps its weight, no temperature
+    assert report.temperature == 1.0
+    assert report.recipe["teacher_scale"] == 1.0 and report.recipe["self_training"] is None
+    assert any("too few to cross-validate" in note for note in report.recipe["notes"])
     assert seen[0] == (0, 72) and seen[-1] == (72, 72)
 
     student = load(report.path)
@@ -364,44 +364,6 @@ def test_train_an_embed_student(tmp_path: Path) -> None:
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Suggestion).where(Suggestion.agent == report.run_id)) == 36
     db.close()
-
-
-def test_teacher_correction_learns_from_expert_overlap(tmp_path: Path) -> None:
-    """A teacher that says 'negative' where experts say 'positive' gets its other 'negative' labels corrected."""
-    db = open_database(f"sqlite:///{tmp_path / 'c.db'}")
-    b = Builder(db, db.project_id("t"))
-    settings = make_settings(tmp_path, soft_weight=1.0, correction_prior=2.0)
-    wrong = {"negative": 0.8, "neutral": 0.1, "positive": 0.1}
-    for i in range(8):  # the experts overrule the teacher's "negative" every time
-        item = b.item(f"overlap {i}")
-        b.teacher(item, wrong)
-        b.answer(item, "positive")
-    unseen = b.item("teacher only")
-    b.teacher(unseen, wrong)
-    data = build_training_set(db, b.project_id, settings)
-    target = data.targets[data.item_ids.index(unseen)]
-    # 8 expert items against 2 pseudo-items of the teacher's own belief: 0.8 * 1.0 + 0.2 * 0.1
-    assert target[LABELS.index("positive")] == pytest.approx(0.8 * (8 / 10) + 0.2 * 0.1 * (8 / 10) + 0.1 * 0.2)
-    assert target.argmax() == LABELS.index("positive")
-    assert data.weights[data.item_ids.index(unseen)] < 1.0
-
-    plain = build_training_set(db, b.project_id, make_settings(tmp_path, soft_weight=1.0, teacher_correction=False))
-    np.testing.assert_allclose(plain.targets[plain.item_ids.index(unseen)], [0.8, 0.1, 0.1])
-
-
-def test_uninformative_teacher_loses_its_weight(tmp_path: Path) -> None:
-    """A teacher that says 'negative' whatever the experts say tells nothing: its labels weigh almost nothing."""
-    db = open_database(f"sqlite:///{tmp_path / 'u.db'}")
-    b = Builder(db, db.project_id("t"))
-    settings = make_settings(tmp_path, correction_prior=1.0)
-    for i in range(60):
-        item = b.item(f"overlap {i}")
-        b.teacher(item, {"negative": 0.8, "neutral": 0.1, "positive": 0.1})
-        b.answer(item, LABELS[i % 3])
-    unseen = b.item("teacher only")
-    b.teacher(unseen, {"negative": 0.8, "neutral": 0.1, "positive": 0.1})
-    data = build_training_set(db, b.project_id, settings)
-    assert data.weights[data.item_ids.index(unseen)] < 0.05
 
 
 def test_teacher_scale_is_chosen_on_expert_answers() -> None:

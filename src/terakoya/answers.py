@@ -41,7 +41,7 @@ __all__ = [
 
 SIMULATED_PERSON = "simulated-expert"
 #: task reasons that simulate may answer
-ROUTED_REASONS = ("routed", "gold", "random")
+ROUTED_REASONS = ("routed", "gold", "random", "audit")
 _OPEN = ("queued", "leased")
 _CHUNK = 500
 _NAME_MAX = 200

@@ -187,14 +187,20 @@ def import_(
 def teach(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="count calls, tokens and cost; spend nothing")] = False,
     limit: Annotated[int | None, typer.Option(help="label at most this many items")] = None,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="ask again for items answered under an older prompt version")
+    ] = False,
+    below: Annotated[
+        float | None, typer.Option(help="with --refresh: only items whose teacher confidence is below this")
+    ] = None,
 ) -> None:
-    """The teacher labels every item, with a probability for each label (cached; resumable)."""
+    """The teacher labels every item not labelled yet, with a probability for each label (cached; resumable)."""
     project = _open()
     if dry_run:
-        _report("teach --dry-run (nothing was spent)", project.plan_teach(limit=limit))
+        _report("teach --dry-run (nothing was spent)", project.plan_teach(limit=limit, refresh=refresh, below=below))
     else:
         with _progress(f"teaching with {project.settings.teacher.model}") as update:
-            report = project.teach(limit=limit, progress=update)
+            report = project.teach(limit=limit, progress=update, refresh=refresh, below=below)
         _report("teach", report)
     project.close()
 

@@ -26,12 +26,14 @@ from terakoya.storage.models import Answer, AutoAccept, Item, StudentRun, Sugges
 
 if TYPE_CHECKING:
     from terakoya.answers import AnswerReport
+    from terakoya.calibrating import CalibrationReport
     from terakoya.evaluation.report import EvaluationReport
     from terakoya.importers import ImportReport
     from terakoya.routing import RouteReport
     from terakoya.teachers.base import Teacher
     from terakoya.teaching import TeachPlan, TeachReport
     from terakoya.training import TrainReport
+    from terakoya.trust import TeacherTrust
 
 __all__ = ["Progress", "Project"]
 
@@ -131,18 +133,39 @@ class Project:
             self.reload_settings()
         return report
 
-    def plan_teach(self, *, limit: int | None = None) -> TeachPlan:
+    def plan_teach(self, *, limit: int | None = None, refresh: bool = False, below: float | None = None) -> TeachPlan:
         from terakoya.teaching import plan_teach
 
-        return plan_teach(self.db, self.project_id, self.settings, limit=limit)
+        return plan_teach(self.db, self.project_id, self.settings, limit=limit, refresh=refresh, below=below)
 
     def teach(
-        self, *, teacher: Teacher | None = None, limit: int | None = None, progress: Progress | None = None
+        self,
+        *,
+        teacher: Teacher | None = None,
+        limit: int | None = None,
+        progress: Progress | None = None,
+        refresh: bool = False,
+        below: float | None = None,
     ) -> TeachReport:
         from terakoya.teaching import teach
 
         self._require_labels()
-        return teach(self.db, self.project_id, self.settings, teacher=teacher, limit=limit, progress=progress)
+        return teach(
+            self.db, self.project_id, self.settings, teacher=teacher, limit=limit, progress=progress,
+            refresh=refresh, below=below,
+        )  # fmt: skip
+
+    def calibrate_teacher(self) -> CalibrationReport:
+        """Calibrate the teacher's stored answers again (on the project's items and the experts' answers)."""
+        from terakoya.calibrating import calibrate_teacher
+
+        return calibrate_teacher(self.db, self.project_id, self.settings)
+
+    def teacher_trust(self) -> TeacherTrust:
+        """How far the teacher can be trusted, from the experts' blind answers."""
+        from terakoya.trust import measure_trust
+
+        return measure_trust(self.db, self.project_id, self.settings)
 
     def route(
         self,
@@ -271,6 +294,21 @@ class Project:
             "experts": people,
             "expert_minutes": float(seconds or 0.0) / 60.0,
             "students": students or 0,
+            **self._trust_status(),
+        }
+
+    def _trust_status(self) -> dict[str, Any]:
+        if len(self.settings.label_names) < 2:
+            return {}
+        trust = self.teacher_trust()
+        ci = trust.accuracy_ci
+        return {
+            "teacher_blind_checks": trust.n,
+            "teacher_accuracy_blind": trust.accuracy,
+            "teacher_accuracy_blind_ci": list(ci) if ci else None,
+            "teacher_kappa": trust.kappa,
+            "teacher_trusted": trust.trusted,
+            "teacher_trust": trust.sentence,
         }
 
     # ------------------------------------------------------------------ helpers

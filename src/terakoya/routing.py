@@ -34,6 +34,7 @@ from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, AutoAccept, Item, RouteRun, Suggestion, Task
 from terakoya.storage.queries import current_suggestion_ids
+from terakoya.trust import TeacherTrust, measure_trust
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
@@ -54,6 +55,8 @@ OPEN_TASK_STATUSES = ("queued", "leased")
 
 #: candidates kept for the diversity pass, as a multiple of the batch size
 CANDIDATE_FACTOR = 5
+#: fewer expert-answered pool items than this: the student share is picked by typicality (cold start)
+COLD_START = 20
 #: rows per IN (...) list, well below every backend's parameter limit
 _CHUNK = 500
 
@@ -72,6 +75,9 @@ class RouteReport:
     eligible: int = 0
     #: plain-language notes, e.g. that the budget was larger than the eligible pool
     notes: list[str] = field(default_factory=list)
+    #: pool items drawn at random and shown blind, to measure the teacher
+    audit: int = 0
+    teacher_trust: TeacherTrust | None = None
 
 
 # ----------------------------------------------------------------------------- scoring (pure)
@@ -206,14 +212,20 @@ def text_vectors(texts: Sequence[str]) -> csr_matrix:
 
 
 def select_diverse(
-    values: ArrayLike, vectors: csr_matrix | None, k: int, *, diversity_weight: float
+    values: ArrayLike,
+    vectors: csr_matrix | None,
+    k: int,
+    *,
+    diversity_weight: float,
+    groups: ArrayLike | None = None,
 ) -> tuple[list[int], NDArray[np.float64]]:
     """Greedy maximal-marginal-relevance pick of ``k`` rows.
 
     Each step takes the row with the highest ``value - diversity_weight * max cosine similarity to
-    the rows already picked``. Returns the picked row indices in pick order and, for every row,
-    its redundancy (max similarity to the rows picked before it; 0 for the first).
-    Ties go to the lower index, so callers order rows to break ties as they wish.
+    the rows already picked``. With ``groups`` (one class index per row) each group may fill at most
+    ``ceil(k / groups present)`` places while other groups still have rows, so that minority classes
+    are sampled too. Returns the picked row indices in pick order and, for every row, its redundancy
+    (max similarity to the rows picked before it; 0 for the first). Ties go to the lower index.
     """
     vals = np.asarray(values, dtype=np.float64)
     m = vals.shape[0]
@@ -221,26 +233,99 @@ def select_diverse(
     redundancy = np.zeros(m)
     if k <= 0:
         return [], redundancy
-    if vectors is None or diversity_weight <= 0:
-        order = np.argsort(-vals, kind="stable")[:k]
-        return [int(i) for i in order], redundancy
-    if vectors.shape[0] != m:
+    group = None if groups is None else np.asarray(groups, dtype=np.intp)
+    quota = m
+    if group is not None:
+        if group.shape != (m,):
+            raise ValueError(f"groups must have one entry per row ({m}), got shape {group.shape}")
+        quota = math.ceil(k / max(1, len(np.unique(group))))
+    use_vectors = vectors is not None and diversity_weight > 0
+    if use_vectors and vectors is not None and vectors.shape[0] != m:
         raise ValueError(f"vectors have {vectors.shape[0]} rows for {m} values")
     # rows of the transposed matrix: one pick's similarities touch only the candidates sharing its n-grams
-    columns = vectors.T.tocsr()
+    columns = vectors.T.tocsr() if use_vectors and vectors is not None else None
     max_sim = np.zeros(m)
     taken = np.zeros(m, dtype=bool)
+    filled: dict[int, int] = {}
     picked: list[int] = []
     for _ in range(k):
-        adjusted = vals - diversity_weight * max_sim
+        adjusted = vals - diversity_weight * max_sim if use_vectors else vals.copy()
         adjusted[taken] = -np.inf
+        if group is not None:
+            full = np.array([filled.get(int(g), 0) >= quota for g in group])
+            if (~full & ~taken).any():
+                adjusted[full] = -np.inf
         j = int(np.argmax(adjusted))
         picked.append(j)
         redundancy[j] = max_sim[j]
         taken[j] = True
-        sims = np.asarray((vectors[j] @ columns).toarray()).ravel()
-        np.maximum(max_sim, sims, out=max_sim)
+        if group is not None:
+            filled[int(group[j])] = filled.get(int(group[j]), 0) + 1
+        if columns is not None and vectors is not None:
+            sims = np.asarray((vectors[j] @ columns).toarray()).ravel()
+            np.maximum(max_sim, sims, out=max_sim)
     return picked, redundancy
+
+
+def typical_picks(vectors: NDArray[np.float64], k: int, *, covered: int = 0, seed: int = 0) -> list[int]:
+    """Cold start by representative items (TypiClust, Hacohen et al. 2022, arXiv 2202.02794).
+
+    The rows are clustered into ``covered + k`` clusters; from the largest clusters, the most *typical*
+    row of each (the inverse of its mean distance to its nearest neighbours inside the cluster) is
+    picked. ``covered`` is how many items are already labelled (their clusters are assumed covered,
+    so the picks go to the next largest). Returns up to ``k`` row indices.
+    """
+    from sklearn.cluster import MiniBatchKMeans
+
+    m = vectors.shape[0]
+    k = min(k, m)
+    if k <= 0:
+        return []
+    n_clusters = min(m, covered + k)
+    if n_clusters <= 1:
+        return [0]
+    model = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=3, batch_size=1024)
+    assign = model.fit_predict(vectors)
+    sizes = np.bincount(assign, minlength=n_clusters)
+    order = np.argsort(-sizes, kind="stable")
+    picks: list[int] = []
+    for c in order[covered:] if covered < len(order) else order:
+        members = np.flatnonzero(assign == c)
+        if len(members) == 0:
+            continue
+        if len(members) <= 2:
+            picks.append(int(members[0]))
+        else:
+            sub = vectors[members]
+            # distances to (at most 500 of) the cluster's members keep large clusters affordable
+            ref = sub if len(members) <= 500 else sub[np.random.default_rng(seed).choice(len(members), 500, False)]
+            dist = np.sqrt(np.maximum(2.0 - 2.0 * (sub @ ref.T), 0.0))
+            nn = min(20, ref.shape[0] - 1)
+            mean_nn = np.sort(dist, axis=1)[:, 1 : nn + 1].mean(axis=1)
+            picks.append(int(members[int(np.argmin(mean_nn))]))
+        if len(picks) >= k:
+            break
+    return picks
+
+
+def dense_vectors(texts: Sequence[str], *, dims: int = 64, seed: int = 0) -> NDArray[np.float64]:
+    """Dense, L2-normalised vectors of the texts (TF-IDF n-grams reduced by truncated SVD), for clustering."""
+    from sklearn.decomposition import TruncatedSVD
+
+    sparse = text_vectors(texts)
+    n_comp = max(1, min(dims, sparse.shape[0] - 1, sparse.shape[1] - 1))
+    if sparse.shape[0] < 3:
+        return np.asarray(sparse.toarray(), dtype=np.float64)
+    dense = TruncatedSVD(n_components=n_comp, random_state=seed).fit_transform(sparse)
+    norms = np.linalg.norm(dense, axis=1, keepdims=True)
+    return np.asarray(dense / np.where(norms > 0, norms, 1.0), dtype=np.float64)
+
+
+def student_margin(student: ArrayLike) -> NDArray[np.float64]:
+    """1 - (top-1 minus top-2 probability) of the student: high where it is least sure."""
+    s = _as_probabilities(student)
+    top2 = -np.sort(-np.hstack([s, np.zeros((s.shape[0], 2))]), axis=1)[:, :2]
+    return np.asarray(1.0 - (top2[:, 0] - top2[:, 1]), dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -326,6 +411,134 @@ def _texts(s: Session, ids: Sequence[int]) -> dict[int, str]:
     return found
 
 
+@dataclass
+class _Candidates:
+    """The eligible pool items of one route run, with what routing reads about them."""
+
+    ids: list[int]
+    teacher_rows: list[Row[Any]]
+    teacher: NDArray[np.float64]
+    known: NDArray[np.bool_]
+    student: NDArray[np.float64]
+    has_student: NDArray[np.bool_]
+    scores: ItemScores
+
+
+def _candidates(s: Session, project_id: int, eligible: list[int], teacher: dict[int, Row[Any]], labels: list[str],
+                cfg: Any) -> _Candidates:  # fmt: skip
+    student = _latest(s, project_id, "student")
+    rows = [teacher[i] for i in eligible]
+    t_probs = _matrix([r.probabilities for r in rows], labels)
+    known = np.array([bool(r.confidence_known) and r.confidence is not None for r in rows], dtype=bool)
+    has_student = np.array([i in student for i in eligible], dtype=bool)
+    s_probs = _matrix([student[i].probabilities if i in student else {} for i in eligible], labels)
+    scores = score_items(
+        t_probs,
+        confidence_known=known,
+        student=s_probs if has_student.any() else None,
+        has_student=has_student,
+        uncertainty_weight=cfg.uncertainty_weight,
+        disagreement_weight=cfg.disagreement_weight,
+    )
+    return _Candidates(eligible, rows, t_probs, known, s_probs, has_student, scores)
+
+
+def _pick_by_value(
+    s: Session, c: _Candidates, values: NDArray[np.float64], n: int, free: NDArray[np.bool_], *, diversity: float,
+    groups: NDArray[np.intp] | None, rng: np.random.Generator,
+) -> tuple[list[int], NDArray[np.float64]]:  # fmt: skip
+    """``n`` positions among the ``free`` candidates: highest value first, diverse, class quotas by ``groups``."""
+    positions = np.flatnonzero(free)
+    if n <= 0 or len(positions) == 0:
+        return [], np.zeros(len(c.ids))
+    shuffle = rng.permutation(len(positions))
+    order = positions[shuffle[np.argsort(-values[positions][shuffle], kind="stable")]]
+    cand = order[: min(len(order), max(n * CANDIDATE_FACTOR, n))]
+    vectors = None
+    if n > 1 and diversity > 0:
+        texts = _texts(s, [c.ids[int(p)] for p in cand])
+        vectors = text_vectors([texts[c.ids[int(p)]] for p in cand])
+    local, red = select_diverse(
+        values[cand], vectors, n, diversity_weight=diversity, groups=None if groups is None else groups[cand]
+    )
+    redundancy = np.zeros(len(c.ids))
+    redundancy[cand] = red
+    return [int(cand[j]) for j in local], redundancy
+
+
+def _expert_pool_items(s: Session, project_id: int) -> int:
+    return len(
+        set(
+            s.scalars(
+                select(Answer.item_id)
+                .join(Item, Item.id == Answer.item_id)
+                .where(Item.project_id == project_id, Item.split == "pool", Answer.superseded.is_(False))
+            ).all()
+        )
+    )
+
+
+def _plan_terakoya(
+    s: Session, project_id: int, c: _Candidates, n_pick: int, settings: Settings, trust: TeacherTrust,
+    rng: np.random.Generator, seed: int,
+) -> list[tuple[int, str, float, dict[str, Any]]]:  # fmt: skip
+    """(position, reason, score, components) for the pool batch of the ``terakoya`` strategy.
+
+    The batch is made of: the random blind audit share; a teacher share (``trust.weight`` of the rest)
+    picked by teacher uncertainty and teacher-student disagreement; a student share picked by the
+    student's margin with a quota per predicted class, or — while experts have answered fewer than
+    :data:`COLD_START` pool items or there is no student — by typicality (TypiClust).
+    """
+    cfg = settings.routing
+    free = np.ones(len(c.ids), dtype=bool)
+    out: list[tuple[int, str, float, dict[str, Any]]] = []
+    n_audit = min(n_pick, round(n_pick * cfg.audit_share))
+    if n_audit:
+        for pos in rng.choice(len(c.ids), size=n_audit, replace=False):
+            out.append((int(pos), "audit", 0.0, {"share": "audit"}))
+            free[int(pos)] = False
+    rest = n_pick - n_audit
+    n_teacher = round(rest * trust.weight)
+    half = c.scores.value
+    picked, red = _pick_by_value(s, c, half, n_teacher, free, diversity=cfg.diversity_weight, groups=None, rng=rng)
+    for pos in picked:
+        out.append(
+            (
+                pos,
+                "routed",
+                float(half[pos] - cfg.diversity_weight * red[pos]),
+                {"share": "teacher", "redundancy": round(float(red[pos]), 6)},
+            )
+        )
+        free[pos] = False
+    n_student = rest - len(picked)
+    labelled = _expert_pool_items(s, project_id)
+    if n_student <= 0:
+        return out
+    if c.has_student.any() and labelled >= COLD_START:
+        margin = np.where(c.has_student, student_margin(c.student), 0.0)
+        groups = np.where(c.has_student, c.student.argmax(axis=1), -1).astype(np.intp)
+        picked, red = _pick_by_value(
+            s, c, margin, n_student, free, diversity=cfg.diversity_weight, groups=groups, rng=rng
+        )
+        for pos in picked:
+            out.append(
+                (
+                    pos,
+                    "routed",
+                    float(margin[pos] - cfg.diversity_weight * red[pos]),
+                    {"share": "student", "redundancy": round(float(red[pos]), 6)},
+                )
+            )
+        return out
+    positions = np.flatnonzero(free)
+    texts = _texts(s, [c.ids[int(p)] for p in positions])
+    vectors = dense_vectors([texts[c.ids[int(p)]] for p in positions], seed=seed)
+    for local in typical_picks(vectors, n_student, covered=labelled, seed=seed):
+        out.append((int(positions[local]), "routed", 0.0, {"share": "typical"}))
+    return out
+
+
 def route(
     db: Database,
     project_id: int,
@@ -336,7 +549,7 @@ def route(
     strategy: str | None = None,
     seed: int | None = None,
 ) -> RouteReport:
-    """Queue the most useful items for experts, add gold checks, auto-accept confident ones."""
+    """Queue the most useful items for experts, add gold checks and blind audits, auto-accept confident ones."""
     cfg = settings.routing
     budget = _budget(settings, budget_items, budget_minutes)
     strategy = strategy or cfg.strategy
@@ -348,6 +561,10 @@ def route(
     seed = cfg.seed if seed is None else seed
     rng = np.random.default_rng(seed)
     notes: list[str] = []
+    from terakoya.calibrating import calibrate_teacher
+
+    calibrate_teacher(db, project_id, settings)  # re-calibrated on the newest expert answers
+    trust = measure_trust(db, project_id, settings, seed=seed)
 
     with db.session() as s:
         teacher = _latest(s, project_id, "teacher")
@@ -357,72 +574,27 @@ def route(
         pool_ids = s.scalars(select(Item.id).where(Item.project_id == project_id, Item.split == "pool")).all()
         skipped_no_teacher = sum(1 for i in pool_ids if i not in teacher and i not in blocked)
         eligible = sorted(i for i in teacher if i not in blocked)
+        gold_ids = _gold(s, project_id, round(budget * cfg.gold_share), blocked, rng, notes)
 
-        # ---- gold from the test split
-        gold_target = round(budget * cfg.gold_share)
-        gold_ids: list[int] = []
-        if gold_target > 0:
-            test_ids = sorted(
-                s.scalars(
-                    select(Item.id).where(
-                        Item.project_id == project_id, Item.split == "test", Item.gold_label.is_not(None)
-                    )
-                ).all()
-            )
-            open_gold = [i for i in test_ids if i not in blocked]
-            take = min(gold_target, len(open_gold))
-            if take:
-                gold_ids = [open_gold[int(i)] for i in rng.choice(len(open_gold), size=take, replace=False)]
-            if take < gold_target:
-                notes.append(
-                    f"only {take} unanswered gold items were left in the test split (wanted {gold_target}); "
-                    "the rest of the budget went to the pool"
-                )
-
-        # ---- the pool batch
         pool_target = budget - len(gold_ids)
         labels = settings.label_names or sorted({str(k) for row in teacher.values() for k in (row.probabilities or {})})
-        student = _latest(s, project_id, "student")
-        t_rows = [teacher[i] for i in eligible]
-        t_probs = _matrix([r.probabilities for r in t_rows], labels)
-        known = np.array([bool(r.confidence_known) and r.confidence is not None for r in t_rows], dtype=bool)
-        has_student = np.array([i in student for i in eligible], dtype=bool)
-        s_probs = _matrix([student[i].probabilities if i in student else {} for i in eligible], labels)
-        scores = score_items(
-            t_probs,
-            confidence_known=known,
-            student=s_probs if has_student.any() else None,
-            has_student=has_student,
-            uncertainty_weight=cfg.uncertainty_weight,
-            disagreement_weight=cfg.disagreement_weight,
-        )
-
+        c = _candidates(s, project_id, eligible, teacher, labels, cfg)
         n_pick = min(pool_target, len(eligible))
         if n_pick < pool_target:
             notes.append(
                 f"the budget asked for {pool_target} pool items but only {len(eligible)} are eligible "
                 "(teacher-labelled, not answered, not queued, not auto-accepted); all of them were routed"
             )
-        picked: list[int]  # positions in `eligible`
-        mmr_score = scores.value.copy()
-        redundancy = np.zeros(len(eligible))
         if strategy == "random":
-            picked = [int(i) for i in rng.choice(len(eligible), size=n_pick, replace=False)] if n_pick else []
+            chosen = [int(p) for p in rng.choice(len(eligible), size=n_pick, replace=False)] if n_pick else []
+            plan: list[tuple[int, str, float, dict[str, Any]]] = [
+                (p, "random", 0.0, {"share": "random"}) for p in chosen
+            ]
         else:
-            # seeded tie-break, then highest value first; keep the top candidates for the diversity pass
-            shuffle = rng.permutation(len(eligible))
-            order = shuffle[np.argsort(-scores.value[shuffle], kind="stable")]
-            cand = order[: min(len(order), max(n_pick * CANDIDATE_FACTOR, n_pick))]
-            vectors = None
-            if n_pick > 1 and cfg.diversity_weight > 0:
-                texts = _texts(s, [eligible[int(c)] for c in cand])
-                vectors = text_vectors([texts[eligible[int(c)]] for c in cand])
-            local, red = select_diverse(scores.value[cand], vectors, n_pick, diversity_weight=cfg.diversity_weight)
-            picked = [int(cand[j]) for j in local]
-            redundancy[cand] = red
-            mmr_score = scores.value - cfg.diversity_weight * redundancy
+            plan = _plan_terakoya(s, project_id, c, n_pick, settings, trust, rng, seed)
+        if trust.trusted is False:
+            notes.append(trust.sentence)
 
-        # ---- write: the run, its tasks, the auto-accepts
         run = RouteRun(
             project_id=project_id,
             strategy=strategy,
@@ -433,10 +605,12 @@ def route(
                 "seconds_per_item": cfg.seconds_per_item,
                 "seed": seed,
                 "gold_share": cfg.gold_share,
+                "audit_share": cfg.audit_share,
                 "auto_accept_threshold": cfg.auto_accept_threshold,
                 "uncertainty_weight": cfg.uncertainty_weight,
                 "disagreement_weight": cfg.disagreement_weight,
                 "diversity_weight": cfg.diversity_weight,
+                "teacher_trust": trust.to_json(),
                 "eligible": len(eligible),
                 "skipped_no_teacher": skipped_no_teacher,
                 "labels": list(labels),
@@ -445,73 +619,91 @@ def route(
         )
         s.add(run)
         s.flush()
-
-        reason = "random" if strategy == "random" else "routed"
-        queue: list[dict[str, Any]] = []
-        for pos in picked:
-            comps = scores.components(pos)
-            comps["redundancy"] = round(float(redundancy[pos]), 6)
-            comps["confidence"] = t_rows[pos].confidence if known[pos] else None
-            comps["suggestion_id"] = t_rows[pos].id
-            queue.append(
-                {"item_id": eligible[pos], "reason": reason, "score": float(mmr_score[pos]), "components": comps}
-            )
-        # gold checks are mixed in at seeded random places so that they look like any other task
-        for item_id in gold_ids:
-            at = int(rng.integers(0, len(queue) + 1))
-            queue.insert(at, {"item_id": item_id, "reason": "gold", "score": 0.0, "components": {"gold": True}})
-        if queue:
-            s.execute(
-                insert(Task),
-                [
-                    {
-                        "project_id": project_id,
-                        "route_run_id": run.id,
-                        "kind": "label",
-                        "status": "queued",
-                        "priority": rank,
-                        **task,
-                    }
-                    for rank, task in enumerate(queue)
-                ],
-            )
-
-        routed_set = {eligible[p] for p in picked}
-        threshold = cfg.auto_accept_threshold
-        accepts: list[dict[str, Any]] = []
-        for pos, item_id in enumerate(eligible):
-            row = t_rows[pos]
-            if item_id in routed_set or not known[pos] or float(row.confidence) < threshold:
-                continue
-            label = row.label if row.label is not None else (labels[int(t_probs[pos].argmax())] if labels else None)
-            if label is None:
-                continue
-            accepts.append(
-                {
-                    "item_id": item_id,
-                    "suggestion_id": row.id,
-                    "route_run_id": run.id,
-                    "label": label,
-                    "confidence": float(row.confidence),
-                }
-            )
-        if accepts:
-            s.execute(insert(AutoAccept), accepts)
-
-        run.routed = len(picked)
+        _queue(s, project_id, run.id, c, plan, gold_ids, rng)
+        accepts = _auto_accepts(s, run.id, c, {c.ids[p] for p, *_ in plan}, labels, cfg, trust)
+        run.routed = len(plan)
         run.gold = len(gold_ids)
-        run.auto_accepted = len(accepts)
+        run.auto_accepted = accepts
         run_id = run.id
 
     return RouteReport(
         route_run_id=run_id,
         strategy=strategy,
         budget_items=budget,
-        routed=len(picked),
+        routed=len(plan),
         gold=len(gold_ids),
-        auto_accepted=len(accepts),
-        expert_minutes=(len(picked) + len(gold_ids)) * cfg.seconds_per_item / 60.0,
+        auto_accepted=accepts,
+        expert_minutes=(len(plan) + len(gold_ids)) * cfg.seconds_per_item / 60.0,
         skipped_no_teacher=skipped_no_teacher,
         eligible=len(eligible),
         notes=notes,
+        audit=sum(1 for _, reason, *_ in plan if reason == "audit"),
+        teacher_trust=trust,
     )
+
+
+def _gold(s: Session, project_id: int, target: int, blocked: set[int], rng: np.random.Generator,
+          notes: list[str]) -> list[int]:  # fmt: skip
+    """Gold checks: ``target`` unanswered test items with a gold label, drawn at random."""
+    if target <= 0:
+        return []
+    test_ids = sorted(
+        s.scalars(
+            select(Item.id).where(Item.project_id == project_id, Item.split == "test", Item.gold_label.is_not(None))
+        ).all()
+    )
+    open_gold = [i for i in test_ids if i not in blocked]
+    take = min(target, len(open_gold))
+    gold_ids = [open_gold[int(i)] for i in rng.choice(len(open_gold), size=take, replace=False)] if take else []
+    if take < target:
+        notes.append(
+            f"only {take} unanswered gold items were left in the test split (wanted {target}); "
+            "the rest of the budget went to the pool"
+        )
+    return gold_ids
+
+
+def _queue(s: Session, project_id: int, run_id: int, c: _Candidates, plan: list[tuple[int, str, float, dict[str, Any]]],
+           gold_ids: list[int], rng: np.random.Generator) -> None:  # fmt: skip
+    queue: list[dict[str, Any]] = []
+    for pos, reason, score, extra in plan:
+        comps = c.scores.components(pos)
+        comps.update(extra)
+        comps["confidence"] = c.teacher_rows[pos].confidence if c.known[pos] else None
+        comps["suggestion_id"] = c.teacher_rows[pos].id
+        queue.append({"item_id": c.ids[pos], "reason": reason, "score": score, "components": comps})
+    # gold checks (and the blind audits, drawn first) go to seeded random places so they look like any other task
+    for item_id in gold_ids:
+        at = int(rng.integers(0, len(queue) + 1))
+        queue.insert(at, {"item_id": item_id, "reason": "gold", "score": 0.0, "components": {"gold": True}})
+    if len(queue) > 1:
+        queue = [queue[int(i)] for i in rng.permutation(len(queue))]
+    if queue:
+        s.execute(
+            insert(Task),
+            [
+                {"project_id": project_id, "route_run_id": run_id, "kind": "label", "status": "queued",
+                 "priority": rank, **task}
+                for rank, task in enumerate(queue)
+            ],
+        )  # fmt: skip
+
+
+def _auto_accepts(s: Session, run_id: int, c: _Candidates, routed: set[int], labels: list[str], cfg: Any,
+                  trust: TeacherTrust) -> int:  # fmt: skip
+    """Pool items the teacher is confident about take its label — never from a teacher that is not trusted."""
+    if trust.trusted is False:
+        return 0
+    accepts: list[dict[str, Any]] = []
+    for pos, item_id in enumerate(c.ids):
+        row = c.teacher_rows[pos]
+        if item_id in routed or not c.known[pos] or float(row.confidence) < cfg.auto_accept_threshold:
+            continue
+        label = row.label if row.label is not None else (labels[int(c.teacher[pos].argmax())] if labels else None)
+        if label is None:
+            continue
+        accepts.append({"item_id": item_id, "suggestion_id": row.id, "route_run_id": run_id, "label": label,
+                        "confidence": float(row.confidence)})  # fmt: skip
+    if accepts:
+        s.execute(insert(AutoAccept), accepts)
+    return len(accepts)

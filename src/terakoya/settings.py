@@ -109,6 +109,18 @@ class RoutingSettings(_Section):
         0.9, ge=0, le=1, description="teacher confidence at or above which a pool item takes the teacher's label"
     )
     gold_share: float = Field(0.1, ge=0, le=1, description="share of a routed batch drawn from the test/gold split")
+    audit_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="share of each routed pool batch drawn uniformly at random and shown blind (no teacher answer): "
+        "it measures how far the teacher can be trusted",
+    )
+    trust_teacher: Literal["measured", "always", "never"] = Field(
+        "measured",
+        description="how far routing and training lean on the teacher: 'measured' from the experts' blind answers, "
+        "'always' fully, 'never' not at all",
+    )
     seconds_per_item: float = Field(30.0, gt=0, description="expected expert seconds per item (for --minutes budgets)")
     uncertainty_weight: float = Field(1.0, ge=0, description="weight of teacher uncertainty (margin and entropy)")
     disagreement_weight: float = Field(1.0, ge=0, description="weight of student-teacher disagreement")
@@ -126,21 +138,26 @@ class StudentSettings(_Section):
     expert_weight: float = Field(3.0, ge=0, description="sample weight of an expert-labelled item")
     teacher_correction: bool = Field(
         True,
-        description="correct the teacher's labels by its confusion with expert answers on the same pool items, "
-        "and weight them by how much they proved to tell about the expert label",
+        description="re-calibrate the teacher on the experts' answers (vector or matrix scaling of its label "
+        "log-probabilities, kept only where it lowers cross-validated log loss) before its labels are trained on",
     )
     teacher_weight_search: bool = Field(
         True,
         description="choose how much the teacher's labels weigh (0, 0.1, 0.3 or 1 times) by 3-fold cross-validation "
         "on the expert answers (needs 20 or more)",
     )
-    correction_prior: float = Field(
-        10.0, gt=0, description="pseudo-items of trust in the teacher's own probabilities before experts weigh in"
-    )
     teacher_min_confidence: float = Field(
         0.0, ge=0, le=1, description="teacher items below this confidence are left out of training"
     )
     calibration_fraction: float = Field(0.15, ge=0, lt=1, description="held-out share for temperature scaling")
+    use_teacher: bool = Field(
+        True, description="train on the teacher's labels where no expert answered (false: experts' labels only)"
+    )
+    self_training: bool = Field(
+        True,
+        description="add the student's own confident predictions on unlabelled pool items, "
+        "with a confidence threshold chosen by cross-validation",
+    )
     seed: int = Field(0, description="seed for training")
 
 

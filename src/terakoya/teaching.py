@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 
@@ -19,6 +20,7 @@ from terakoya.errors import TeacherError
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Item, Suggestion
+from terakoya.storage.queries import current_suggestion_ids
 from terakoya.teachers import make_teacher
 from terakoya.teachers.base import Teacher, TeacherRequest
 from terakoya.teachers.cache import CachedAnswer, CachedTeacher, stored_keys
@@ -53,6 +55,8 @@ class TeachReport:
     cost_usd: float
     model: str
     prompt_version: str
+    #: what calibration did, per (model, prompt version)
+    calibration: list[dict[str, Any]] = field(default_factory=list)
 
 
 def current_prompt(db: Database, project_id: int, settings: Settings) -> Prompt:
@@ -64,24 +68,46 @@ def current_prompt(db: Database, project_id: int, settings: Settings) -> Prompt:
     )
 
 
-def _pending(db: Database, project_id: int, model: str, prompt_version: str) -> tuple[list[tuple[int, str]], int, int]:
-    """(items still to label, in id order; how many are already labelled; items in all)."""
+def _pending(
+    db: Database,
+    project_id: int,
+    model: str,
+    prompt_version: str,
+    *,
+    refresh: bool = False,
+    below: float | None = None,
+) -> tuple[list[tuple[int, str]], int, int]:
+    """(items still to label, in id order; how many are already labelled; items in all).
+
+    An item the teacher (this model) has answered keeps that answer, whatever prompt version it was
+    asked under: new few-shot examples or glossary terms do not make the teacher label everything
+    again. ``refresh`` asks again for the items not yet answered under the *current* prompt version —
+    only those whose current teacher confidence is below ``below`` when it is given.
+    """
     with db.session() as s:
         items = s.execute(select(Item.id, Item.text).where(Item.project_id == project_id).order_by(Item.id)).all()
-        done = set(
-            s.scalars(
-                select(Suggestion.item_id)
-                .join(Item, Item.id == Suggestion.item_id)
-                .where(
-                    Item.project_id == project_id,
-                    Suggestion.agent_kind == "teacher",
-                    Suggestion.agent == model,
-                    Suggestion.prompt_version == prompt_version,
-                    # a failed call (no call key) does not count: the item is tried again
-                    Suggestion.call_key.is_not(None),
-                )
+        answered = (
+            select(Suggestion.item_id, Suggestion.prompt_version)
+            .join(Item, Item.id == Suggestion.item_id)
+            .where(
+                Item.project_id == project_id,
+                Suggestion.agent_kind == "teacher",
+                Suggestion.agent == model,
+                # a failed call (no call key) does not count: the item is tried again
+                Suggestion.call_key.is_not(None),
             )
         )
+        rows = s.execute(answered).all()
+        confidence: dict[int, float | None] = {}
+        if refresh and below is not None:
+            newest = current_suggestion_ids(project_id, "teacher", agent=model).subquery()
+            confidence = dict(
+                s.execute(select(Suggestion.item_id, Suggestion.confidence).join(newest, Suggestion.id == newest.c.sid))
+            )
+    done = {item_id for item_id, version in rows if not refresh or version == prompt_version}
+    if refresh and below is not None:
+        sure = {i for i, c in confidence.items() if c is not None and c >= below}
+        done |= sure & {item_id for item_id, _ in rows}
     todo = [(item_id, text) for item_id, text in items if item_id not in done]
     return todo, len(items) - len(todo), len(items)
 
@@ -98,11 +124,19 @@ def _cost(settings: Settings, prompt_tokens: int, completion_tokens: int) -> flo
     return (prompt_tokens * t.price_input_per_million + completion_tokens * t.price_output_per_million) / 1e6
 
 
-def plan_teach(db: Database, project_id: int, settings: Settings, *, limit: int | None = None) -> TeachPlan:
+def plan_teach(
+    db: Database,
+    project_id: int,
+    settings: Settings,
+    *,
+    limit: int | None = None,
+    refresh: bool = False,
+    below: float | None = None,
+) -> TeachPlan:
     """What ``teach`` would do: calls to make, answers already cached, tokens (chars/4) and cost. Spends nothing."""
     teacher = make_teacher(settings.teacher)
     prompt = current_prompt(db, project_id, settings)
-    todo, already, total = _pending(db, project_id, teacher.name, prompt.version)
+    todo, already, total = _pending(db, project_id, teacher.name, prompt.version, refresh=refresh, below=below)
     if limit is not None:
         todo = todo[: max(limit, 0)]
     cache = CachedTeacher(teacher, db, prompt_version=prompt.version)
@@ -159,15 +193,18 @@ def teach(
     teacher: Teacher | None = None,
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    refresh: bool = False,
+    below: float | None = None,
 ) -> TeachReport:
-    """Label every item the teacher has not labelled under the current prompt; commit after every batch."""
+    """Label every item the teacher has not labelled yet (``refresh``: not under the current prompt, optionally
+    only where its confidence is below ``below``); commit after every batch; then calibrate."""
     began = time.perf_counter()
     if teacher is None:
         teacher = make_teacher(settings.teacher)
     inner = teacher.inner if isinstance(teacher, CachedTeacher) else teacher
     prompt = current_prompt(db, project_id, settings)
     cache = CachedTeacher(inner, db, prompt_version=prompt.version)
-    todo, _already, _total = _pending(db, project_id, cache.name, prompt.version)
+    todo, _already, _total = _pending(db, project_id, cache.name, prompt.version, refresh=refresh, below=below)
     if limit is not None:
         todo = todo[: max(limit, 0)]
     labels = settings.label_names
@@ -198,5 +235,9 @@ def teach(
         report.calls = cache.calls
         if progress is not None:
             progress(start + len(batch), len(todo))
+    # calibration re-uses the stored log-probabilities: it costs no call
+    from terakoya.calibrating import calibrate_teacher
+
+    report.calibration = calibrate_teacher(db, project_id, settings).groups
     report.seconds = time.perf_counter() - began
     return report

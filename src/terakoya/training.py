@@ -1,26 +1,25 @@
-"""The training recipe: expert answers and confident teacher labels -> a calibrated student.
+"""The training recipe: expert answers and the teacher's labels -> a calibrated student.
 
 For every pool item, its target is:
 
 1. the experts' answer where there is one: the majority of its current (not superseded) ``label`` and
-   ``verify`` answers, one-hot, with sample weight ``student.expert_weight``;
-2. else the teacher's current suggestion, if the teacher was confident (confidence known and at least
-   ``student.teacher_min_confidence``) or the item was auto-accepted: the teacher's probabilities at
-   temperature ``student.temperature``, mixed with its one-hot argmax (``student.soft_weight`` of
-   soft), sample weight 1. With ``student.teacher_correction`` the teacher is treated as one more
-   annotator whose confusion is measured on the pool items experts answered: where the teacher said
-   label t, the target moves towards what experts actually said when the teacher said t (trusting the
-   teacher's own probabilities as ``student.correction_prior`` pseudo-items), and the sample weight
-   shrinks to how informative the teacher's label proved (1 - normalised entropy of that row);
-3. else the item is left out.
+   ``verify`` answers (:func:`terakoya.aggregate.majority`), one-hot, with sample weight
+   ``student.expert_weight``;
+2. else the teacher's current suggestion — already calibrated on the project's items and, once
+   experts have answered, re-calibrated on their answers (:mod:`terakoya.calibrating`: the measured
+   model of the teacher's errors) — when the teacher is trusted (:mod:`terakoya.trust`), confident
+   enough (``student.teacher_min_confidence``) or auto-accepted: its probabilities at temperature
+   ``student.temperature`` mixed with its one-hot argmax (``student.soft_weight`` of soft);
+3. else the item is *unlabelled*: self-training may label it with the student's own confident
+   prediction.
 
 Test-split items are never trained on: they are the expert-checked test set.
 
-The student is fitted on all but a held-out slice (``student.calibration_fraction`` of the expert
-items, or of all items when experts answered fewer than ~20 of them), a temperature is fitted on that
-slice by minimising the negative log-likelihood, then the student is refitted on everything and keeps
-the temperature. The run is saved under ``runs/<run id>/`` and every item gets a student suggestion,
-so routing can look for disagreement between student and teacher.
+How much the teacher's labels weigh (0, 0.1, 0.3 or 1 times) and whether self-training helps (and at
+which confidence) are chosen by k-fold cross-validation on the expert answers (:func:`fit_recipe`);
+the out-of-fold scores of the chosen recipe also fit the student's temperature, bounded, and only
+when enough expert items back it. The run is saved under ``runs/<run id>/`` and every item gets a
+student suggestion, so routing can look for disagreement between student and teacher.
 """
 
 from __future__ import annotations
@@ -39,10 +38,11 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import insert, select
 
+from terakoya.aggregate import expert_answers, majority
 from terakoya.errors import ConfigError, StateError
 from terakoya.settings import Settings
 from terakoya.storage import Database
-from terakoya.storage.models import Answer, AutoAccept, Item, StudentRun, Suggestion
+from terakoya.storage.models import AutoAccept, Item, StudentRun, Suggestion
 from terakoya.storage.queries import current_suggestion_ids
 from terakoya.students import make_student, resolve
 from terakoya.students.base import Student, softmax
@@ -51,18 +51,24 @@ __all__ = [
     "MIN_EXPERT_CALIBRATION",
     "NOTHING_TO_TRAIN",
     "FitResult",
+    "Recipe",
     "TrainReport",
     "TrainingSet",
     "build_training_set",
+    "choose_teacher_scale",
     "expected_calibration_error",
+    "fit_recipe",
     "train",
     "train_arrays",
 ]
 
 #: fewer expert items than this in the held-out slice: calibrate on a slice of all items instead
 MIN_EXPERT_CALIBRATION = 20
+#: out-of-fold expert items needed before the student's temperature is fitted at all
+MIN_TEMPERATURE_ITEMS = 30
+#: the student's temperature stays within these bounds (a handful of items cannot make it sure of everything)
+TEMPERATURE_BOUNDS = (0.5, 3.0)
 NOTHING_TO_TRAIN = "nothing to train on: run `terakoya teach` and `terakoya route`/`answer` first"
-EXPERT_KINDS = ("label", "verify")
 _CHUNK = 1000
 
 Progress = Callable[[int, int], None]
@@ -78,13 +84,18 @@ class TrainingSet:
     sources: list[str]  # "expert" | "teacher"
     item_ids: list[int]
     classes: list[str]
-    #: pool items with neither an expert answer nor a confident teacher suggestion
+    #: pool items with neither an expert answer nor a usable teacher suggestion
     left_out: int = 0
     #: expert answers behind the expert targets
     expert_answers: int = 0
     #: teacher model -> items it labelled here; prompt version -> items
     teacher_models: dict[str, int] = field(default_factory=dict)
     prompt_versions: dict[str, int] = field(default_factory=dict)
+    #: the left-out pool items (text, id): candidates for self-training
+    unlabelled_texts: list[str] = field(default_factory=list)
+    unlabelled_ids: list[int] = field(default_factory=list)
+    #: why the teacher's labels are not used, when they are not
+    teacher_dropped: str | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -119,6 +130,7 @@ class TrainReport:
     seconds: float
     temperature: float
     calibration: dict[str, float]
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,53 +146,6 @@ class FitResult:
 # ----------------------------------------------------------------------------- the training set
 
 
-def _majority(answers: list[tuple[int, str]]) -> str:
-    """The most frequent label; a tie goes to the label answered most recently."""
-    counts = Counter(label for _, label in answers)
-    top = max(counts.values())
-    latest = {label: answer_id for answer_id, label in answers}
-    return max((label for label, c in counts.items() if c == top), key=lambda label: latest[label])
-
-
-def _teacher_confusion(
-    experts: dict[int, list[tuple[int, str]]], teacher: dict[int, Any], classes: list[str], prior: float
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None:
-    """What experts said, by what the teacher said, on the pool items both labelled.
-
-    Returns (rows, trust, gain): ``rows[t]`` is the distribution of expert labels when the teacher's top
-    label was t, smoothed towards the teacher's own mean probabilities with ``prior`` pseudo-items;
-    ``trust[t] = n_t / (n_t + prior)`` is how much those rows should move the teacher's targets;
-    ``gain[t]`` is how much knowing "the teacher said t" tells about the expert label, as the share of
-    the expert labels' entropy it removes (0: no better than the label frequencies, 1: certain).
-    None when no item has both.
-    """
-    k = len(classes)
-    index = {c: i for i, c in enumerate(classes)}
-    counts = np.zeros((k, k))
-    own = np.zeros((k, k))
-    for item_id, answers in experts.items():
-        row = teacher.get(item_id)
-        vector = _teacher_vector(row.probabilities or {}, classes) if row is not None and not row.error else None
-        if vector is None:
-            continue
-        said = int(vector.argmax())
-        counts[said, index[_majority(answers)]] += 1.0
-        own[said] += vector
-    n = counts.sum(axis=1)
-    if n.sum() == 0:
-        return None
-    mean_own = np.where(n[:, None] > 0, own / np.maximum(n, 1.0)[:, None], np.eye(k))
-    rows = (counts + prior * mean_own) / (n + prior)[:, None]
-    base = (counts.sum(axis=0) + 1.0) / (n.sum() + k)  # the expert labels' frequencies, smoothed
-    gain = np.clip(1.0 - np.array([_entropy(r) for r in rows]) / max(_entropy(base), 1e-12), 0.0, 1.0)
-    return rows, n / (n + prior), gain
-
-
-def _entropy(p: NDArray[np.float64]) -> float:
-    q = p[p > 0]
-    return float(-(q * np.log(q)).sum())
-
-
 def _teacher_vector(probabilities: dict[str, Any], classes: list[str]) -> NDArray[np.float64] | None:
     values = []
     for c in classes:
@@ -192,6 +157,29 @@ def _teacher_vector(probabilities: dict[str, Any], classes: list[str]) -> NDArra
     vector = np.asarray(values)
     total = vector.sum()
     return vector / total if total > 0 else None
+
+
+def _teacher_target(row: Any, classes: list[str], settings: Settings) -> NDArray[np.float64] | None:
+    vector = _teacher_vector(row.probabilities or {}, classes) if row is not None and not row.error else None
+    if vector is None:
+        return None
+    cfg = settings.student
+    if cfg.temperature != 1.0:
+        with np.errstate(divide="ignore"):
+            vector = softmax((np.log(vector) / cfg.temperature)[None, :])[0]
+    hard = np.zeros(len(classes))
+    hard[int(vector.argmax())] = 1.0
+    return np.asarray(cfg.soft_weight * vector + (1.0 - cfg.soft_weight) * hard, dtype=np.float64)
+
+
+def _teacher_gate(db: Database, project_id: int, settings: Settings) -> str | None:
+    """Why the teacher's labels are left out of training, or None when they are used."""
+    if not settings.student.use_teacher:
+        return "student.use_teacher is false"
+    from terakoya.trust import measure_trust
+
+    trust = measure_trust(db, project_id, settings)
+    return trust.sentence if trust.trusted is False else None
 
 
 def build_training_set(
@@ -208,14 +196,10 @@ def build_training_set(
     index = {c: i for i, c in enumerate(classes)}
     cfg = settings.student
     pool = (Item.project_id == project_id) & (Item.split == "pool")
+    answers = expert_answers(db, project_id, classes)
+    dropped = _teacher_gate(db, project_id, settings)
     with db.session() as s:
         items = s.execute(select(Item.id, Item.text).where(pool).order_by(Item.id)).all()
-        answer_rows = s.execute(
-            select(Answer.id, Answer.item_id, Answer.label)
-            .join(Item, Answer.item_id == Item.id)
-            .where(pool, Answer.kind.in_(EXPERT_KINDS), Answer.superseded.is_(False), Answer.label.is_not(None))
-            .order_by(Answer.id)
-        ).all()
         newest = current_suggestion_ids(project_id, "teacher", split="pool")
         teacher_rows = s.execute(
             select(
@@ -231,88 +215,124 @@ def build_training_set(
         accepted = set(
             s.scalars(select(AutoAccept.item_id).join(Item, AutoAccept.item_id == Item.id).where(pool)).all()
         )
-
-    answers: dict[int, list[tuple[int, str]]] = {}
-    for answer_id, item_id, label in answer_rows:
-        if label in index:
-            answers.setdefault(item_id, []).append((answer_id, label))
-    # expert items in the order they were first answered (dicts keep insertion order)
     expert_order = list(answers)
     if max_expert is not None:
         expert_order = expert_order[: max(0, max_expert)]
     experts = {item_id: answers[item_id] for item_id in expert_order}
-    teacher = {row.item_id: row for row in teacher_rows}
+    teacher = {row.item_id: row for row in teacher_rows} if dropped is None else {}
 
-    texts: list[str] = []
+    out = TrainingSet([], np.zeros((0, len(classes))), np.zeros(0), [], [], list(classes), teacher_dropped=dropped)
     targets: list[NDArray[np.float64]] = []
     weights: list[float] = []
-    sources: list[str] = []
-    item_ids: list[int] = []
     models: Counter[str] = Counter()
     prompts: Counter[str] = Counter()
-    expert_answers = 0
-    left_out = 0
-    k = len(classes)
-    correction = _teacher_confusion(experts, teacher, classes, cfg.correction_prior) if cfg.teacher_correction else None
     for item_id, text in items:
         if item_id in experts:
-            target = np.zeros(k)
-            target[index[_majority(experts[item_id])]] = 1.0
-            texts.append(text)
-            targets.append(target)
-            weights.append(cfg.expert_weight)
-            sources.append("expert")
-            item_ids.append(item_id)
-            expert_answers += len(experts[item_id])
-            continue
-        row = teacher.get(item_id)
-        vector = _teacher_vector(row.probabilities or {}, classes) if row is not None and not row.error else None
-        confident = row is not None and (
-            item_id in accepted
-            or (row.confidence_known and row.confidence is not None and row.confidence >= cfg.teacher_min_confidence)
-        )
-        if row is None or vector is None or not confident:
-            left_out += 1
-            continue
-        if cfg.temperature != 1.0:
-            with np.errstate(divide="ignore"):
-                vector = softmax((np.log(vector) / cfg.temperature)[None, :])[0]
-        hard = np.zeros(k)
-        said = int(vector.argmax())
-        hard[said] = 1.0
-        target = cfg.soft_weight * vector + (1.0 - cfg.soft_weight) * hard
-        weight = 1.0
-        if correction is not None:
-            rows, trust, gain = correction
-            share = trust[said]
-            target = share * rows[said] + (1.0 - share) * target
-            weight = share * gain[said] + (1.0 - share)
-        texts.append(text)
+            target = np.zeros(len(classes))
+            target[index[majority(experts[item_id])]] = 1.0
+            source, weight = "expert", cfg.expert_weight
+            out.expert_answers += len(experts[item_id])
+        else:
+            row = teacher.get(item_id)
+            vector = _teacher_target(row, classes, settings) if row is not None else None
+            confident = row is not None and (
+                item_id in accepted
+                or (
+                    row.confidence_known and row.confidence is not None and row.confidence >= cfg.teacher_min_confidence
+                )
+            )
+            if row is None or vector is None or not confident:
+                out.left_out += 1
+                out.unlabelled_texts.append(text)
+                out.unlabelled_ids.append(item_id)
+                continue
+            target, source, weight = vector, "teacher", 1.0
+            models[row.agent] += 1
+            prompts[row.prompt_version or ""] += 1
+        out.texts.append(text)
         targets.append(target)
         weights.append(weight)
-        sources.append("teacher")
-        item_ids.append(item_id)
-        models[row.agent] += 1
-        prompts[row.prompt_version or ""] += 1
-    return TrainingSet(
-        texts=texts,
-        targets=np.asarray(targets, dtype=np.float64).reshape(len(texts), k),
-        weights=np.asarray(weights, dtype=np.float64),
-        sources=sources,
-        item_ids=item_ids,
-        classes=list(classes),
-        left_out=left_out,
-        expert_answers=expert_answers,
-        teacher_models=dict(models.most_common()),
-        prompt_versions=dict(prompts.most_common()),
-    )
+        out.sources.append(source)
+        out.item_ids.append(item_id)
+    out.targets = np.asarray(targets, dtype=np.float64).reshape(len(out.texts), len(classes))
+    out.weights = np.asarray(weights, dtype=np.float64)
+    out.teacher_models = dict(models.most_common())
+    out.prompt_versions = dict(prompts.most_common())
+    return out
 
 
-# ----------------------------------------------------------------------------- fit + calibrate
+# ----------------------------------------------------------------------------- choosing the recipe
 
 
 TEACHER_SCALES = (0.0, 0.1, 0.3, 1.0)
+#: confidence thresholds tried for self-training (None: no self-training)
+SELF_TRAINING_THRESHOLDS = (None, 0.9, 0.7)
 MIN_EXPERT_FOR_SEARCH = 20
+
+
+@dataclass
+class Recipe:
+    """What cross-validation chose: the teacher's weight, the self-training threshold, the temperature."""
+
+    teacher_scale: float = 1.0
+    self_training: float | None = None
+    temperature: float = 1.0
+    #: cross-validated accuracy on the expert items of each candidate ("scale=0.3", "self=0.9", ...)
+    scores: dict[str, float] = field(default_factory=dict)
+    cv_accuracy: float | None = None
+    calibration: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _fit_rows(
+    data: TrainingSet, rows: NDArray[np.intp], scale: float, kind: str, params: dict[str, Any],
+    extra: tuple[list[str], NDArray[np.float64]] | None = None,
+) -> Student:  # fmt: skip
+    sources = np.asarray(data.sources)
+    use = rows if scale > 0 else rows[sources[rows] == "expert"]
+    texts = [data.texts[i] for i in use]
+    targets = data.targets[use]
+    weights = data.weights[use] * np.where(sources[use] == "teacher", scale, 1.0)
+    if extra is not None and extra[0]:
+        texts = texts + extra[0]
+        targets = np.vstack([targets, extra[1]])
+        weights = np.concatenate([weights, np.ones(len(extra[0]))])
+    student = make_student(kind, classes=list(data.classes), **params)
+    student.fit(texts, targets, sample_weight=weights)
+    return student
+
+
+def _pseudo_labels(student: Student, texts: list[str], threshold: float) -> tuple[list[str], NDArray[np.float64]]:
+    """The texts the student is at least ``threshold`` sure of, with its one-hot answers."""
+    if not texts:
+        return [], np.zeros((0, len(student.classes_)))
+    proba = student.predict_proba(texts)
+    keep = np.flatnonzero(proba.max(axis=1) >= threshold)
+    hard = np.zeros((len(keep), proba.shape[1]))
+    hard[np.arange(len(keep)), proba[keep].argmax(axis=1)] = 1.0
+    return [texts[i] for i in keep], hard
+
+
+def _cv_scores(
+    data: TrainingSet, kind: str, params: dict[str, Any], scale: float, threshold: float | None, folds: int, seed: int
+) -> tuple[float, NDArray[np.float64]]:
+    """Cross-validated accuracy on the expert items, and their out-of-fold decision values."""
+    sources = np.asarray(data.sources)
+    expert_idx = np.flatnonzero(sources == "expert")
+    teacher_idx = np.flatnonzero(sources == "teacher")
+    fold_of = np.random.default_rng(seed).permutation(len(expert_idx)) % folds
+    truth = data.targets.argmax(axis=1)
+    logits = np.zeros((len(expert_idx), len(data.classes)))
+    for fold in range(folds):
+        held = expert_idx[fold_of == fold]
+        rows = np.concatenate([expert_idx[fold_of != fold], teacher_idx])
+        student = _fit_rows(data, rows, scale, kind, params)
+        if threshold is not None:
+            extra = _pseudo_labels(student, data.unlabelled_texts, threshold)
+            student = _fit_rows(data, rows, scale, kind, params, extra)
+        logits[fold_of == fold] = student.decision_function([data.texts[i] for i in held])
+    accuracy = float((logits.argmax(axis=1) == truth[expert_idx]).mean())
+    return accuracy, logits
 
 
 def choose_teacher_scale(
@@ -320,47 +340,87 @@ def choose_teacher_scale(
 ) -> tuple[float, dict[str, float]]:
     """How much the teacher's labels should weigh, chosen on the expert answers by k-fold cross-validation.
 
-    Each candidate scale multiplies the teacher items' weights; a student is fitted on the teacher items plus
-    the expert items outside a fold and scored (accuracy) on the fold's expert items. A teacher that hurts
-    gets 0; with fewer than MIN_EXPERT_FOR_SEARCH expert items (or no teacher items) the scale stays 1.
+    A teacher that hurts gets 0; with fewer than MIN_EXPERT_FOR_SEARCH expert items (or no teacher items)
+    the scale stays 1. Ties go to the larger scale.
     """
     sources = np.asarray(data.sources)
-    expert_idx = np.flatnonzero(sources == "expert")
-    teacher_idx = np.flatnonzero(sources == "teacher")
-    if len(expert_idx) < MIN_EXPERT_FOR_SEARCH or len(teacher_idx) == 0:
+    if (sources == "expert").sum() < MIN_EXPERT_FOR_SEARCH or not (sources == "teacher").any():
         return 1.0, {}
-    rng = np.random.default_rng(seed)
-    fold_of = rng.permutation(len(expert_idx)) % folds
-    truth = data.targets.argmax(axis=1)
-    scores: dict[str, float] = {}
-    for scale in TEACHER_SCALES:
-        correct = 0
-        for fold in range(folds):
-            held = expert_idx[fold_of == fold]
-            fit_idx = np.concatenate([expert_idx[fold_of != fold], teacher_idx if scale > 0 else teacher_idx[:0]])
-            weights = data.weights[fit_idx] * np.where(sources[fit_idx] == "teacher", scale, 1.0)
-            student = make_student(kind, classes=list(data.classes), **(params or {}))
-            student.fit([data.texts[i] for i in fit_idx], data.targets[fit_idx], sample_weight=weights)
-            predicted = student.predict_proba([data.texts[i] for i in held]).argmax(axis=1)
-            correct += int((predicted == truth[held]).sum())
-        scores[f"{scale:g}"] = correct / len(expert_idx)
+    scores = {f"{s:g}": _cv_scores(data, kind, params or {}, s, None, folds, seed)[0] for s in TEACHER_SCALES}
     best = max(TEACHER_SCALES, key=lambda s: (scores[f"{s:g}"], s))
     return best, scores
 
 
-def expected_calibration_error(proba: NDArray[np.float64], truth: NDArray[np.intp], bins: int = 10) -> float:
-    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins."""
+def _fit_temperature_bounded(logits: NDArray[np.float64], truth: NDArray[np.intp]) -> float:
+    from scipy.optimize import minimize_scalar
+
+    targets = np.zeros_like(logits)
+    targets[np.arange(len(truth)), truth] = 1.0
+    low, high = (math.log(b) for b in TEMPERATURE_BOUNDS)
+    result = minimize_scalar(lambda log_t: _nll(logits, targets, math.exp(log_t)), bounds=(low, high), method="bounded")
+    return float(math.exp(result.x))
+
+
+def fit_recipe(
+    data: TrainingSet, *, kind: str, params: dict[str, Any] | None = None, settings: Settings, folds: int = 3
+) -> Recipe:
+    """Choose the teacher's weight, self-training and the temperature by cross-validation on the expert items."""
+    params = params or {}
+    cfg = settings.student
+    recipe = Recipe()
+    sources = np.asarray(data.sources)
+    n_expert = int((sources == "expert").sum())
+    has_teacher = bool((sources == "teacher").any())
+    if data.teacher_dropped:
+        recipe.notes.append(f"the teacher's labels were left out: {data.teacher_dropped}")
+    if n_expert < MIN_EXPERT_FOR_SEARCH or len(set(data.targets[sources == "expert"].argmax(axis=1))) < 2:
+        recipe.notes.append(
+            f"{n_expert} expert items: too few to cross-validate (at least {MIN_EXPERT_FOR_SEARCH}); "
+            "the teacher keeps its full weight, no self-training, no temperature"
+        )
+        return recipe
+    seed = cfg.seed
+    candidates = TEACHER_SCALES if has_teacher and cfg.teacher_weight_search else (1.0,)
+    best: tuple[float, float, float | None, NDArray[np.float64]] | None = None
+    for scale in candidates:
+        acc, logits = _cv_scores(data, kind, params, scale, None, folds, seed)
+        recipe.scores[f"scale={scale:g}"] = acc
+        if best is None or (acc, scale) > (best[0], best[1]):
+            best = (acc, scale, None, logits)
+    assert best is not None
+    # self-training only has something to add where items are left without a target
+    if cfg.self_training and data.unlabelled_texts and (best[1] == 0 or not has_teacher):
+        for threshold in SELF_TRAINING_THRESHOLDS[1:]:
+            acc, logits = _cv_scores(data, kind, params, best[1], threshold, folds, seed)
+            recipe.scores[f"self={threshold:g}"] = acc
+            if acc > best[0]:
+                best = (acc, best[1], threshold, logits)
+    recipe.cv_accuracy, recipe.teacher_scale, recipe.self_training, logits = best
+    truth = data.targets[sources == "expert"].argmax(axis=1)
+    recipe.calibration = {"n_calibration": float(len(truth)), "from_expert": 1.0}
+    if len(truth) >= MIN_TEMPERATURE_ITEMS:
+        recipe.temperature = _fit_temperature_bounded(logits, truth)
+        recipe.calibration.update(
+            ece_before=expected_calibration_error(softmax(logits.copy()), truth),
+            ece_after=expected_calibration_error(softmax(logits / recipe.temperature), truth),
+        )
+    else:
+        recipe.notes.append(
+            f"{len(truth)} out-of-fold expert items: too few to fit a temperature (at least {MIN_TEMPERATURE_ITEMS})"
+        )
+    return recipe
+
+
+def expected_calibration_error(proba: NDArray[np.float64], truth: NDArray[np.intp], bins: int | None = None) -> float:
+    """ECE of probabilities against true class indices, binned as the evaluation bins it (one rule)."""
+    from terakoya.evaluation.metrics import ECE_BINS
+    from terakoya.evaluation.metrics import expected_calibration_error as ece
+
     if len(truth) == 0:
         return math.nan
-    confidence = proba.max(axis=1)
-    correct = (proba.argmax(axis=1) == truth).astype(float)
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            total += mask.sum() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(total / len(truth))
+    correct = proba.argmax(axis=1) == np.asarray(truth)
+    value = ece(proba.max(axis=1), correct, bins or ECE_BINS)
+    return math.nan if value is None else float(value)
 
 
 def _nll(logits: NDArray[np.float64], targets: NDArray[np.float64], temperature: float) -> float:
@@ -478,6 +538,9 @@ def train(
     started = time.perf_counter()
     name = resolve(kind or settings.student.kind)
     short = name.rsplit(".v", 1)[0]
+    from terakoya.calibrating import calibrate_teacher
+
+    calibrate_teacher(db, project_id, settings)  # re-calibrated on the newest expert answers
     data = build_training_set(db, project_id, settings)
     if len(data) == 0:
         raise StateError(NOTHING_TO_TRAIN)
@@ -487,23 +550,20 @@ def train(
     if progress is not None:
         progress(0, total)
     params = _student_params(name, settings)
-    teacher_scale, scale_scores = 1.0, dict[str, float]()
-    if settings.student.teacher_weight_search:
-        teacher_scale, scale_scores = choose_teacher_scale(data, kind=name, params=params, seed=settings.student.seed)
-    keep = np.asarray([src == "expert" or teacher_scale > 0 for src in data.sources])
-    weights = np.where(np.asarray(data.sources) == "teacher", data.weights * teacher_scale, data.weights)
-    texts = [t for t, k in zip(data.texts, keep, strict=True) if k]
-    fitted = train_arrays(
-        texts,
-        data.targets[keep],
-        weights[keep],
-        data.classes,
-        kind=name,
-        params=params,
-        calibration_fraction=settings.student.calibration_fraction,
-        calibrate_on=np.asarray([src == "expert" for src, k in zip(data.sources, keep, strict=True) if k]),
-        seed=settings.student.seed,
-    )
+    fit_started = time.perf_counter()
+    recipe = fit_recipe(data, kind=name, params=params, settings=settings)
+    sources = np.asarray(data.sources)
+    every = np.arange(len(data))
+    student = _fit_rows(data, every, recipe.teacher_scale, name, params)
+    pseudo = 0
+    if recipe.self_training is not None:
+        extra = _pseudo_labels(student, data.unlabelled_texts, recipe.self_training)
+        pseudo = len(extra[0])
+        student = _fit_rows(data, every, recipe.teacher_scale, name, params, extra)
+    student.temperature_ = recipe.temperature
+    fitted = FitResult(student, recipe.temperature, recipe.calibration, time.perf_counter() - fit_started)
+    texts = [t for t, src in zip(data.texts, sources, strict=True) if src == "expert" or recipe.teacher_scale > 0]
+    teacher_scale, scale_scores = recipe.teacher_scale, recipe.scores
     student = fitted.student
     proba_chunks: list[NDArray[np.float64]] = []
     seconds_per_item: list[float] = []
@@ -530,9 +590,14 @@ def train(
     prompt_version = next(iter(data.prompt_versions), None)
     fit_seconds = fitted.seconds
     metrics: dict[str, Any] = {
-        "train_items": len(texts),
+        "train_items": len(texts) + pseudo,
         "teacher_weight_scale": teacher_scale,
         "teacher_weight_scores": scale_scores,
+        "cv_accuracy": recipe.cv_accuracy,
+        "self_training_threshold": recipe.self_training,
+        "self_training_items": pseudo,
+        "teacher_dropped": data.teacher_dropped,
+        "recipe_notes": recipe.notes,
         "expert_items": data.expert_items,
         "teacher_items": data.teacher_items,
         "left_out": data.left_out,
@@ -597,4 +662,11 @@ def train(
         seconds=time.perf_counter() - started,
         temperature=fitted.temperature,
         calibration=fitted.calibration,
+        recipe={
+            "teacher_scale": teacher_scale,
+            "self_training": recipe.self_training,
+            "pseudo_labels": pseudo,
+            "cv_accuracy": recipe.cv_accuracy,
+            "notes": recipe.notes,
+        },
     )

@@ -16,7 +16,12 @@ if TYPE_CHECKING:
 
 __all__ = ["plots", "render_html", "render_terminal"]
 
-COLUMNS = (("teacher", "Teacher"), ("student", "Student"), ("experts", "Experts"))
+COLUMNS = (
+    ("teacher", "Teacher"),
+    ("student", "Student"),
+    ("experts_alone", "Experts alone"),
+    ("experts", "Experts"),
+)
 
 
 # ----------------------------------------------------------------------------- formatting

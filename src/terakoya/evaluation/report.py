@@ -438,8 +438,79 @@ def _paired(g: Gathered, student_pred: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def _findings(data: dict[str, Any]) -> list[str]:
+def _experts_alone(
+    db: Database, project_id: int, settings: Settings, g: Gathered, run: RunRow | None, notes: list[str]
+) -> dict[str, Any]:
+    """A student of the same kind trained on the experts' answers alone (no teacher), scored on the test split."""
+    from terakoya.training import build_training_set, train_arrays
+
+    empty: dict[str, Any] = {"available": False, "items": None, "accuracy": None, "macro_f1": None, "ece": None}
+    kind = run.kind if run else settings.student.kind
+    if kind.startswith("finetune"):
+        empty["reason"] = "not computed for fine-tuned students (minutes of CPU per fit)"
+        notes.append(f"experts alone: {empty['reason']}")
+        return empty
+    alone = settings.model_copy(update={"student": settings.student.model_copy(update={"use_teacher": False})})
+    data = build_training_set(db, project_id, alone)
+    if data.expert_items < 2 or len(set(data.targets.argmax(axis=1).tolist())) < 2:
+        empty["reason"] = "fewer than two labels among the expert answers"
+        notes.append(f"experts alone: {empty['reason']}")
+        return empty
+    params = {"cache_dir": str(settings.project_dir / "cache" / "embeddings")} if kind.startswith("embed") else {}
+    fitted = train_arrays(data.texts, data.targets, data.weights, data.classes, kind=kind, params=params,
+                          calibrate=False, seed=settings.student.seed)  # fmt: skip
+    texts = [t.text for t in g.test]
+    names = [str(c) for c in fitted.student.classes_]
+    raw = np.asarray(fitted.student.predict_proba(texts), dtype=float)
+    pred = [names[i] for i in raw.argmax(axis=1)]
+    block: dict[str, Any] = {"available": True, "kind": kind, "expert_items": data.expert_items}
+    block.update(_scored([t.gold for t in g.test], _align(raw, names, g.classes), pred, g.classes))
+    return block
+
+
+def _headline(data: dict[str, Any]) -> list[str]:
+    """The report's first lines, in plain words: does the student beat the teacher, and at what expert cost."""
+    t, s, alone = data["teacher"], data["student"], data.get("experts_alone") or {}
     out: list[str] = []
+    if s.get("accuracy") is not None and t.get("accuracy") is not None:
+        diff = 100 * (s["accuracy"] - t["accuracy"])
+        p = (data.get("paired") or {}).get("mcnemar_p")
+        sure = "" if p is None else (" — a difference this large is unlikely to be chance" if p < 0.05 else
+                                     f" — but with p = {p:.2g} it may be chance")  # fmt: skip
+        verdict = "beats" if diff > 0 else ("matches" if diff == 0 else "does NOT beat")
+        out.append(
+            f"The student {verdict} its teacher: {100 * s['accuracy']:.1f}% vs {100 * t['accuracy']:.1f}% on "
+            f"{data['test_items']} expert-checked test items ({diff:+.1f} points{sure})."
+        )
+    if alone.get("accuracy") is not None and s.get("accuracy") is not None:
+        diff = 100 * (s["accuracy"] - alone["accuracy"])
+        out.append(
+            f"The experts' {alone['expert_items']} answers alone (no teacher) would give a student of "
+            f"{100 * alone['accuracy']:.1f}%: the teacher adds {diff:+.1f} points."
+        )
+    minutes = data.get("expert_minutes") or 0.0
+    cost = data.get("expert_cost") or {}
+    line = f"Expert cost: {data['expert_answers']} answers, {minutes:.1f} minutes of expert time"
+    if isinstance(cost.get("amount"), int | float):
+        line += f", {cost['amount']:,.2f} {cost['currency']} at {cost['rule']}"
+    if data.get("simulated_answers"):
+        line += f" ({data['simulated_answers']} answers simulated from recorded labels)"
+    out.append(line + ".")
+    trust = data.get("teacher_trust") or {}
+    if trust.get("sentence"):
+        out.append(str(trust["sentence"]))
+    if s.get("mean_confidence") is not None and s.get("accuracy") is not None:
+        gap = s["mean_confidence"] - s["accuracy"]
+        if gap > 0.1:
+            out.append(
+                f"Warning: the student is over-confident — mean confidence {100 * s['mean_confidence']:.0f}% but "
+                f"{100 * s['accuracy']:.0f}% accurate; treat its confidences with care."
+            )
+    return out
+
+
+def _findings(data: dict[str, Any]) -> list[str]:
+    out: list[str] = _headline(data)
     t, s, e = data["teacher"], data["student"], data["experts"]
     n = data["test_items"]
     paired = data.get("paired") or {}
@@ -669,6 +740,18 @@ def evaluate(
         block.update(student_economics(lambda: load(folder), [t.text for t in g.test], settings))
         block["size_bytes"], block["size_note"] = student_size(folder, student)
         tick()
+    from terakoya.trust import measure_trust
+
+    data["teacher_trust"] = measure_trust(db, project_id, settings).to_json()
+    data["experts_alone"] = _experts_alone(db, project_id, settings, g, run, notes)
+    pay = settings.pay
+    data["expert_cost"] = {
+        "amount": pay.per_item * len(g.answers)
+        if pay.mode == "per_item"
+        else pay.per_hour * data["expert_minutes"] / 60,
+        "currency": pay.currency,
+        "rule": f"{pay.per_item:g} per item" if pay.mode == "per_item" else f"{pay.per_hour:g} per hour",
+    }
     t_speed, s_speed = data["teacher"].get("items_per_second"), data["student"].get("items_per_second")
     data["economics"] = {
         "speedup": s_speed / t_speed if s_speed and t_speed else None,

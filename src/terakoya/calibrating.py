@@ -1,0 +1,193 @@
+"""Calibrating the teacher: on the project's own items first, then on the experts' answers.
+
+Small models lean towards some label whatever the text says. Their label log-probabilities (kept in
+each suggestion's raw output; for teachers that only give probabilities, their logarithm) are
+re-used, never asked for again:
+
+1. **batch calibration** (Zhou et al. 2023, "Batch Calibration"): the mean label log-probability over
+   the project's own items is subtracted, so no label wins just by being the model's favourite;
+2. **re-calibration** on the experts' answers (``student.teacher_correction``): vector or matrix
+   scaling of the label log-probabilities — a measured model of the teacher's errors, which also
+   un-permutes a teacher that systematically confuses two labels — chosen by cross-validated log
+   loss and kept only where it beats batch calibration.
+
+Each calibration is written as a new version of the item's teacher suggestion (same model, prompt
+and call, ``calibration`` naming the method), so the current suggestion — the newest one — is the
+calibrated one, and the model's own answer stays on record. Nothing is written when the calibration
+did not change. Teachers of kind ``python`` (your own model's probabilities) are only re-calibrated,
+not batch-calibrated, unless ``teacher.calibrate = "batch"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import func, insert, select
+
+from terakoya.aggregate import expert_answers, majority
+from terakoya.settings import Settings
+from terakoya.storage.db import Database
+from terakoya.storage.models import Item, Suggestion
+
+__all__ = ["MIN_BATCH_ITEMS", "CalibrationReport", "calibrate_teacher", "label_logprobs"]
+
+#: fewer items than this under one prompt: their mean says too little, the model's own probabilities stay
+MIN_BATCH_ITEMS = 30
+_COPY = (
+    "item_id", "agent_kind", "agent", "prompt_version", "confidence_known", "raw_output", "prompt_tokens",
+    "completion_tokens", "latency_ms", "call_key",
+)  # fmt: skip
+
+
+@dataclass
+class CalibrationReport:
+    """What one calibration pass did, per (model, prompt version)."""
+
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    written: int = 0
+
+
+def label_logprobs(raw_output: str, probabilities: dict[str, Any], labels: Sequence[str]) -> list[float] | None:
+    """The label log-probabilities of one suggestion: the raw ``label_logprobs`` when the teacher gave them,
+    else the log of its probabilities (floored); None when neither covers the labels."""
+    try:
+        raw = json.loads(raw_output) if raw_output and raw_output.lstrip().startswith("{") else {}
+    except ValueError:
+        raw = {}
+    given = raw.get("label_logprobs") if isinstance(raw, dict) else None
+    if isinstance(given, dict) and all(isinstance(given.get(k), int | float) for k in labels):
+        values = [float(given[k]) for k in labels]
+        if all(math.isfinite(v) for v in values):
+            return values
+    try:
+        probs = [float(probabilities.get(k, 0.0) or 0.0) for k in labels]
+    except (TypeError, ValueError):
+        return None
+    if not any(p > 0 for p in probs):
+        return None
+    return [math.log(max(p, 1e-6)) for p in probs]
+
+
+def _raw_rows(db: Database, project_id: int) -> list[Any]:
+    """Per item, its newest teacher suggestion as the model gave it (no calibration, no error, confidence known)."""
+    with db.session() as s:
+        newest = (
+            select(func.max(Suggestion.id).label("sid"))
+            .join(Item, Item.id == Suggestion.item_id)
+            .where(
+                Item.project_id == project_id,
+                Suggestion.agent_kind == "teacher",
+                Suggestion.error.is_(None),
+                Suggestion.calibration.is_(None),
+                Suggestion.confidence_known.is_(True),
+            )
+            .group_by(Suggestion.item_id)
+            .subquery()
+        )
+        return list(s.scalars(select(Suggestion).join(newest, Suggestion.id == newest.c.sid)).all())
+
+
+def _current_tags(db: Database, project_id: int) -> dict[int, str | None]:
+    """Item -> the calibration tag of its current teacher suggestion."""
+    from terakoya.storage.queries import current_suggestion_ids
+
+    with db.session() as s:
+        ids = current_suggestion_ids(project_id, "teacher").subquery()
+        rows = s.execute(select(Suggestion.item_id, Suggestion.calibration).join(ids, Suggestion.id == ids.c.sid)).all()
+    return {int(item_id): tag for item_id, tag in rows}
+
+
+def _mode(settings: Settings) -> str:
+    value = getattr(settings.teacher, "calibrate", "auto")
+    if value is True or value == "auto":
+        return "none" if settings.teacher.kind == "python" else "batch"
+    if value is False:
+        return "none"
+    return str(value)
+
+
+def _tag(name: str, params: Any) -> str:
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{name}:{digest}"
+
+
+def _calibrated(
+    logprobs: NDArray[np.float64], labelled: list[int], truth: list[int], mode: str, settings: Settings
+) -> tuple[str, NDArray[np.float64], dict[str, Any]] | None:
+    """(tag, probabilities, details) for one group, or None when the model's own probabilities should stay."""
+    from terakoya.teachers.calibration import batch_calibrate, fit_recalibration
+
+    k = logprobs.shape[1]
+    details: dict[str, Any] = {"items": int(logprobs.shape[0]), "expert_items": len(labelled)}
+    base = mode == "batch" and logprobs.shape[0] >= MIN_BATCH_ITEMS
+    if settings.student.teacher_correction and len(labelled) >= 5 * k and len(set(truth)) >= 2:
+        calibrator = fit_recalibration(
+            logprobs, np.asarray(labelled, dtype=np.intp), np.asarray(truth, dtype=np.intp),
+            batch=base, seed=settings.seed,
+        )  # fmt: skip
+        if calibrator.name != "batch" or base:
+            details.update(calibrator.summary())
+            return _tag(calibrator.name, calibrator.to_json()), calibrator.apply(logprobs), details
+    if not base:
+        return None
+    offsets, probs = batch_calibrate(logprobs)
+    details.update(method="batch", offsets=[round(float(v), 4) for v in offsets])
+    return _tag("batch", [round(float(v), 6) for v in offsets]), probs, details
+
+
+def calibrate_teacher(db: Database, project_id: int, settings: Settings) -> CalibrationReport:
+    """Calibrate every current teacher suggestion of the project (see the module docstring)."""
+    report = CalibrationReport()
+    labels = settings.label_names
+    mode = _mode(settings)
+    if len(labels) < 2 or (mode == "none" and not settings.student.teacher_correction):
+        return report
+    rows = _raw_rows(db, project_id)
+    answers = expert_answers(db, project_id, labels)
+    index = {c: i for i, c in enumerate(labels)}
+    groups: dict[tuple[str, str], list[tuple[Any, list[float]]]] = {}
+    for suggestion in rows:
+        values = label_logprobs(suggestion.raw_output, suggestion.probabilities or {}, labels)
+        if values is not None:
+            groups.setdefault((suggestion.agent, suggestion.prompt_version), []).append((suggestion, values))
+    current = _current_tags(db, project_id)
+    for (agent, prompt_version), members in groups.items():
+        logprobs = np.asarray([v for _, v in members], dtype=np.float64)
+        labelled = [i for i, (sg, _) in enumerate(members) if sg.item_id in answers]
+        truth = [index[majority(answers[members[i][0].item_id])] for i in labelled]
+        result = _calibrated(logprobs, labelled, truth, mode, settings)
+        if result is None:
+            continue
+        tag, probs, details = result
+        report.groups.append({"model": agent, "prompt_version": prompt_version, "calibration": tag, **details})
+        stale = [i for i, (sg, _) in enumerate(members) if current.get(sg.item_id) != tag]
+        if not stale:
+            continue
+        new_rows = []
+        for i in stale:
+            sg = members[i][0]
+            p = probs[i]
+            best = int(p.argmax())
+            new_rows.append(
+                {
+                    **{name: getattr(sg, name) for name in _COPY},
+                    "label": labels[best],
+                    "probabilities": {c: float(v) for c, v in zip(labels, p, strict=True)},
+                    "confidence": float(p[best]),
+                    "cost_usd": 0.0,
+                    "cached": True,
+                    "calibration": tag,
+                }
+            )
+        with db.session() as s:
+            for start in range(0, len(new_rows), 1000):
+                s.execute(insert(Suggestion), new_rows[start : start + 1000])
+        report.written += len(new_rows)
+    return report

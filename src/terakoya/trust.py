@@ -1,0 +1,216 @@
+"""Teacher trust: how good the teacher is, measured on the experts' blind answers.
+
+Each route run reserves ``routing.audit_share`` of its pool batch for items drawn uniformly at random
+and shown to experts *blind* (reason ``audit``; the expert does not see the teacher's answer). Those
+answers, and the experts' answers on gold items and on randomly routed items, are a fair sample of the
+data: on them the teacher's accuracy, Cohen's kappa and confusion matrix against the experts are
+measured, with bootstrap intervals.
+
+The gate: a teacher that is not measurably better than chance (the lower end of kappa's interval is at
+or below 0), or that is less accurate than the student's cross-validated accuracy on the expert
+answers, is *not trusted*: routing stops using its signals and training leaves its labels out. With
+fewer than :data:`MIN_BLIND` blind answers trust is *unknown*.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import select
+
+from terakoya.aggregate import majority
+from terakoya.settings import Settings
+from terakoya.storage.db import Database
+from terakoya.storage.models import Answer, Item, StudentRun, Suggestion, Task
+from terakoya.storage.queries import current_suggestion_ids
+
+__all__ = ["BLIND_REASONS", "MIN_BLIND", "TeacherTrust", "cohen_kappa", "measure_trust", "trust_from_pairs"]
+
+#: task reasons whose items were drawn at random and shown without the teacher's answer
+BLIND_REASONS = ("audit", "gold", "random")
+#: fewer blind answers than this: trust is unknown
+MIN_BLIND = 10
+EXPERT_KINDS = ("label", "verify")
+#: weight of teacher signals in routing while trust is unknown
+UNKNOWN_WEIGHT = 0.5
+
+
+@dataclass
+class TeacherTrust:
+    """The teacher against the experts' blind answers."""
+
+    n: int
+    labels: list[str]
+    accuracy: float | None = None
+    accuracy_ci: tuple[float, float] | None = None
+    kappa: float | None = None
+    kappa_ci: tuple[float, float] | None = None
+    #: rows: the experts' label, columns: the teacher's label (in ``labels`` order)
+    confusion: list[list[int]] = field(default_factory=list)
+    #: True / False, or None while there are too few blind answers
+    trusted: bool | None = None
+    #: the student's cross-validated accuracy on the expert answers (latest run), when known
+    student_cv_accuracy: float | None = None
+    sentence: str = ""
+    #: set by ``routing.trust_teacher = "always"``: the owner vouches for the teacher, whatever was measured
+    vouched: bool = False
+
+    @property
+    def weight(self) -> float:
+        """How much routing leans on the teacher's signals: 0 untrusted, kappa when trusted, 0.5 unknown."""
+        if self.vouched:
+            return 1.0
+        if self.trusted is None:
+            return UNKNOWN_WEIGHT
+        if not self.trusted or self.kappa is None:
+            return 0.0
+        return float(min(1.0, max(0.0, self.kappa)))
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["weight"] = self.weight
+        return out
+
+
+def cohen_kappa(truth: NDArray[np.intp], said: NDArray[np.intp], k: int) -> float:
+    """Cohen's kappa of two label sequences over ``k`` classes (1: perfect, 0: chance); NaN when undefined."""
+    n = len(truth)
+    if n == 0:
+        return math.nan
+    observed = float((truth == said).mean())
+    p_truth = np.bincount(truth, minlength=k) / n
+    p_said = np.bincount(said, minlength=k) / n
+    expected = float((p_truth * p_said).sum())
+    if expected >= 1.0:
+        return 1.0 if observed >= 1.0 else 0.0
+    return (observed - expected) / (1.0 - expected)
+
+
+def _interval(values: NDArray[np.float64]) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return (math.nan, math.nan)
+    return (float(np.quantile(finite, 0.025)), float(np.quantile(finite, 0.975)))
+
+
+def trust_from_pairs(
+    truth: Sequence[int],
+    said: Sequence[int],
+    labels: Sequence[str],
+    *,
+    student_cv_accuracy: float | None = None,
+    boot: int = 1000,
+    seed: int = 0,
+) -> TeacherTrust:
+    """Trust from (expert label, teacher label) index pairs: accuracy, kappa, confusion, bootstrap intervals."""
+    k = len(labels)
+    t = np.asarray(truth, dtype=np.intp)
+    s = np.asarray(said, dtype=np.intp)
+    n = len(t)
+    confusion = np.zeros((k, k), dtype=int)
+    np.add.at(confusion, (t, s), 1)
+    out = TeacherTrust(n=n, labels=list(labels), confusion=confusion.tolist(), student_cv_accuracy=student_cv_accuracy)
+    if n == 0:
+        out.sentence = "The teacher has not been checked yet: no expert has answered a blind (audit or gold) item."
+        return out
+    out.accuracy = float((t == s).mean())
+    out.kappa = float(cohen_kappa(t, s, k))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(boot, n))
+    accs = (t[draws] == s[draws]).mean(axis=1)
+    kappas = np.array([cohen_kappa(t[d], s[d], k) for d in draws])
+    out.accuracy_ci = _interval(accs.astype(np.float64))
+    out.kappa_ci = _interval(kappas.astype(np.float64))
+    acc = f"{out.accuracy:.0%} (95 % CI {out.accuracy_ci[0]:.0%}–{out.accuracy_ci[1]:.0%})"
+    if n < MIN_BLIND:
+        out.sentence = (
+            f"The teacher agreed with the experts on {acc} of {n} blind items — too few to judge it "
+            f"(at least {MIN_BLIND} needed); its signals count half until then."
+        )
+        return out
+    low = out.kappa_ci[0]
+    if not math.isfinite(low) or low <= 0.0:
+        out.trusted = False
+        out.sentence = (
+            f"The teacher is not measurably better than chance (agreement with experts {acc} on {n} blind items, "
+            f"kappa {out.kappa:.2f}): routing ignores it and the student does not learn from its labels."
+        )
+    elif student_cv_accuracy is not None and out.accuracy < student_cv_accuracy:
+        out.trusted = False
+        out.sentence = (
+            f"The teacher ({acc} on {n} blind items) is less accurate than the student's cross-validated "
+            f"{student_cv_accuracy:.0%}: routing ignores it and the student does not learn from its labels."
+        )
+    else:
+        out.trusted = True
+        out.sentence = (
+            f"The teacher agrees with the experts on {acc} of {n} blind items (kappa {out.kappa:.2f}): "
+            "its labels are used, corrected by what the experts said."
+        )
+    return out
+
+
+def _student_cv_accuracy(db: Database, project_id: int) -> float | None:
+    with db.session() as s:
+        metrics = s.scalars(
+            select(StudentRun.metrics).where(StudentRun.project_id == project_id).order_by(StudentRun.id.desc())
+        ).first()
+    if not metrics:
+        return None
+    value = metrics.get("cv_accuracy")
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def blind_pairs(db: Database, project_id: int, labels: Sequence[str]) -> tuple[list[int], list[int], list[int]]:
+    """(item ids, expert label index, teacher label index) on items the experts answered blind."""
+    index = {c: i for i, c in enumerate(labels)}
+    with db.session() as s:
+        rows = s.execute(
+            select(Answer.id, Answer.item_id, Answer.label)
+            .join(Task, Task.id == Answer.task_id)
+            .join(Item, Item.id == Answer.item_id)
+            .where(
+                Item.project_id == project_id,
+                Task.reason.in_(BLIND_REASONS),
+                Answer.kind.in_(EXPERT_KINDS),
+                Answer.superseded.is_(False),
+                Answer.label.is_not(None),
+            )
+            .order_by(Answer.id)
+        ).all()
+        newest = current_suggestion_ids(project_id, "teacher").subquery()
+        teacher = dict(
+            s.execute(select(Suggestion.item_id, Suggestion.label).join(newest, Suggestion.id == newest.c.sid)).all()
+        )
+    answers: dict[int, list[tuple[int, str]]] = {}
+    for answer_id, item_id, label in rows:
+        if label in index:
+            answers.setdefault(item_id, []).append((answer_id, str(label)))
+    items, truth, said = [], [], []
+    for item_id, given in answers.items():
+        t = teacher.get(item_id)
+        if t in index:
+            items.append(item_id)
+            truth.append(index[majority(given)])
+            said.append(index[str(t)])
+    return items, truth, said
+
+
+def measure_trust(db: Database, project_id: int, settings: Settings, *, seed: int = 0) -> TeacherTrust:
+    """The teacher's trust in this project now (see the module docstring)."""
+    labels = settings.label_names
+    _, truth, said = blind_pairs(db, project_id, labels)
+    trust = trust_from_pairs(truth, said, labels, student_cv_accuracy=_student_cv_accuracy(db, project_id), seed=seed)
+    mode = settings.routing.trust_teacher
+    if mode == "always":
+        trust.trusted, trust.vouched = True, True
+        trust.sentence += " (routing.trust_teacher = 'always': the teacher is used fully whatever was measured)"
+    elif mode == "never":
+        trust.trusted = False
+        trust.sentence += " (routing.trust_teacher = 'never': the teacher's labels and signals are not used)"
+    return trust
