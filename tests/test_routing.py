@@ -33,8 +33,15 @@ DISTINCT = [
 def settings_for(tmp_path: Path, **routing: Any) -> Settings:
     # these tests pin the teacher-driven part of routing: a vouched-for teacher, no blind audit share
     routing = {"trust_teacher": "always", "audit_share": 0.0, **routing}
+    # the suggestions here are written by hand, as a python teacher's: no batch calibration
     return Settings.model_validate(
-        {"name": "p", "labels": [{"name": n} for n in LABELS], "routing": routing, "project_dir": tmp_path}
+        {
+            "name": "p",
+            "labels": [{"name": n} for n in LABELS],
+            "routing": routing,
+            "teacher": {"kind": "python"},
+            "project_dir": tmp_path,
+        }
     )
 
 

@@ -134,16 +134,22 @@ def test_stored_calls_answer_without_calling(db_url: str, tmp_path: Path, fake: 
     db.close()
 
 
-def test_new_guidelines_mean_a_new_prompt_version_and_new_calls(tmp_path: Path, fake: FakeOpenAI) -> None:
+def test_new_guidelines_mean_a_new_prompt_version_but_no_paying_twice(tmp_path: Path, fake: FakeOpenAI) -> None:
+    """Items already taught keep their answer when the prompt changes; only --refresh asks again."""
     db = open_database(f"sqlite:///{tmp_path / 'x.db'}")
     pid = db.project_id("p")
     add_items(db, pid, TEXTS[:4])
     settings = openai_settings(tmp_path, fake)
     first = teach(db, pid, settings)
     settings.guidelines = "Judge as a creditor."
-    second = teach(db, pid, settings)
-    assert second.prompt_version != first.prompt_version
+    kept = teach(db, pid, settings)
+    assert kept.prompt_version != first.prompt_version
+    assert kept.calls == 0 and fake.calls == 4
+    plan = plan_teach(db, pid, settings, refresh=True)
+    assert (plan.to_call, plan.already_labeled) == (4, 0)
+    second = teach(db, pid, settings, refresh=True)
     assert second.calls == 4 and fake.calls == 8
+    assert plan_teach(db, pid, settings, refresh=True).to_call == 0
     with db.session() as s:
         versions = s.execute(select(Suggestion.prompt_version, func.count()).group_by(Suggestion.prompt_version)).all()
     assert dict(versions) == {first.prompt_version: 4, second.prompt_version: 4}

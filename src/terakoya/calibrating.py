@@ -129,12 +129,13 @@ def _calibrated(
     base = mode == "batch" and logprobs.shape[0] >= MIN_BATCH_ITEMS
     if settings.student.teacher_correction and len(labelled) >= 5 * k and len(set(truth)) >= 2:
         calibrator = fit_recalibration(
-            logprobs, np.asarray(labelled, dtype=np.intp), np.asarray(truth, dtype=np.intp),
-            batch=base, seed=settings.seed,
-        )  # fmt: skip
+            logprobs, np.asarray(labelled, dtype=np.intp), np.asarray(truth, dtype=np.intp), seed=settings.seed
+        )
+        details.update(method=calibrator.name, cv_log_loss=dict(calibrator.cv_log_loss))
         if calibrator.name != "batch" or base:
-            details.update(calibrator.summary())
-            return _tag(calibrator.name, calibrator.to_json()), calibrator.apply(logprobs), details
+            params = {k: v for k, v in calibrator.to_json().items() if k in ("name", "offsets", "weights", "bias")}
+            rounded = json.loads(json.dumps(params), parse_float=lambda v: round(float(v), 6))
+            return _tag(calibrator.name, rounded), calibrator.apply(logprobs), details
     if not base:
         return None
     offsets, probs = batch_calibrate(logprobs)

@@ -34,6 +34,8 @@ app = typer.Typer(
 )
 user_app = typer.Typer(help="Manage people who sign in to the web workbench.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+teacher_app = typer.Typer(help="Measure and compare teachers.", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -202,6 +204,42 @@ def teach(
         with _progress(f"teaching with {project.settings.teacher.model}") as update:
             report = project.teach(limit=limit, progress=update, refresh=refresh, below=below)
         _report("teach", report)
+    project.close()
+
+
+@teacher_app.command("check")
+def teacher_check(
+    limit: Annotated[int, typer.Option(help="score at most this many labelled items per variant")] = 200,
+    model: Annotated[
+        list[str] | None, typer.Option(help="only this local model (repeat for several; default: all installed)")
+    ] = None,
+    style: Annotated[list[str] | None, typer.Option(help="only this prompt style: chat or plain (repeatable)")] = None,
+) -> None:
+    """Score every teacher variant (model x prompt style x calibration) on items with known labels; say which to use."""
+    from terakoya.teacher_check import check_teachers
+
+    project = _open()
+    with _progress("checking teachers") as update:
+        result = check_teachers(
+            project.db, project.project_id, project.settings, models=model, styles=style, limit=limit,
+            progress=lambda _name, done, total: update(done, total),
+        )  # fmt: skip
+    table = Table(title=f"teacher check on {result.source}", title_justify="left")
+    for col in ("model", "style", "calibration", "accuracy (95% CI)", "macro-F1", "s / item", "cost / item"):
+        table.add_column(col, justify="left" if col in {"model", "style", "calibration"} else "right")
+    for v in result.scores:
+        if v.error:
+            table.add_row(v.model, v.style, "—", f"error: {v.error}", "", "", "")
+            continue
+        ci = f" ({100 * v.accuracy_ci[0]:.0f}–{100 * v.accuracy_ci[1]:.0f})" if v.accuracy_ci else ""
+        table.add_row(
+            v.model, v.style, v.calibration, f"{100 * (v.accuracy or 0):.1f}%{ci}", f"{v.macro_f1:.3f}",
+            f"{v.seconds_per_item:.3f}" if v.seconds_per_item is not None else "—",
+            f"${v.cost_per_item_usd:.6f}" if v.cost_per_item_usd is not None else "—",
+        )  # fmt: skip
+    console.print(table)
+    if result.advice:
+        console.print(result.advice, markup=False, highlight=False)
     project.close()
 
 

@@ -22,6 +22,7 @@ from terakoya.settings import PaySettings, Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, AutoAccept, Item, Person, StudentRun, Suggestion, Task, utcnow
 from terakoya.storage.web_models import Membership
+from terakoya.trust import TeacherTrust, measure_trust
 from terakoya.workqueue import QueueCounts, queue_counts, remaining_for
 
 __all__ = [
@@ -130,6 +131,8 @@ class Dashboard:
     pay: PaySettings
     total_cost: float
     proposed_terms: int
+    #: the teacher against the experts' blind (audit and gold) answers
+    trust: TeacherTrust | None = None
 
 
 def earnings(pay: PaySettings, items: int, active_seconds: float) -> float:
@@ -405,4 +408,5 @@ def dashboard_data(
         pay,
         round(sum(t.cost for t in trainers), 2),
         int(proposed or 0),
+        measure_trust(db, project_id, settings) if len(settings.label_names) >= 2 else None,
     )
