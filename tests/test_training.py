@@ -32,7 +32,7 @@ def make_settings(tmp_path: Path, **student: Any) -> Settings:
     return Settings(
         name="t",
         labels=[{"name": name} for name in LABELS],
-        student=student,
+        student={"kind": "linear", **student},
         project_dir=tmp_path,
     )
 

@@ -118,6 +118,21 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
 
 def _report(title: str, report: Any) -> None:
     data = asdict(report) if is_dataclass(report) and not isinstance(report, type) else dict(report)
+    trust = data.pop("teacher_trust", None)
+    if isinstance(trust, dict):
+        data["teacher trust"] = trust.get("sentence", "")
+    calibration = data.pop("calibration", None)
+    if isinstance(calibration, list):
+        data["calibration"] = (
+            "; ".join(
+                f"{c.get('model')}: {str(c.get('calibration', '')).split(':')[0]} over {c.get('items')} items"
+                + (f", {c['expert_items']} with expert answers" if c.get("expert_items") else "")
+                for c in calibration
+            )
+            or "none (too few items, or teacher.calibrate is off)"
+        )
+    elif calibration is not None:
+        data["calibration"] = calibration
     console.print(_kv_table(title, {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}))
 
 

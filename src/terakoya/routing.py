@@ -193,7 +193,7 @@ def score_items(
 # ----------------------------------------------------------------------------- diversity (pure)
 
 
-def text_vectors(texts: Sequence[str]) -> csr_matrix:
+def text_vectors(texts: Sequence[str], *, n_features: int = 2**18) -> csr_matrix:
     """Hashed word 1-2-gram and character 2-4-gram TF-IDF vectors, one L2-normalised row per text.
 
     Character n-grams make this work for languages written without spaces (Japanese).
@@ -202,10 +202,10 @@ def text_vectors(texts: Sequence[str]) -> csr_matrix:
     from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 
     words = HashingVectorizer(
-        analyzer="word", ngram_range=(1, 2), n_features=2**18, alternate_sign=False, norm=None
+        analyzer="word", ngram_range=(1, 2), n_features=n_features, alternate_sign=False, norm=None
     ).transform(texts)
     chars = HashingVectorizer(
-        analyzer="char_wb", ngram_range=(2, 4), n_features=2**18, alternate_sign=False, norm=None
+        analyzer="char_wb", ngram_range=(2, 4), n_features=n_features, alternate_sign=False, norm=None
     ).transform(texts)
     counts = hstack([words, chars]).tocsr()
     return TfidfTransformer(norm="l2", sublinear_tf=True).fit_transform(counts).tocsr()
@@ -312,7 +312,8 @@ def dense_vectors(texts: Sequence[str], *, dims: int = 64, seed: int = 0) -> NDA
     """Dense, L2-normalised vectors of the texts (TF-IDF n-grams reduced by truncated SVD), for clustering."""
     from sklearn.decomposition import TruncatedSVD
 
-    sparse = text_vectors(texts)
+    # a small hashing space keeps the randomized SVD fast (its work grows with the number of columns)
+    sparse = text_vectors(texts, n_features=2**13)
     n_comp = max(1, min(dims, sparse.shape[0] - 1, sparse.shape[1] - 1))
     if sparse.shape[0] < 3:
         return np.asarray(sparse.toarray(), dtype=np.float64)

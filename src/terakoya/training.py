@@ -520,9 +520,31 @@ def _run_id(db: Database, settings: Settings, short: str) -> str:
 
 
 def _student_params(name: str, settings: Settings) -> dict[str, Any]:
-    if name.startswith("embed."):
-        return {"cache_dir": str(settings.project_dir / "cache" / "embeddings")}
-    return {}
+    """Hyper-parameters the project implies (the embedding encoder for its language, the embedding cache)."""
+    from terakoya.students import student_params_for
+
+    return student_params_for(name, language=settings.language, project_dir=settings.project_dir)
+
+
+#: students that ``student.kind = "auto"`` chooses among, unless ``student.auto_candidates`` says otherwise
+AUTO = "auto"
+
+
+def _choose_kind(data: TrainingSet, settings: Settings) -> tuple[str, dict[str, Any]]:
+    """``student.kind = "auto"``: the candidate with the best cross-validated accuracy on the expert items."""
+    from terakoya.students import choose_student
+
+    cfg = settings.student
+    experts = np.asarray([src == "expert" for src in data.sources])
+    if experts.sum() < MIN_EXPERT_FOR_SEARCH:
+        first = resolve(cfg.auto_candidates[0])
+        return first, {"chosen": first, "reason": f"{int(experts.sum())} expert items: too few to compare students"}
+    name, scores = choose_student(
+        data.texts, data.targets, data.weights, data.classes, candidates=cfg.auto_candidates,
+        time_limit_s=cfg.auto_time_limit_s, seed=cfg.seed, language=settings.language, eval_mask=experts,
+        project_dir=settings.project_dir,
+    )  # fmt: skip
+    return name, {"chosen": name, "scores": {k: v.as_dict() for k, v in scores.items()}}
 
 
 def train(
@@ -536,14 +558,18 @@ def train(
 ) -> TrainReport:
     """Build the training set, fit and calibrate a student, save it, record the run and its suggestions."""
     started = time.perf_counter()
-    name = resolve(kind or settings.student.kind)
-    short = name.rsplit(".v", 1)[0]
+    wanted = kind or settings.student.kind
+    name = AUTO if wanted == AUTO else resolve(wanted)
     from terakoya.calibrating import calibrate_teacher
 
     calibrate_teacher(db, project_id, settings)  # re-calibrated on the newest expert answers
     data = build_training_set(db, project_id, settings)
     if len(data) == 0:
         raise StateError(NOTHING_TO_TRAIN)
+    choice: dict[str, Any] = {}
+    if name == AUTO:
+        name, choice = _choose_kind(data, settings)
+    short = name.rsplit(".v", 1)[0]
     with db.session() as s:
         all_items = s.execute(select(Item.id, Item.text).where(Item.project_id == project_id).order_by(Item.id)).all()
     total = len(all_items)
@@ -594,6 +620,7 @@ def train(
         "teacher_weight_scale": teacher_scale,
         "teacher_weight_scores": scale_scores,
         "cv_accuracy": recipe.cv_accuracy,
+        "student_choice": choice,
         "self_training_threshold": recipe.self_training,
         "self_training_items": pseudo,
         "teacher_dropped": data.teacher_dropped,

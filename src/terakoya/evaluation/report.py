@@ -456,7 +456,9 @@ def _experts_alone(
         empty["reason"] = "fewer than two labels among the expert answers"
         notes.append(f"experts alone: {empty['reason']}")
         return empty
-    params = {"cache_dir": str(settings.project_dir / "cache" / "embeddings")} if kind.startswith("embed") else {}
+    from terakoya.students import student_params_for
+
+    params = student_params_for(kind, language=settings.language, project_dir=settings.project_dir)
     fitted = train_arrays(data.texts, data.targets, data.weights, data.classes, kind=kind, params=params,
                           calibrate=False, seed=settings.student.seed)  # fmt: skip
     texts = [t.text for t in g.test]
