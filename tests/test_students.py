@@ -13,7 +13,7 @@ from sklearn.base import clone
 from terakoya.errors import DataError, MissingDependency, StudentError
 from terakoya.students import STUDENTS, EmbedStudent, LinearStudent, load, make_student, registered, resolve
 from terakoya.students import embed as embed_module
-from terakoya.students.base import fit_softmax
+from terakoya.students.base import Student, fit_softmax
 
 POSITIVE = [
     "Profit rose sharply this quarter.",
@@ -45,14 +45,22 @@ NEW = ["Profit rose and sales grew.", "Loss widened as sales fell.", "The meetin
 
 
 STUDENT_NAMES = [
-    pytest.param(name, marks=[pytest.mark.slow] if name.startswith("embed") else [], id=name)
+    pytest.param(name, marks=[pytest.mark.slow] if name.startswith(("embed", "finetune")) else [], id=name)
     for name in sorted(STUDENTS)
 ]
+#: hyper-parameters that make a student learn the 18 texts above quickly (defaults otherwise)
+QUICK = {"finetune.v1": {"epochs": 5, "batch_size": 9, "learning_rate": 5e-4, "max_length": 32}}
+#: what a saved student's folder holds besides config.json
+SAVED_FILES = {"finetune.v1": {"model.safetensors", "tokenizer.json", "tokenizer_config.json"}}
+
+
+def quick(name: str, **params: object) -> Student:
+    return make_student(name, **{**QUICK.get(name, {}), **params})
 
 
 @pytest.mark.parametrize("name", STUDENT_NAMES)
 def test_conformance(name: str, tmp_path: Path) -> None:
-    student = make_student(name)
+    student = quick(name)
     assert student.fit(TEXTS, LABELS) is student
     assert student.classes_ == ["negative", "neutral", "positive"]
     assert student.temperature_ == 1.0
@@ -81,7 +89,12 @@ def test_conformance(name: str, tmp_path: Path) -> None:
     assert config["temperature"] == 1.7
     assert config["metadata"]["teacher_model"] == "m"
     assert {"numpy", "scipy", "terakoya", "python"} <= set(config["library_versions"])
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "weights.npz"]
+    saved = {p.name for p in folder.iterdir()}
+    if name in SAVED_FILES:
+        assert {"config.json", *SAVED_FILES[name]} <= saved
+        assert not any(p.startswith(".") for p in saved)  # no temporary files left behind
+    else:
+        assert saved == {"config.json", "weights.npz"}
 
     # scikit-learn's clone: same hyper-parameters, nothing learned
     copy = clone(student)
@@ -96,13 +109,13 @@ def test_soft_targets_follow_the_classes_order(name: str) -> None:
     soft = np.full((len(TEXTS), 3), 0.1)
     for row, label in enumerate(LABELS):
         soft[row, index[label]] = 0.8
-    student = make_student(name, classes=classes).fit(TEXTS, soft)
+    student = quick(name, classes=classes).fit(TEXTS, soft)
     assert student.classes_ == classes
     proba = student.predict_proba(NEW[:3])
     assert proba.argmax(axis=1).tolist() == [0, 1, 2]
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
     # soft targets of 0.8 should not be learned as certainty the way hard labels are
-    hard = make_student(name).fit(TEXTS, LABELS)
+    hard = quick(name).fit(TEXTS, LABELS)
     assert proba.max() < hard.predict_proba(NEW[:3]).max()
 
 
@@ -155,15 +168,16 @@ def test_params_protocol() -> None:
 
 
 def test_registry_names_and_errors() -> None:
-    assert registered() == ["embed.v1", "linear.v1"]
+    assert registered() == ["embed.v1", "finetune.v1", "linear.v1"]
+    assert "auto" not in STUDENTS and not any(name.startswith("auto.") for name in STUDENTS)  # a choice, not a student
     assert resolve("linear") == "linear.v1"
     assert resolve("embed.v1") == "embed.v1"
     assert isinstance(make_student("linear", alpha=1e-3), LinearStudent)
     with pytest.raises(StudentError) as err:
         make_student("forest")
     assert str(err.value) == (
-        "unknown student kind 'forest'; registered students are: embed, linear "
-        "(versioned: embed.v1, linear.v1); set student.kind to one of them"
+        "unknown student kind 'forest'; registered students are: embed, finetune, linear "
+        "(versioned: embed.v1, finetune.v1, linear.v1); set student.kind to one of them"
     )
     with pytest.raises(StudentError, match=r"student linear.v1: .*unexpected keyword argument 'depth'.*"):
         make_student("linear", depth=3)

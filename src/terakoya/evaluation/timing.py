@@ -108,7 +108,8 @@ def student_economics(load: Callable[[], ProbaModel], texts: Sequence[str], sett
 def student_size(folder: Path, student: Any) -> tuple[int, str]:
     """Bytes the student needs on disk: its folder, plus the packaged encoder an embedding student loads."""
     own = path_size(folder)
-    encoder = str(getattr(student, "model", "") or "") if str(getattr(student, "kind", "")).startswith("embed") else ""
+    chosen = getattr(student, "encoder_", None) or getattr(student, "model", "")  # "auto" resolves to encoder_
+    encoder = str(chosen or "") if str(getattr(student, "kind", "")).startswith("embed") else ""
     module = ENCODER_PACKAGES.get(encoder)
     if module is None:
         return own, f"the student folder {folder}"

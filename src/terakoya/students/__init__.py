@@ -7,6 +7,12 @@ one list of students, by versioned name; a short name (``linear``) means its new
     >>> student = make_student("linear", classes=["negative", "positive"])
     >>> student.fit(texts, labels).save(Path("model"))
     >>> load(Path("model")).predict_proba(["Profit rose."])
+
+The students: ``linear`` (hashed n-grams, seconds to train, any language), ``embed`` (a frozen
+sentence encoder and a softmax head; MiniLM for English, multilingual-e5-small for the rest) and
+``finetune`` (MiniLM fine-tuned end to end; minutes on a CPU, saved as a Hugging Face folder).
+:func:`choose_student` picks one of them by cross-validation ("auto" is that choice, not a student),
+and :func:`student_params_for` gives the hyper-parameters a project's language and folder imply.
 """
 
 from __future__ import annotations
@@ -17,16 +23,33 @@ from pathlib import Path
 from typing import Any
 
 from terakoya.errors import StudentError
+from terakoya.students.auto import CandidateScore, choose_student, student_params_for
 from terakoya.students.base import CONFIG_FILE, FORMAT, FORMAT_VERSION, Student
-from terakoya.students.embed import EmbedStudent
+from terakoya.students.embed import EmbedStudent, encoder_for_language
+from terakoya.students.finetune import FinetuneStudent
 from terakoya.students.linear import LinearStudent
 
-__all__ = ["STUDENTS", "EmbedStudent", "LinearStudent", "Student", "load", "make_student", "registered", "resolve"]
+__all__ = [
+    "STUDENTS",
+    "CandidateScore",
+    "EmbedStudent",
+    "FinetuneStudent",
+    "LinearStudent",
+    "Student",
+    "choose_student",
+    "encoder_for_language",
+    "load",
+    "make_student",
+    "registered",
+    "resolve",
+    "student_params_for",
+]
 
 #: every student, by versioned name
 STUDENTS: dict[str, type[Student]] = {
     "linear.v1": LinearStudent,
     "embed.v1": EmbedStudent,
+    "finetune.v1": FinetuneStudent,
 }
 
 _VERSIONED = re.compile(r"^(?P<base>.+)\.v(?P<version>\d+)$")

@@ -487,6 +487,17 @@ class Student:
     def clear_cache(self) -> None:
         """Forget cached computations (e.g. embeddings) so that a timing measures the real work."""
 
+    def unsuited(self, texts: Texts, *, language: str) -> str | None:
+        """Why this student, as configured, should not be tried on ``texts`` in ``language`` (None: it may be)."""
+        return None
+
+    def estimate_fit_seconds(self, texts: Texts, *, fits: int = 1) -> float:
+        """Roughly how long ``fits`` fits on ``texts`` take on this machine (for choosing a student in time).
+
+        A coarse figure from measurements on a 2-core CPU, not a promise; subclasses refine it.
+        """
+        return fits * (0.5 + 2e-4 * len(texts))
+
     def save(self, path: Path) -> Path:
         """Write the student into folder ``path`` (created if needed); returns ``path``."""
         self._check_fitted()
@@ -527,6 +538,11 @@ class Student:
         student.classes_ = [str(c) for c in config["classes"]]
         student.temperature_ = float(config.get("temperature", 1.0))
         student.metadata = dict(config.get("metadata", {}))
+        student._load_weights(folder, config)
+        return student
+
+    def _load_weights(self, folder: Path, config: dict[str, Any]) -> None:
+        """Read what ``save`` wrote beside config.json (weights.npz, by default) into the learned attributes."""
         try:
             with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as data:
                 arrays = {name: data[name] for name in data.files}
@@ -538,12 +554,11 @@ class Student:
         except (OSError, ValueError, KeyError) as exc:
             raise StudentError(f"{folder / WEIGHTS_FILE} is damaged ({exc}); retrain with `terakoya train`") from exc
         try:
-            student._restore(arrays, config)
+            self._restore(arrays, config)
         except (KeyError, ValueError) as exc:
             raise StudentError(
                 f"{folder / WEIGHTS_FILE} does not fit its config.json ({exc}); retrain with `terakoya train`"
             ) from exc
-        return student
 
 
 def _json_default(value: Any) -> Any:
