@@ -39,6 +39,8 @@ def _settings(tmp_path: Path, **extra: Any) -> Settings:
         "project_dir": tmp_path,
         "teacher": {"kind": "python", "function": "tests:fake"},
         "evaluation": {"timing_items": 20},
+        # the quick n-gram student: these tests are about the report, not the default student
+        "student": {"kind": "linear"},
     }
     base.update(extra)
     return Settings(**base)
