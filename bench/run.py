@@ -1,410 +1,263 @@
-"""The distillation benchmark: teacher alone vs experts alone vs Terakoya (random and its own routing).
+"""The distillation benchmark: does Terakoya's loop pay, against the teacher alone and the experts alone?
 
-    python -m bench.run [--datasets fpb,chabsa] [--budgets 1,2,5,10,20] [--kind linear] [--limit N]
+    python -m bench.run [--datasets fpb,chabsa] [--teachers real,sim40,sim60,sim75,sim85]
+                        [--budgets 1,2,5,10,20] [--seeds 3] [--kind K] [--rounds 2] [--limit N] [--quick]
 
-For each dataset a base project is imported and taught once (the teacher cache lives in the base
-project's database, so a second run makes no teacher calls). For each expert budget (a share of the
-pool) every arm starts from a copy of the base database:
+For each dataset (bench/datasets.py) and teacher, a base project is imported and taught once: the real
+local teacher as the project defaults configure it (its calls are cached in the base project's database,
+so a rerun is free), or a *simulated* teacher of known accuracy whose mistakes fall mostly on hard items
+(bench/simteacher.py). At each expert budget (a share of the pool) and seed (the random expert sample,
+the routing seed and the student seed) every arm runs: experts alone, experts alone + semi-supervised
+training, Terakoya with random routing and Terakoya with its routing, each from a copy of the base
+database (bench/arms.py), and the thirty-line MiniLM + logistic-regression recipe (bench/recipe.py, a
+reference, not Terakoya). Experts are simulated from the datasets' recorded labels.
 
-- teacher alone: the teacher's own labels on the test split;
-- experts alone: a student trained only on the same number of randomly chosen expert labels;
-- Terakoya, random routing: `route --strategy random` + simulated experts + `train`, in rounds;
-- Terakoya, its routing: `route` + simulated experts + `train`, in rounds (the student's
-  disagreement with the teacher feeds the later rounds).
-
-Experts are simulated from the datasets' recorded labels. Prints one table per dataset, writes
-bench/results/distill.json (every number) and bench/results/distill_<dataset>.png (learning curves).
+Prints, per dataset and teacher, a table of every arm (mean ± std over seeds) with the targets met or
+MISSED (bench/report.py), and writes bench/results/distill.json (every number, each seed) and
+bench/results/distill_<dataset>_<teacher>.png. ``--quick`` is a small harness check (FPB sample,
+simulated 60 % and 85 % teachers, budgets 2 and 10 %, 2 seeds) that writes distill_quick.json and
+distill_quick_*.png instead, so it never overwrites a full run.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import math
 import os
-import random
-import shutil
 import sys
 import time
+import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bench import datasets
+from bench.arms import ARM_NAMES, ARMS, TEACHERS, Base, prepare_base, run_project_arm
+from bench.recipe import MiniLM, run_recipe
+from bench.report import checks, plot, print_overview, print_table, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
 WORK = RESULTS / "work"
 
-FIN_LABELS = {
-    "positive": "good news for the company: growth, higher profit or sales, new orders, upgrades",
-    "negative": "bad news for the company: losses, falling sales, layoffs, downgrades, lawsuits",
-    "neutral": "no clear good or bad news: facts, announcements, descriptions of the business",
-}
-FPB_TOML = """
-[project]
-name = "{name}"
-language = "en"
-seed = 0
-
-{labels}
-[guidelines]
-text = \"\"\"
-Label the tone of the sentence for the company's investors: positive, negative or neutral.
-\"\"\"
-
-[[examples]]
-text = "Net sales increased by 18.5 % to EUR 167.8 million compared with the previous year."
-label = "positive"
-
-[[examples]]
-text = "The company said it will cut 140 jobs after orders fell sharply in the second quarter."
-label = "negative"
-
-[[examples]]
-text = "The annual general meeting will be held in Helsinki on 24 March."
-label = "neutral"
-
-[[examples]]
-text = "Operating loss widened to EUR 4.2 million from EUR 1.1 million a year earlier."
-label = "negative"
-
-[teacher]
-kind = "local"
-model = "smollm2-135m-instruct"
-few_shot = 4
-
-[routing]
-auto_accept_threshold = 0.9
-gold_share = 0.0
-
-[student]
-kind = "{kind}"
-"""
-CHABSA_TOML = """
-[project]
-name = "{name}"
-language = "ja"
-seed = 0
-
-[[labels]]
-name = "negative"
-description = "bad for the company: lower sales or profit, losses, worse conditions"
-
-[[labels]]
-name = "positive"
-description = "good for the company: higher sales or profit, growth, improvement"
-
-[guidelines]
-text = \"\"\"
-有価証券報告書の文が会社にとって良い内容 (positive) か悪い内容 (negative) かを判断する。
-\"\"\"
-
-[[examples]]
-text = "売上高は前年同期比12.3％増の450億円となりました"
-label = "positive"
-
-[[examples]]
-text = "営業利益は原材料価格の高騰により前年同期比25.1％減となりました"
-label = "negative"
-
-[[examples]]
-text = "海外事業の受注が好調に推移し、経常利益は過去最高を更新しました"
-label = "positive"
-
-[[examples]]
-text = "個人消費の低迷により、販売数量は減少しました"
-label = "negative"
-
-[teacher]
-kind = "local"
-model = "smollm2-135m-instruct"
-few_shot = 4
-
-[routing]
-auto_accept_threshold = 0.9
-gold_share = 0.0
-
-[student]
-kind = "{kind}"
-"""
+QUICK = {"datasets": "fpb", "teachers": "sim60,sim85", "budgets": "2,10", "seeds": 2, "limit": 1000}
 
 
-def _labels_toml(labels: dict[str, str]) -> str:
-    return "".join(f'[[labels]]\nname = "{n}"\ndescription = "{d}"\n\n' for n, d in labels.items())
+def log(message: str) -> None:
+    print(message, flush=True)
 
 
-def prepare_fpb(folder: Path, limit: int | None) -> dict[str, Any]:
-    src = SHARED / "financial_phrasebank" / "Sentences_50Agree.txt"
-    if not src.exists():
-        raise FileNotFoundError(src)
-    lines = src.read_text(encoding="utf-8").splitlines()
-    if limit:
-        lines = random.Random(0).sample(lines, min(limit, len(lines)))
-    path = folder / "fpb.csv"
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["id", "sentence", "label"])
-        for i, line in enumerate(lines, start=1):
-            sentence, _, label = line.rpartition("@")
-            writer.writerow([f"fpb-{i}", sentence, label])
-    return {"imports": [dict(path=path, split="test", fraction=0.2)], "text_column": "sentence"}
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
 
 
-def prepare_chabsa(folder: Path, limit: int | None) -> dict[str, Any]:
-    base = SHARED / "chabsa" / "sentence_binary_derived"
-    if not base.exists():
-        raise FileNotFoundError(base)
-    imports = []
-    for split, name in (("pool", "train.tsv"), ("test", "test.tsv")):
-        rows = [line.split("\t") for line in (base / name).read_text(encoding="utf-8").splitlines() if line.strip()]
-        if limit:
-            rows = random.Random(0).sample(rows, min(limit if split == "pool" else limit // 3, len(rows)))
-        path = folder / f"chabsa_{split}.csv"
-        with path.open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["id", "sentence", "label"])
-            for i, row in enumerate(rows, start=1):
-                writer.writerow([f"{split}-{i}", row[0], "positive" if row[1].strip() == "1" else "negative"])
-        imports.append(dict(path=path, split=split, fraction=1.0))
-    return {"imports": imports, "text_column": "sentence"}
+class Results:
+    """The JSON file, rewritten after every arm so that a killed run keeps what it measured."""
+
+    def __init__(self, path: Path, *, fresh: bool, args: dict[str, Any]) -> None:
+        self.path = path
+        old = json.loads(path.read_text()) if path.exists() and not fresh else {}
+        if old.get("format") != 2:
+            old = {}
+        self.data: dict[str, Any] = {**old, "format": 2, "args": args, "started_at": _now(), "datasets": {}}
+        self.data["datasets"] = old.get("datasets", {})
+
+    def entry(self, dataset: str, teacher: str) -> dict[str, Any]:
+        ds = self.data["datasets"].setdefault(dataset, {"teachers": {}})
+        return ds["teachers"].setdefault(teacher, {})
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, default=_json_default, ensure_ascii=False))
+        tmp.replace(self.path)
 
 
-DATASETS = {
-    "fpb": ("Financial PhraseBank (50 % agreement, seeded 80/20 stratified split)", prepare_fpb, FPB_TOML, FIN_LABELS),
-    "chabsa": ("chABSA (Japanese securities reports, binary sentences)", prepare_chabsa, CHABSA_TOML, None),
-}
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _macro(report: dict[str, Any], who: str) -> dict[str, float | None]:
-    part = report.get(who) or {}
-    return {
-        "accuracy": part.get("accuracy"),
-        "macro_f1": part.get("macro_f1"),
-        "items_per_second": part.get("items_per_second"),
-    }
-
-
-def _write_project(folder: Path, toml: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "terakoya.toml").write_text(toml, encoding="utf-8")
-
-
-def run_dataset(key: str, budgets: list[float], kind: str, rounds: int, limit: int | None) -> dict[str, Any]:
-    from terakoya.evaluation.metrics import classification_metrics
-    from terakoya.project import Project
-    from terakoya.students import make_student
-    from terakoya.training import build_training_set
-
-    title, prepare, toml_template, labels = DATASETS[key]
-    work = WORK / (f"{key}-limit{limit}" if limit else key)
-    work.mkdir(parents=True, exist_ok=True)
-    spec = prepare(work, limit)
-    name = f"bench-{key}"
-    toml = toml_template.format(name=name, kind=kind, labels=_labels_toml(labels or {}))
-    base_dir = work / "base"
-    fresh = not (base_dir / "terakoya.db").exists() or (base_dir / "terakoya.toml").read_text() != toml
-    if fresh:
-        shutil.rmtree(base_dir, ignore_errors=True)
-        _write_project(base_dir, toml)
-    base = Project.open(base_dir, env={})
-    if fresh:
-        for imp in spec["imports"]:
-            base.import_file(
-                imp["path"], text_column=spec["text_column"], id_column="id", label_column="label",
-                split=imp["split"], fraction=imp["fraction"],
-            )  # fmt: skip
+def run_teacher(
+    ds: datasets.Dataset, teacher: str, args: argparse.Namespace, work: Path, results: Results, embed: MiniLM
+) -> dict[str, Any]:
+    spec = TEACHERS[teacher]
+    entry = results.entry(ds.key, teacher)
+    entry.clear()
+    entry.update(teacher=teacher, teacher_name=spec.name, simulated=spec.simulated, target_accuracy=spec.accuracy)
     started = time.perf_counter()
-    taught = base.teach(progress=_ticker(f"{key}: teacher"))
-    teach_seconds = time.perf_counter() - started
-    print(f"\n{key}: teacher {taught.model} labelled {taught.labeled} items, {taught.calls} calls, "
-          f"{taught.cached} cached, {teach_seconds:.1f} s")  # fmt: skip
-    status = base.status()
-    pool_n = int(status["pool"])
-    teacher_report = base.evaluate(out_dir=work / "reports" / "teacher", learning_curve=False).data
+    try:
+        base = prepare_base(ds, spec, work, log=log)
+    except Exception as exc:
+        entry["error"] = f"base project: {type(exc).__name__}: {exc}"
+        log(f"  {ds.key}/{spec.name}: {entry['error']}")
+        traceback.print_exc()
+        results.save()
+        return entry
+    _describe_teacher(ds, base, time.perf_counter() - started)
+    entry.update(
+        teacher_name=base.teacher_name,
+        base={"teach": base.teach, "evaluation": base.evaluation, "measured": base.measured},
+        pool_items=len(base.pool),
+        test_items=len(base.test),
+        student_kind=args.kind or "project default",
+        seeds=args.seeds,
+        rounds=args.rounds,
+        limit=args.limit,
+        runs=[],
+    )
+    for pct in args.budget_list:
+        n = max(1, round(len(base.pool) * pct / 100))
+        for seed in range(args.seeds):
+            for arm in ARMS:
+                entry["runs"].append(_run_arm(base, arm, pct=pct, n=n, seed=seed, args=args, work=work, embed=embed))
+                results.save()
+    kinds = sorted({str(r["student_kind"]) for r in entry["runs"] if r.get("student_kind")})
+    entry["student_kind"] = ", ".join(kinds) or entry["student_kind"]
+    entry["summary"] = summarise(entry)
+    entry["checks"] = checks(entry, ds.key)
+    entry["elapsed_s"] = time.perf_counter() - started
+    results.save()
+    return entry
 
-    # the recorded labels of the pool (the simulated experts) and the test split
-    from sqlalchemy import select
 
-    from terakoya.storage.models import Item
+def _describe_teacher(ds: datasets.Dataset, base: Base, seconds: float) -> None:
+    t, m = base.teach, base.measured
+    log(f"\n{ds.key}: {base.teacher_name} — {t['labeled']} items labelled, {t['calls']} calls, {t['cached']} cached, "
+        f"teach {t['seconds']:.1f} s (base project ready in {seconds:.1f} s)")  # fmt: skip
+    line = (
+        f"  {base.teacher_name} on the test split ({m['test_items_labelled']} items, current suggestions): "
+        f"accuracy {100 * (m['accuracy'] or 0):.1f} %, macro-F1 {100 * (m['macro_f1'] or 0):.1f} %, "
+        f"AUROC of confidence for correctness {m['auroc']:.3f}"
+    )
+    if base.teacher.simulated:
+        by = ", ".join(
+            f"{datasets.DIFFICULTY_NAMES.get(int(k), k) if ds.key == 'fpb' else 'uniform'} {100 * v:.0f} %"
+            for k, v in m["drawn_accuracy_by_difficulty"].items()
+        )
+        line += (
+            f"\n  as drawn: target {100 * m['target_accuracy']:.0f} %, "
+            f"all items {100 * m['drawn_accuracy_all']:.1f} %, "
+            f"test {100 * m['drawn_accuracy_test']:.1f} % (AUROC {m['drawn_auroc_test']:.3f}); by difficulty: {by}"
+        )
+        if len(base.classes) == 2 and (base.teacher.accuracy or 1) < 0.5:
+            line += "\n  (below chance on a two-label task: an adversarial teacher)"
+    log(line)
 
-    with base.db.session() as s:
-        pool = [
-            (t, g)
-            for t, g in s.execute(select(Item.text, Item.gold_label).where(Item.split == "pool").order_by(Item.id))
-        ]
-        test = [
-            (t, g)
-            for t, g in s.execute(select(Item.text, Item.gold_label).where(Item.split == "test").order_by(Item.id))
-        ]
-    classes = sorted({g for _, g in test if g})
 
-    rows: dict[str, Any] = {"teacher": _macro(teacher_report, "teacher"), "budgets": {}}
-    for pct in budgets:
-        n = max(1, round(pool_n * pct / 100))
-        entry: dict[str, Any] = {"expert_items": n}
-        # experts alone: a student on n randomly chosen expert labels, nothing else
-        picked = random.Random(int(pct * 100)).sample(pool, n)
-        texts, gold = [t for t, _ in picked], [g for _, g in picked]
-        if len(set(gold)) >= 2:
-            student = make_student(kind).fit(texts, gold)
-            test_texts = [t for t, _ in test]
-            t0 = time.perf_counter()
-            proba = student.predict_proba(test_texts)
-            elapsed = time.perf_counter() - t0
-            full = proba if len(student.classes_) == len(classes) else None
-            pred = list(student.predict(test_texts))
-            m = classification_metrics([g for _, g in test], full, pred, classes)
-            speed = len(test) / max(elapsed, 1e-9)
-            entry["experts_alone"] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "items_per_second": speed}
+def _run_arm(
+    base: Base, arm: str, *, pct: float, n: int, seed: int, args: argparse.Namespace, work: Path, embed: MiniLM
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    record: dict[str, Any] = {"arm": arm, "budget_pct": pct, "expert_budget": n, "seed": seed}
+    try:
+        if arm == "recipe":
+            record.update(run_recipe(base, n=n, seed=seed, embed=embed))
         else:
-            entry["experts_alone"] = {"accuracy": None, "macro_f1": None, "items_per_second": None,
-                                      "note": "fewer than two labels among the random expert items"}  # fmt: skip
-        for arm, strategy in (("random_routing", "random"), ("terakoya_routing", "terakoya")):
-            arm_dir = work / f"{arm}-{pct:g}"
-            shutil.rmtree(arm_dir, ignore_errors=True)
-            _write_project(arm_dir, toml)
-            shutil.copyfile(base_dir / "terakoya.db", arm_dir / "terakoya.db")
-            project = Project.open(arm_dir, env={})
-            share = [n // rounds + (1 if r < n % rounds else 0) for r in range(rounds)]
-            for part in share:
-                if part:
-                    project.route(budget_items=part, strategy=strategy)
-                    project.simulate("label")
-                    project.train()
-            report = project.evaluate(out_dir=arm_dir / "report", learning_curve=False).data
-            training = build_training_set(project.db, project.project_id, project.settings)
-            entry[arm] = {
-                **_macro(report, "student"),
-                "expert_items": int(sum(s == "expert" for s in training.sources)),
-            }
-            project.close()
-        rows["budgets"][f"{pct:g}"] = entry
-        _print_progress(key, pct, entry)
-    rows.update(
-        title=title, teacher_model=taught.model, prompt_version=taught.prompt_version, pool_items=pool_n,
-        test_items=len(test), teach_seconds=teach_seconds, teacher_calls=taught.calls, student_kind=kind,
-    )  # fmt: skip
-    return rows
+            record.update(
+                run_project_arm(
+                    base,
+                    arm,
+                    n=n,
+                    seed=seed,
+                    rounds=args.rounds,
+                    kind=args.kind,
+                    arms_dir=work / base.teacher.key / "arms",
+                    # the speed measurement: Terakoya's arm, seed 0, every budget (--quick: the first budget only)
+                    timing=arm == "terakoya" and seed == 0 and (not args.quick or pct == args.budget_list[0]),
+                )
+            )
+    except Exception as exc:
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["traceback"] = traceback.format_exc(limit=8)
+    record["seconds"] = time.perf_counter() - started
+    what = (
+        f"error: {record['error'][:160]}"
+        if "error" in record
+        else f"accuracy {100 * record['accuracy']:.1f} %, macro-F1 {100 * record['macro_f1']:.1f} %"
+    )
+    steps = ", ".join(f"{k[:-2]} {record[k]:.1f}" for k in ("route_s", "train_s", "evaluate_s") if k in record)
+    log(f"  {base.dataset.key}/{base.teacher_name} @ {pct:g} % ({n} expert items), seed {seed}: "
+        f"{ARM_NAMES[arm]}: {what} ({record['seconds']:.1f} s{'; ' + steps if steps else ''})")  # fmt: skip
+    return record
 
 
-def _ticker(label: str) -> Any:
-    last = [0.0]
-
-    def tick(done: int, total: int) -> None:
-        now = time.perf_counter()
-        if now - last[0] > 10 or done == total:
-            last[0] = now
-            print(f"  {label}: {done}/{total}", flush=True)
-
-    return tick
-
-
-def _print_progress(key: str, pct: float, entry: dict[str, Any]) -> None:
-    parts = ", ".join(f"{arm} {entry[arm].get('accuracy') or float('nan'):.3f}" for arm in
-                      ("experts_alone", "random_routing", "terakoya_routing"))  # fmt: skip
-    print(f"  {key} @ {pct:g} % ({entry['expert_items']} expert items): {parts}", flush=True)
-
-
-def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "—"
-    if isinstance(v, float) and v > 100:
-        return f"{v:,.0f}"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-def print_table(key: str, rows: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{rows['title']} — teacher: {rows['teacher_model']} ({rows['prompt_version']}); "
-                  f"pool {rows['pool_items']}, test {rows['test_items']}; student: {rows['student_kind']}")  # fmt: skip
-    for col in ("budget", "expert items", "arm", "accuracy", "macro-F1", "items/s"):
-        table.add_column(col, justify="right" if col not in {"arm"} else "left")
-    t = rows["teacher"]
-    table.add_row("—", "0", "teacher alone", _fmt(t["accuracy"]), _fmt(t["macro_f1"]), _fmt(t["items_per_second"], 2))
-    names = {"experts_alone": "experts alone", "random_routing": "Terakoya, random routing",
-             "terakoya_routing": "Terakoya, its routing"}  # fmt: skip
-    for pct, entry in rows["budgets"].items():
-        for arm, label in names.items():
-            r = entry[arm]
-            table.add_row(f"{pct} %", str(entry["expert_items"]), label, _fmt(r["accuracy"]), _fmt(r["macro_f1"]),
-                          _fmt(r["items_per_second"], 0))  # fmt: skip
-        table.add_section()
-    Console(width=140).print(table)
-
-
-def plot(key: str, rows: dict[str, Any]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    budgets = [float(b) for b in rows["budgets"]]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for arm, label in (("experts_alone", "experts alone"), ("random_routing", "Terakoya, random routing"),
-                       ("terakoya_routing", "Terakoya, its routing")):  # fmt: skip
-        ys = [rows["budgets"][b][arm]["accuracy"] for b in rows["budgets"]]
-        ax.plot(budgets, [y if y is not None else float("nan") for y in ys], marker="o", label=label)
-    ax.axhline(rows["teacher"]["accuracy"] or float("nan"), color="grey", linestyle="--", label="teacher alone")
-    ax.set_xscale("log")
-    ax.set_xticks(budgets, [f"{b:g} %" for b in budgets])
-    ax.set_xlabel("expert budget (share of the pool)")
-    ax.set_ylabel("accuracy on the test split")
-    ax.set_title(rows["title"], fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    out = RESULTS / f"distill_{key}.png"
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
-
-
-def targets(rows: dict[str, Any]) -> list[str]:
-    notes = []
-    t_acc = rows["teacher"]["accuracy"] or 0.0
-    for pct, e in rows["budgets"].items():
-        ours, rnd, alone = (e[a]["accuracy"] for a in ("terakoya_routing", "random_routing", "experts_alone"))
-        if ours is None:
-            continue
-        if float(pct) >= 2:
-            notes.append(f"{pct} %: vs teacher {ours - t_acc:+.3f}, vs experts alone {ours - (alone or 0):+.3f}")
-        notes.append(f"{pct} %: its routing vs random routing {ours - (rnd or 0):+.3f}")
-    t_speed, s_speed = rows["teacher"]["items_per_second"], None
-    for e in rows["budgets"].values():
-        s_speed = e["terakoya_routing"]["items_per_second"] or s_speed
-    if t_speed and s_speed:
-        notes.append(f"student/teacher speed: {s_speed / t_speed:,.0f}x (target >= 1,000x)")
-    return notes
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default=None, help="comma-separated: fpb, chabsa (default: both)")
+    parser.add_argument("--teachers", default=None, help=f"comma-separated: {', '.join(TEACHERS)} (default: all)")
+    parser.add_argument("--budgets", default=None, help="expert budgets, %% of the pool (default: 1,2,5,10,20)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per budget (default: 3)")
+    parser.add_argument("--kind", default=None, help="student kind (default: the project default)")
+    parser.add_argument("--rounds", type=int, default=2, help="route/answer/train rounds per budget (default: 2)")
+    parser.add_argument("--limit", type=int, default=None, help="a seeded sample of at most N rows per dataset")
+    parser.add_argument("--quick", action="store_true", help="a small harness check in under 10 minutes")
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else {"datasets": "fpb,chabsa", "teachers": ",".join(TEACHERS),
+                                         "budgets": "1,2,5,10,20", "seeds": 3, "limit": None}  # fmt: skip
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.dataset_list = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    args.teacher_list = [t.strip() for t in args.teachers.split(",") if t.strip()]
+    args.budget_list = [float(b) for b in args.budgets.split(",") if b.strip()]
+    unknown = [t for t in args.teacher_list if t not in TEACHERS] + [
+        d for d in args.dataset_list if d not in datasets.LOADERS
+    ]
+    if unknown:
+        parser.error(f"unknown teacher or dataset: {', '.join(unknown)}")
+    if args.seeds < 1 or args.rounds < 1:
+        parser.error("--seeds and --rounds must be 1 or more")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", default="fpb,chabsa")
-    parser.add_argument("--budgets", default="1,2,5,10,20")
-    parser.add_argument("--kind", default="linear", help="student kind")
-    parser.add_argument("--rounds", type=int, default=2, help="route/answer/train rounds per budget")
-    parser.add_argument("--limit", type=int, default=None, help="use at most this many rows per dataset (quick runs)")
-    args = parser.parse_args(argv)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out_json = RESULTS / "distill.json"
-    results: dict[str, Any] = json.loads(out_json.read_text()) if out_json.exists() else {}
-    budgets = [float(b) for b in args.budgets.split(",")]
-    for key in args.datasets.split(","):
+    args = parse_args(argv)
+    began = time.perf_counter()
+    suffix = "_quick" if args.quick else ""
+    results = Results(
+        RESULTS / f"distill{suffix}.json",
+        fresh=args.quick,
+        args={k: v for k, v in vars(args).items() if not k.endswith("_list")},
+    )
+    if args.quick:
+        log(f"QUICK RUN (a harness check, not the benchmark): {QUICK}")
+    log(f"datasets {args.dataset_list}, teachers {args.teacher_list}, budgets {args.budget_list} %, "
+        f"{args.seeds} seed(s), {args.rounds} round(s), student {args.kind or 'project default'}")  # fmt: skip
+    for key in args.dataset_list:
         try:
-            rows = run_dataset(key, budgets, args.kind, args.rounds, args.limit)
-        except FileNotFoundError as exc:
-            print(f"skipping {key}: data not found at {exc} (../shared/data is not part of the project)")
+            ds = datasets.load(key, args.limit)
+        except datasets.DataMissing as exc:
+            log(f"skipping {key}: data not found at {exc} (../shared/data is not part of the project)")
             continue
-        results[key] = rows
-        out_json.write_text(json.dumps(results, indent=2, default=str))
-        print_table(key, rows)
-        print(f"plot: {plot(key, rows)}")
-        for note in targets(rows):
-            print(f"  target check — {note}")
-    print(f"numbers: {out_json}")
+        work = WORK / (f"{key}-limit{args.limit}" if args.limit else key)
+        meta = results.data["datasets"].setdefault(key, {"teachers": {}})
+        meta.update(
+            title=ds.title, rows=len(ds.rows), sample=ds.sample_note, difficulty=ds.difficulty_note,
+            difficulty_counts=ds.difficulty_counts(),
+        )  # fmt: skip
+        log(f"\n== {ds.title}: {len(ds.rows)} sentences {ds.sample_note}; difficulty: {ds.difficulty_note} "
+            f"{ds.difficulty_counts()}")  # fmt: skip
+        embed = MiniLM(work / "minilm")
+        for teacher in args.teacher_list:
+            entry = run_teacher(ds, teacher, args, work, results, embed)
+            if "summary" not in entry:
+                continue
+            print_table(ds.title + (f" [{ds.sample_note}]" if ds.sample_note else ""), entry)
+            out = plot(entry, ds.title, RESULTS / f"distill{suffix}_{key}_{teacher}.png")
+            log(f"  plot: {out}; {teacher} took {entry['elapsed_s'] / 60:.1f} min")
+    results.data["elapsed_s"] = time.perf_counter() - began
+    results.data["finished_at"] = _now()
+    results.save()
+    print_overview(results.data)
+    log(f"numbers: {results.path}; elapsed {results.data['elapsed_s'] / 60:.1f} min"
+        + (" (QUICK RUN: a harness check on a sample, not the benchmark)" if args.quick else ""))  # fmt: skip
     return 0
 
 
