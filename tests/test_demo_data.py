@@ -107,7 +107,7 @@ def test_project_file_validates(tmp_path: Path, rows: list[dict[str, str]]) -> N
     assert {"EBITDA", "下方修正"} <= set(s.glossary) and len(s.glossary) >= 10
     assert (s.teacher.kind, s.teacher.model, s.teacher.few_shot) == ("local", "smollm2-135m-instruct", 4)
     assert (s.routing.strategy, s.routing.auto_accept_threshold, s.routing.gold_share) == ("terakoya", 0.9, 0.1)
-    assert s.routing.seconds_per_item == 20 and s.student.kind == "linear"
+    assert s.routing.seconds_per_item == 20 and s.student.kind == "embed"
 
 
 def test_examples_are_fresh_and_cover_every_label(tmp_path: Path, rows: list[dict[str, str]]) -> None:
