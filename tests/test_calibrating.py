@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes.openai_server import FakeOpenAI
 from sqlalchemy import func, select
 
+from fakes.openai_server import FakeOpenAI
 from terakoya.calibrating import MIN_BATCH_ITEMS, calibrate_teacher, label_logprobs
 from terakoya.settings import Settings
 from terakoya.storage import open_database
@@ -54,7 +54,7 @@ def test_label_logprobs_reads_raw_scores_or_falls_back_to_probabilities() -> Non
     assert label_logprobs("", {}, LABELS) is None
 
 
-def test_openai_teacher_is_batch_calibrated_then_recalibrated_without_new_calls(tmp_path: Path, fake: FakeOpenAI) -> None:
+def test_openai_teacher_is_batch_then_re_calibrated_without_new_calls(tmp_path: Path, fake: FakeOpenAI) -> None:
     db = open_database(f"sqlite:///{tmp_path / 'c.db'}")
     pid = db.project_id("p")
     with db.session() as s:

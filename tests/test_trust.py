@@ -64,9 +64,8 @@ def test_too_few_blind_answers_leave_trust_unknown() -> None:
 
 
 def _settings(tmp_path: Path, **routing: Any) -> Settings:
-    return Settings(
-        name="t", labels=[{"name": n} for n in LABELS], routing=routing, teacher={"kind": "python"}, project_dir=tmp_path
-    )
+    labels = [{"name": n} for n in LABELS]
+    return Settings(name="t", labels=labels, routing=routing, teacher={"kind": "python"}, project_dir=tmp_path)
 
 
 def _fill(db: Database, said: Any, *, n: int = 60, reason: str = "audit", probs: Any = None) -> int:
