@@ -50,7 +50,7 @@ def test_good_teacher_is_trusted_with_intervals() -> None:
     assert trust.kappa_ci is not None and trust.kappa_ci[0] > 0.5
     # a student that cross-validates better than the teacher takes its place
     beaten = trust_from_pairs(truth.tolist(), said.tolist(), LABELS, student_cv_accuracy=0.95)
-    assert beaten.trusted is False and "less accurate than the student" in beaten.sentence
+    assert beaten.trusted is False and "less accurate than a student trained on the experts" in beaten.sentence
 
 
 def test_too_few_blind_answers_leave_trust_unknown() -> None:

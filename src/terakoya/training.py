@@ -620,6 +620,8 @@ def train(
         "teacher_weight_scale": teacher_scale,
         "teacher_weight_scores": scale_scores,
         "cv_accuracy": recipe.cv_accuracy,
+        # what the experts' answers alone achieve: the bar a teacher must clear to be trusted
+        "cv_accuracy_experts_only": recipe.scores.get("scale=0"),
         "student_choice": choice,
         "self_training_threshold": recipe.self_training,
         "self_training_items": pseudo,

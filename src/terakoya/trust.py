@@ -7,9 +7,9 @@ data: on them the teacher's accuracy, Cohen's kappa and confusion matrix against
 measured, with bootstrap intervals.
 
 The gate: a teacher that is not measurably better than chance (the lower end of kappa's interval is at
-or below 0), or that is less accurate than the student's cross-validated accuracy on the expert
-answers, is *not trusted*: routing stops using its signals and training leaves its labels out. With
-fewer than :data:`MIN_BLIND` blind answers trust is *unknown*.
+or below 0), or that is less accurate than a student trained on the experts' answers alone
+(cross-validated on them, at the latest ``train``), is *not trusted*: routing stops using its signals
+and training leaves its labels out. With fewer than :data:`MIN_BLIND` blind answers trust is *unknown*.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class TeacherTrust:
     confusion: list[list[int]] = field(default_factory=list)
     #: True / False, or None while there are too few blind answers
     trusted: bool | None = None
-    #: the student's cross-validated accuracy on the expert answers (latest run), when known
+    #: cross-validated accuracy on the expert answers of a student trained on them alone (latest run), when known
     student_cv_accuracy: float | None = None
     sentence: str = ""
     #: set by ``routing.trust_teacher = "always"``: the owner vouches for the teacher, whatever was measured
@@ -143,8 +143,9 @@ def trust_from_pairs(
     elif student_cv_accuracy is not None and out.accuracy < student_cv_accuracy:
         out.trusted = False
         out.sentence = (
-            f"The teacher ({acc} on {n} blind items) is less accurate than the student's cross-validated "
-            f"{student_cv_accuracy:.0%}: routing ignores it and the student does not learn from its labels."
+            f"The teacher ({acc} on {n} blind items) is less accurate than a student trained on the experts' answers "
+            f"alone ({student_cv_accuracy:.0%}, cross-validated): routing ignores it and the student does not learn "
+            "from its labels."
         )
     else:
         out.trusted = True
@@ -162,7 +163,7 @@ def _student_cv_accuracy(db: Database, project_id: int) -> float | None:
         ).first()
     if not metrics:
         return None
-    value = metrics.get("cv_accuracy")
+    value = metrics.get("cv_accuracy_experts_only")
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
