@@ -29,7 +29,7 @@ def test_constant_teacher_is_not_trusted() -> None:
     trust = trust_from_pairs(truth, [0] * 60, LABELS)
     assert trust.accuracy == pytest.approx(1 / 3)
     assert trust.kappa == pytest.approx(0.0)
-    assert trust.trusted is False and trust.weight == 0.0
+    assert trust.trusted is False and trust.weight == 0.0 and trust.chance_level
     assert "not measurably better than chance" in trust.sentence
     assert sum(map(sum, trust.confusion)) == 60 and trust.confusion[1][0] == 20
 
@@ -51,6 +51,7 @@ def test_good_teacher_is_trusted_with_intervals() -> None:
     # a student that cross-validates better than the teacher takes its place
     beaten = trust_from_pairs(truth.tolist(), said.tolist(), LABELS, student_cv_accuracy=0.95)
     assert beaten.trusted is False and "less accurate than a student trained on the experts" in beaten.sentence
+    assert not beaten.chance_level  # training still lets cross-validation weigh its labels
 
 
 def test_too_few_blind_answers_leave_trust_unknown() -> None:

@@ -179,7 +179,7 @@ def _teacher_gate(db: Database, project_id: int, settings: Settings) -> str | No
     from terakoya.trust import measure_trust
 
     trust = measure_trust(db, project_id, settings)
-    return trust.sentence if trust.trusted is False else None
+    return trust.sentence if trust.chance_level else None
 
 
 def build_training_set(

@@ -8,8 +8,10 @@ measured, with bootstrap intervals.
 
 The gate: a teacher that is not measurably better than chance (the lower end of kappa's interval is at
 or below 0), or that is less accurate than a student trained on the experts' answers alone
-(cross-validated on them, at the latest ``train``), is *not trusted*: routing stops using its signals
-and training leaves its labels out. With fewer than :data:`MIN_BLIND` blind answers trust is *unknown*.
+(cross-validated on them, at the latest ``train``), is *not trusted*: routing stops using its signals.
+Training leaves its labels out only in the first case (they tell nothing); in the second a student may
+still gain from them — the benchmark showed a 60 % teacher lifting a student above both — so the
+cross-validated teacher weight decides. With fewer than :data:`MIN_BLIND` blind answers trust is *unknown*.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class TeacherTrust:
     sentence: str = ""
     #: set by ``routing.trust_teacher = "always"``: the owner vouches for the teacher, whatever was measured
     vouched: bool = False
+    #: not measurably better than chance (or ``routing.trust_teacher = "never"``): its labels tell nothing
+    chance_level: bool = False
 
     @property
     def weight(self) -> float:
@@ -135,7 +139,7 @@ def trust_from_pairs(
         return out
     low = out.kappa_ci[0]
     if not math.isfinite(low) or low <= 0.0:
-        out.trusted = False
+        out.trusted, out.chance_level = False, True
         out.sentence = (
             f"The teacher is not measurably better than chance (agreement with experts {acc} on {n} blind items, "
             f"kappa {out.kappa:.2f}): routing ignores it and the student does not learn from its labels."
@@ -144,8 +148,8 @@ def trust_from_pairs(
         out.trusted = False
         out.sentence = (
             f"The teacher ({acc} on {n} blind items) is less accurate than a student trained on the experts' answers "
-            f"alone ({student_cv_accuracy:.0%}, cross-validated): routing ignores it and the student does not learn "
-            "from its labels."
+            f"alone ({student_cv_accuracy:.0%}, cross-validated): routing ignores its signals; how much the student "
+            "learns from its labels is left to cross-validation."
         )
     else:
         out.trusted = True
@@ -209,9 +213,9 @@ def measure_trust(db: Database, project_id: int, settings: Settings, *, seed: in
     trust = trust_from_pairs(truth, said, labels, student_cv_accuracy=_student_cv_accuracy(db, project_id), seed=seed)
     mode = settings.routing.trust_teacher
     if mode == "always":
-        trust.trusted, trust.vouched = True, True
+        trust.trusted, trust.vouched, trust.chance_level = True, True, False
         trust.sentence += " (routing.trust_teacher = 'always': the teacher is used fully whatever was measured)"
     elif mode == "never":
-        trust.trusted = False
+        trust.trusted, trust.chance_level = False, True
         trust.sentence += " (routing.trust_teacher = 'never': the teacher's labels and signals are not used)"
     return trust
