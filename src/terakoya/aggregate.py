@@ -28,27 +28,37 @@ def majority(answers: Sequence[tuple[int, str]]) -> str:
 
 
 def expert_answers(
-    db: Database, project_id: int, classes: Sequence[str], *, split: str = "pool"
+    db: Database,
+    project_id: int,
+    classes: Sequence[str],
+    *,
+    split: str | None = "pool",
+    task_reasons: Sequence[str] | None = None,
 ) -> dict[int, list[tuple[int, str]]]:
     """Item -> its live expert answers ``(answer id, label)`` with a declared label, items in the order they
-    were first answered. Live: not superseded (undone) by its author."""
+    were first answered. Live: not superseded (undone) by its author. ``split`` None: both splits;
+    ``task_reasons``: only answers given on tasks routed for one of these reasons."""
     from sqlalchemy import select
 
-    from terakoya.storage.models import Answer, Item
+    from terakoya.storage.models import Answer, Item, Task
 
+    query = (
+        select(Answer.id, Answer.item_id, Answer.label)
+        .join(Item, Answer.item_id == Item.id)
+        .where(
+            Item.project_id == project_id,
+            Answer.kind.in_(EXPERT_KINDS),
+            Answer.superseded.is_(False),
+            Answer.label.is_not(None),
+        )
+        .order_by(Answer.id)
+    )
+    if split is not None:
+        query = query.where(Item.split == split)
+    if task_reasons is not None:
+        query = query.join(Task, Task.id == Answer.task_id).where(Task.reason.in_(task_reasons))
     with db.session() as s:
-        rows = s.execute(
-            select(Answer.id, Answer.item_id, Answer.label)
-            .join(Item, Answer.item_id == Item.id)
-            .where(
-                Item.project_id == project_id,
-                Item.split == split,
-                Answer.kind.in_(EXPERT_KINDS),
-                Answer.superseded.is_(False),
-                Answer.label.is_not(None),
-            )
-            .order_by(Answer.id)
-        ).all()
+        rows = s.execute(query).all()
     wanted = set(classes)
     out: dict[int, list[tuple[int, str]]] = {}
     for answer_id, item_id, label in rows:

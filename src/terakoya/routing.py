@@ -500,14 +500,14 @@ def _plan_terakoya(
             free[int(pos)] = False
     rest = n_pick - n_audit
     n_teacher = round(rest * trust.weight)
-    half = c.scores.value
-    picked, red = _pick_by_value(s, c, half, n_teacher, free, diversity=cfg.diversity_weight, groups=None, rng=rng)
+    value = c.scores.value
+    picked, red = _pick_by_value(s, c, value, n_teacher, free, diversity=cfg.diversity_weight, groups=None, rng=rng)
     for pos in picked:
         out.append(
             (
                 pos,
                 "routed",
-                float(half[pos] - cfg.diversity_weight * red[pos]),
+                float(value[pos] - cfg.diversity_weight * red[pos]),
                 {"share": "teacher", "redundancy": round(float(red[pos]), 6)},
             )
         )

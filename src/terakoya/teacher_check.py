@@ -92,21 +92,17 @@ def labelled_items(
     return out, source
 
 
-def _wilson(correct: int, n: int) -> tuple[float, float]:
-    from scipy.stats import binomtest
-
-    ci = binomtest(correct, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return (float(ci.low), float(ci.high))
-
-
 def _score(proba: NDArray[np.float64], truth: NDArray[np.intp], k: int, out: VariantScore) -> None:
     from sklearn.metrics import f1_score
+
+    from terakoya.evaluation.metrics import wilson_interval
 
     pred = proba.argmax(axis=1)
     correct = int((pred == truth).sum())
     out.items = len(truth)
     out.accuracy = correct / len(truth)
-    out.accuracy_ci = _wilson(correct, len(truth))
+    interval = wilson_interval(correct, len(truth))
+    out.accuracy_ci = (interval[0], interval[1]) if interval else None
     out.macro_f1 = float(f1_score(truth, pred, labels=list(range(k)), average="macro", zero_division=0))
 
 
@@ -136,9 +132,8 @@ def _run_variant(
     """(label log-probabilities per item, seconds per item, cost per item) of one teacher variant."""
     from terakoya.calibrating import label_logprobs
     from terakoya.teachers import make_teacher
-    from terakoya.teachers.base import TeacherRequest
     from terakoya.teachers.cache import CachedTeacher
-    from terakoya.teaching import current_prompt
+    from terakoya.teaching import build_requests, current_prompt
 
     labels = settings.label_names
     teacher = make_teacher(settings.teacher)
@@ -149,11 +144,7 @@ def _run_variant(
     size = settings.teacher.batch_size
     for start in range(0, len(items), size):
         batch = items[start : start + size]
-        requests = [
-            TeacherRequest(key=str(i), text=text, messages=prompt.messages(text), labels=tuple(labels))
-            for i, text, _ in batch
-        ]
-        for result in cache.label_cached(requests):
+        for result in cache.label_cached(build_requests(prompt, labels, [(i, text) for i, text, _ in batch])):
             a = result.answer
             values = label_logprobs(a.raw, a.probabilities, labels) if a.error is None else None
             rows.append(values if values is not None else [0.0] * len(labels))

@@ -26,7 +26,7 @@ from terakoya.teachers.base import Teacher, TeacherRequest
 from terakoya.teachers.cache import CachedAnswer, CachedTeacher, stored_keys
 from terakoya.teachers.prompts import Prompt, approved_glossary, build_prompt, collect_examples
 
-__all__ = ["TeachPlan", "TeachReport", "current_prompt", "plan_teach", "teach"]
+__all__ = ["TeachPlan", "TeachReport", "build_requests", "current_prompt", "plan_teach", "teach"]
 
 #: characters per token, for estimates before any call is made (a rough rule for English text)
 CHARS_PER_TOKEN = 4
@@ -112,7 +112,7 @@ def _pending(
     return todo, len(items) - len(todo), len(items)
 
 
-def _requests(prompt: Prompt, labels: Sequence[str], items: Sequence[tuple[int, str]]) -> list[TeacherRequest]:
+def build_requests(prompt: Prompt, labels: Sequence[str], items: Sequence[tuple[int, str]]) -> list[TeacherRequest]:
     return [
         TeacherRequest(key=str(item_id), text=text, messages=prompt.messages(text), labels=tuple(labels))
         for item_id, text in items
@@ -140,7 +140,7 @@ def plan_teach(
     if limit is not None:
         todo = todo[: max(limit, 0)]
     cache = CachedTeacher(teacher, db, prompt_version=prompt.version)
-    requests = _requests(prompt, settings.label_names, todo)
+    requests = build_requests(prompt, settings.label_names, todo)
     keys = [cache.key(r) for r in requests]
     stored = stored_keys(db, keys)
     to_call = [r for r, k in zip(requests, keys, strict=True) if k not in stored]
@@ -214,7 +214,7 @@ def teach(
         progress(0, len(todo))
     for start in range(0, len(todo), size):
         batch = todo[start : start + size]
-        results = cache.label_cached(_requests(prompt, labels, batch))
+        results = cache.label_cached(build_requests(prompt, labels, batch))
         if all(not r.answer.answered for r in results):
             first = results[0].answer.error
             raise TeacherError(

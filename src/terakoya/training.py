@@ -351,16 +351,6 @@ def choose_teacher_scale(
     return best, scores
 
 
-def _fit_temperature_bounded(logits: NDArray[np.float64], truth: NDArray[np.intp]) -> float:
-    from scipy.optimize import minimize_scalar
-
-    targets = np.zeros_like(logits)
-    targets[np.arange(len(truth)), truth] = 1.0
-    low, high = (math.log(b) for b in TEMPERATURE_BOUNDS)
-    result = minimize_scalar(lambda log_t: _nll(logits, targets, math.exp(log_t)), bounds=(low, high), method="bounded")
-    return float(math.exp(result.x))
-
-
 def fit_recipe(
     data: TrainingSet, *, kind: str, params: dict[str, Any] | None = None, settings: Settings, folds: int = 3
 ) -> Recipe:
@@ -399,7 +389,9 @@ def fit_recipe(
     truth = data.targets[sources == "expert"].argmax(axis=1)
     recipe.calibration = {"n_calibration": float(len(truth)), "from_expert": 1.0}
     if len(truth) >= MIN_TEMPERATURE_ITEMS:
-        recipe.temperature = _fit_temperature_bounded(logits, truth)
+        onehot = np.zeros_like(logits)
+        onehot[np.arange(len(truth)), truth] = 1.0
+        recipe.temperature = _fit_temperature(logits, onehot, bounds=TEMPERATURE_BOUNDS)
         recipe.calibration.update(
             ece_before=expected_calibration_error(softmax(logits.copy()), truth),
             ece_after=expected_calibration_error(softmax(logits / recipe.temperature), truth),
@@ -430,10 +422,17 @@ def _nll(logits: NDArray[np.float64], targets: NDArray[np.float64], temperature:
     return float(-(targets * log_p).sum(axis=1).mean())
 
 
-def _fit_temperature(logits: NDArray[np.float64], targets: NDArray[np.float64]) -> float:
+def _fit_temperature(
+    logits: NDArray[np.float64],
+    targets: NDArray[np.float64],
+    *,
+    bounds: tuple[float, float] = (math.exp(-3), math.exp(3)),
+) -> float:
+    """The temperature within ``bounds`` that minimises the NLL of ``logits / T`` against ``targets``."""
     from scipy.optimize import minimize_scalar
 
-    result = minimize_scalar(lambda log_t: _nll(logits, targets, math.exp(log_t)), bounds=(-3.0, 3.0), method="bounded")
+    low, high = (math.log(b) for b in bounds)
+    result = minimize_scalar(lambda log_t: _nll(logits, targets, math.exp(log_t)), bounds=(low, high), method="bounded")
     return float(math.exp(result.x))
 
 

@@ -25,10 +25,10 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import select
 
-from terakoya.aggregate import majority
+from terakoya.aggregate import expert_answers, majority
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
-from terakoya.storage.models import Answer, Item, StudentRun, Suggestion, Task
+from terakoya.storage.models import StudentRun, Suggestion
 from terakoya.storage.queries import current_suggestion_ids
 
 __all__ = ["BLIND_REASONS", "MIN_BLIND", "TeacherTrust", "cohen_kappa", "measure_trust", "trust_from_pairs"]
@@ -37,7 +37,6 @@ __all__ = ["BLIND_REASONS", "MIN_BLIND", "TeacherTrust", "cohen_kappa", "measure
 BLIND_REASONS = ("audit", "gold", "random")
 #: fewer blind answers than this: trust is unknown
 MIN_BLIND = 30
-EXPERT_KINDS = ("label", "verify")
 #: weight of teacher signals in routing while trust is unknown
 UNKNOWN_WEIGHT = 0.5
 
@@ -174,28 +173,12 @@ def _student_cv_accuracy(db: Database, project_id: int) -> float | None:
 def blind_pairs(db: Database, project_id: int, labels: Sequence[str]) -> tuple[list[int], list[int], list[int]]:
     """(item ids, expert label index, teacher label index) on items the experts answered blind."""
     index = {c: i for i, c in enumerate(labels)}
+    answers = expert_answers(db, project_id, labels, split=None, task_reasons=BLIND_REASONS)
     with db.session() as s:
-        rows = s.execute(
-            select(Answer.id, Answer.item_id, Answer.label)
-            .join(Task, Task.id == Answer.task_id)
-            .join(Item, Item.id == Answer.item_id)
-            .where(
-                Item.project_id == project_id,
-                Task.reason.in_(BLIND_REASONS),
-                Answer.kind.in_(EXPERT_KINDS),
-                Answer.superseded.is_(False),
-                Answer.label.is_not(None),
-            )
-            .order_by(Answer.id)
-        ).all()
         newest = current_suggestion_ids(project_id, "teacher").subquery()
         teacher = dict(
             s.execute(select(Suggestion.item_id, Suggestion.label).join(newest, Suggestion.id == newest.c.sid)).all()
         )
-    answers: dict[int, list[tuple[int, str]]] = {}
-    for answer_id, item_id, label in rows:
-        if label in index:
-            answers.setdefault(item_id, []).append((answer_id, str(label)))
     items, truth, said = [], [], []
     for item_id, given in answers.items():
         t = teacher.get(item_id)

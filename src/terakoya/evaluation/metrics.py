@@ -22,6 +22,7 @@ __all__ = [
     "confusions",
     "expected_calibration_error",
     "reliability_bins",
+    "wilson_interval",
 ]
 
 #: equal-width confidence bins for the expected calibration error and the reliability diagram
@@ -81,6 +82,16 @@ def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 
             }
         )
     return out
+
+
+def wilson_interval(correct: int, n: int) -> list[float] | None:
+    """The 95 % Wilson interval of ``correct`` successes in ``n`` trials; None when ``n`` is 0."""
+    if n == 0:
+        return None
+    from scipy.stats import binomtest
+
+    ci = binomtest(correct, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return [float(ci.low), float(ci.high)]
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> float | None:

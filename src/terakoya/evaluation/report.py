@@ -34,7 +34,7 @@ from terakoya.evaluation.gather import (
     pool_sample,
     student_pool_labels,
 )
-from terakoya.evaluation.metrics import agreement, classification_metrics, cohen_kappa, confusions
+from terakoya.evaluation.metrics import agreement, classification_metrics, cohen_kappa, confusions, wilson_interval
 from terakoya.settings import Settings
 from terakoya.storage import Database
 
@@ -82,15 +82,6 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def _wilson(correct: int, n: int) -> list[float] | None:
-    if n == 0:
-        return None
-    from scipy.stats import binomtest
-
-    ci = binomtest(correct, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return [float(ci.low), float(ci.high)]
-
-
 def _example(item_id: int, external_id: str, text: str) -> dict[str, Any]:
     short = text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 1] + "…"
     return {"id": external_id, "item_id": item_id, "text": short}
@@ -102,7 +93,7 @@ def _scored(
     out = classification_metrics(gold, proba, pred, classes)
     correct = sum(g == p for g, p in zip(gold, pred, strict=True))
     out["correct"] = correct
-    out["accuracy_ci95"] = _wilson(correct, len(gold))
+    out["accuracy_ci95"] = wilson_interval(correct, len(gold))
     return out
 
 
@@ -303,7 +294,7 @@ def _multi(by_item: dict[int, list[AnswerRow]], gold: dict[int, str]) -> dict[st
         "majority_items": majority_items,
         "ties": ties,
         "majority_accuracy": majority_right / majority_items if majority_items else None,
-        "majority_accuracy_ci95": _wilson(majority_right, majority_items),
+        "majority_accuracy_ci95": wilson_interval(majority_right, majority_items),
     }
 
 
