@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from terakoya import accounts
 from terakoya.storage.models import Answer, GlossaryTerm, Task
@@ -53,8 +53,9 @@ def server(project: WebProject) -> Iterator[str]:
     import uvicorn
 
     accounts.create_owner(project.db, project.project_id, "Olga Owner", "olga@example.org", PASSWORD)
-    with project.db.session() as s:  # a verify task comes first, so Enter has something to accept
-        s.execute(update(Task).where(Task.kind == "verify").values(priority=-1))
+    with project.db.session() as s:  # one verify task comes first, so Enter has something to accept
+        first = s.scalar(select(func.min(Task.id)).where(Task.kind == "verify"))
+        s.execute(update(Task).where(Task.id == first).values(priority=-1))
     port = _free_port()
     config = uvicorn.Config(create_app(project), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     srv = uvicorn.Server(config)
@@ -93,11 +94,12 @@ def test_owner_invites_trainer_who_labels_undoes_explains_and_teaches(
     page.goto(f"{server}/queue")
     assert page.url.startswith(f"{server}/login?next=/queue")
     page.screenshot(path=str(shots / "login.png"))
+    # signing in from the queue page would lease tasks to the owner; sign in towards /people instead
+    page.goto(f"{server}/login?next=/people")
     page.fill("input[name=login]", "olga@example.org")
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{server}/queue")
-    page.goto(f"{server}/people")
+    page.wait_for_url(f"{server}/people")
     page.fill("#invite-form input[name=tags]", "finance")
     page.click("#invite-form button[type=submit]")
     link = page.input_value("#invite-link")
