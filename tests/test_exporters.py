@@ -71,7 +71,7 @@ def build(db: Database, tmp_path: Path) -> int:
                        source="web"),
             ]
         )  # fmt: skip
-        # c: a tie -> no expert label
+        # c: a 1-1 tie -> the label answered most recently (aggregate.majority, as training reads it)
         s.add_all(
             [
                 Answer(item_id=items["c"].id, person_id=ann.id, kind="label", label="neutral", source="web"),
@@ -123,7 +123,7 @@ def check_rows(rows: list[dict[str, Any]]) -> None:
         None,
         None,
     )
-    assert (c["expert_label"], c["expert_answers"]) == (None, 2)  # a tie
+    assert (c["expert_label"], c["expert_answers"]) == ("positive", 2)  # a tie: the newer answer's label
 
 
 def test_jsonl_export_on_every_backend(db_url: str, tmp_path: Path) -> None:
@@ -176,11 +176,11 @@ def test_export_is_paged_and_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     real = exporters._page_rows
     calls = []
 
-    def fail_on_second_page(session: Any, items: Any) -> Any:
+    def fail_on_second_page(session: Any, project_id: int, items: Any, classes: Any) -> Any:
         calls.append(len(items))
         if len(calls) == 2:
             raise RuntimeError("disk gone")
-        return real(session, items)
+        return real(session, project_id, items, classes)
 
     monkeypatch.setattr(exporters, "_page_rows", fail_on_second_page)
     with pytest.raises(RuntimeError, match="disk gone"):

@@ -14,6 +14,7 @@ from terakoya.evaluation.metrics import (
     cohen_kappa,
     confusions,
     expected_calibration_error,
+    probabilities_ece,
     reliability_bins,
 )
 
@@ -59,6 +60,14 @@ def test_ece_on_a_crafted_example() -> None:
     assert len(bins) == 15 and sum(b["count"] for b in bins) == 5
     assert bins[9]["count"] == 2 and bins[9]["accuracy"] == 0.5 and bins[9]["confidence"] == pytest.approx(0.65)
     assert bins[13]["count"] == 3 and bins[13]["accuracy"] == 1.0
+
+
+def test_ece_of_probabilities_against_class_indices() -> None:
+    proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    truth = np.array([0, 1, 0, 0])
+    # bin 0.9: accuracy 0.5, confidence 0.9; bin 0.6: accuracy 1.0, confidence 0.6
+    assert probabilities_ece(proba, truth) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)
+    assert probabilities_ece(proba[:0], truth[:0]) is None
 
 
 def test_bin_edges_are_right_closed() -> None:

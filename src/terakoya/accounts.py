@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from terakoya.errors import (
     AuthError,
@@ -40,7 +41,9 @@ from terakoya.storage.models import Person, Project, utcnow
 from terakoya.storage.web_models import ApiToken, Invite, Membership, PayRate, WebSecret
 
 __all__ = [
+    "NAME_MAX",
     "ROLES",
+    "SIMULATED_PERSON",
     "Account",
     "AuthError",
     "Forbidden",
@@ -60,12 +63,14 @@ __all__ = [
     "create_user",
     "current_pay",
     "get_account",
+    "get_or_create_person",
     "hash_password",
     "invite_for_token",
     "join_with_invite",
     "list_api_tokens",
     "list_invites",
     "list_members",
+    "normal_name",
     "person_for_token",
     "projects_for",
     "revoke_api_token",
@@ -87,6 +92,10 @@ def _rowcount(result: Any) -> int:
 #: roles, from least to most powerful; each role may do everything the ones before it may
 ROLES: tuple[str, ...] = ("trainer", "reviewer", "owner")
 MIN_PASSWORD = 8
+#: the longest name a person may have (the column's width); names typed at sign-up are kept to 100
+NAME_MAX = 200
+#: the name simulated answers are recorded under unless another is given
+SIMULATED_PERSON = "simulated-expert"
 TOKEN_PREFIX = "tk_"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 _TOKEN_TOUCH = timedelta(minutes=10)
@@ -194,8 +203,16 @@ def _check_password(password: str) -> None:
         raise DataError("the password is longer than 1024 characters; use a shorter one")
 
 
+def normal_name(name: str) -> str:
+    """A person's name as it is stored and looked up: trimmed, every run of whitespace inside made one space.
+
+    Accounts, answer files, simulated experts and sign-in all go through it, so "Ann  Smith" is "Ann Smith".
+    """
+    return " ".join(name.split())
+
+
 def _clean_name(name: str) -> str:
-    name = " ".join(name.split())
+    name = normal_name(name)
     if not name:
         raise DataError("the name is empty; enter the name others will see")
     if len(name) > 100:
@@ -240,8 +257,37 @@ def _hash_token(token: str) -> str:
 # ----------------------------------------------------------------------------- people and roles
 
 
-def _new_person(name: str, email: str | None, password: str, role: str) -> Person:
-    return Person(name=name, email=email, role=role, password_hash=hash_password(password), tags=[], languages=[])
+def _new_person(name: str, email: str | None, password_hash: str, role: str) -> Person:
+    """A person who signs in (``create_user``, ``accept_invite``): checked name and email, hashed password."""
+    return Person(name=name, email=email, role=role, password_hash=password_hash, tags=[], languages=[])
+
+
+def get_or_create_person(session: Session, name: str, *, simulated: bool = False) -> Person:
+    """The person called ``name`` (:func:`normal_name`), created on first use, without a password: who gave the
+    answers of an answer file, or a simulated expert. A simulated and a real person never share a name."""
+    name = normal_name(name)
+    if not name:
+        raise DataError("a person's name is empty; give every answer the name of who gave it")
+    if len(name) > NAME_MAX:
+        raise DataError(f"the person's name {name[:40]!r}… is longer than {NAME_MAX} characters; shorten it")
+    person: Person | None = session.scalar(select(Person).where(Person.name == name))
+    if person is None:
+        try:
+            with session.begin_nested():  # another process may create the same person at the same moment
+                person = Person(name=name, simulated=simulated)
+                session.add(person)
+        except IntegrityError:
+            person = session.scalars(select(Person).where(Person.name == name)).one()
+    assert person is not None
+    if person.simulated and not simulated:
+        raise DataError(
+            f"{name!r} is the name of a simulated expert; record a person's answers under that person's own name"
+        )
+    if simulated and not person.simulated:
+        raise ConfigError(
+            f"{name!r} is a real person; simulated answers need a name of their own, e.g. {SIMULATED_PERSON!r}"
+        )
+    return person
 
 
 def _taken_message(name: str, email: str | None) -> str:
@@ -275,9 +321,7 @@ def create_user(db: Database, project_id: int, *, name: str, email: str, passwor
                 raise NotFound(f"project {project_id} does not exist; run `terakoya init` first")
             person = s.scalar(select(Person).where((Person.email == clean_email) | (Person.name == name)))
             if person is None:
-                person = Person(
-                    name=name, email=clean_email, role=role, password_hash=password_hash, tags=[], languages=[]
-                )
+                person = _new_person(name, clean_email, password_hash, role)
                 s.add(person)
             else:
                 person.password_hash = password_hash
@@ -351,7 +395,7 @@ def authenticate(db: Database, project_id: int, login: str, password: str) -> Ac
     if not login or not password:
         raise AuthError("enter your email (or name) and your password")
     with db.session() as s:
-        person = s.scalar(select(Person).where((Person.email == login.lower()) | (Person.name == login)))
+        person = s.scalar(select(Person).where((Person.email == login.lower()) | (Person.name == normal_name(login))))
         stored = person.password_hash if person is not None else None
     if person is None or stored is None:
         verify_password(_dummy_hash(), password)
@@ -558,7 +602,7 @@ def accept_invite(
             )
             if taken:
                 raise DataError(_taken_message(name, clean_email or invite.email))
-            person = _new_person(name, clean_email or invite.email, password, invite.role)
+            person = _new_person(name, clean_email or invite.email, hash_password(password), invite.role)
             person.tags, person.languages = _clean_list(tags), _clean_list(languages or invite.languages)
             s.add(person)
             s.flush()

@@ -3,28 +3,89 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement, Select
+
     from terakoya.storage.db import Database
 
-__all__ = ["EXPERT_KINDS", "expert_answers", "majority"]
+__all__ = [
+    "AGGREGATOR",
+    "EXPERT_KINDS",
+    "by_item",
+    "expert_answer_rows",
+    "expert_answers",
+    "live_expert_answer",
+    "majority",
+    "top_labels",
+]
 
 #: answer kinds that carry an expert's label
 EXPERT_KINDS = ("label", "verify")
+#: the name and version of the rule that turns an item's answers into one target (recorded with every
+#: training label); change the version whenever ``majority`` changes
+AGGREGATOR = "majority.v1"
 
 
-def majority(answers: Sequence[tuple[int, str]]) -> str:
-    """The most frequent label among ``(answer id, label)`` pairs; a tie goes to the label answered most recently."""
-    if not answers:
-        raise ValueError("majority() needs at least one answer")
+def top_labels(answers: Sequence[tuple[int, str]]) -> list[str]:
+    """The labels given most often among ``(answer id, label)`` pairs, the most recently answered first.
+
+    More than one label means a tie; :func:`majority` takes the first. Empty when there are no answers.
+    """
     counts = Counter(label for _, label in answers)
+    if not counts:
+        return []
     top = max(counts.values())
     latest: dict[str, int] = {}
     for answer_id, label in answers:
         latest[label] = max(answer_id, latest.get(label, answer_id))
-    return max((label for label, c in counts.items() if c == top), key=lambda label: latest[label])
+    return sorted((label for label, c in counts.items() if c == top), key=lambda label: latest[label], reverse=True)
+
+
+def majority(answers: Sequence[tuple[int, str]]) -> str:
+    """The one label an item's answers give together: the one the training target, the export's
+    ``expert_label``, the trust measurement and the evaluation report all use.
+
+    The most frequent label among ``(answer id, label)`` pairs. A tie goes to the tied label whose newest
+    answer is the most recent (the highest answer id): with answers a=1, b=2 the label is b; with
+    a=1, b=2, a=3 it is a (two against one). Never None: every item with an answer has a label.
+    """
+    if not answers:
+        raise ValueError("majority() needs at least one answer")
+    return top_labels(answers)[0]
+
+
+def live_expert_answer() -> ColumnElement[bool]:
+    """The condition on ``answers`` rows for a live expert answer: a ``label`` or ``verify`` answer that carries
+    a label and was not superseded (undone) by its author."""
+    from sqlalchemy import and_
+
+    from terakoya.storage.models import Answer
+
+    return and_(Answer.kind.in_(EXPERT_KINDS), Answer.superseded.is_(False), Answer.label.is_not(None))
+
+
+def expert_answer_rows(classes: Sequence[str] | None = None) -> Select[int, int, str | None]:
+    """``(answer id, item id, label)`` of the live expert answers, oldest first; with ``classes``, only those
+    whose label is one of them (an answer with an undeclared label counts for nothing)."""
+    from sqlalchemy import select
+
+    from terakoya.storage.models import Answer
+
+    query = select(Answer.id, Answer.item_id, Answer.label).where(live_expert_answer()).order_by(Answer.id)
+    if classes is not None:
+        query = query.where(Answer.label.in_(list(classes)))
+    return query
+
+
+def by_item(rows: Iterable[Any]) -> dict[int, list[tuple[int, str]]]:
+    """Rows of :func:`expert_answer_rows` -> item id -> its ``(answer id, label)`` pairs, in row order."""
+    out: dict[int, list[tuple[int, str]]] = {}
+    for answer_id, item_id, label in rows:
+        out.setdefault(int(item_id), []).append((int(answer_id), str(label)))
+    return out
 
 
 def expert_answers(
@@ -34,34 +95,22 @@ def expert_answers(
     *,
     split: str | None = "pool",
     task_reasons: Sequence[str] | None = None,
+    untasked: bool = False,
 ) -> dict[int, list[tuple[int, str]]]:
     """Item -> its live expert answers ``(answer id, label)`` with a declared label, items in the order they
     were first answered. Live: not superseded (undone) by its author. ``split`` None: both splits;
-    ``task_reasons``: only answers given on tasks routed for one of these reasons."""
-    from sqlalchemy import select
+    ``task_reasons``: only answers given on tasks routed for one of these reasons (and, with ``untasked``,
+    answers given on no task: imported from a file)."""
+    from sqlalchemy import or_, select
 
     from terakoya.storage.models import Answer, Item, Task
 
-    query = (
-        select(Answer.id, Answer.item_id, Answer.label)
-        .join(Item, Answer.item_id == Item.id)
-        .where(
-            Item.project_id == project_id,
-            Answer.kind.in_(EXPERT_KINDS),
-            Answer.superseded.is_(False),
-            Answer.label.is_not(None),
-        )
-        .order_by(Answer.id)
-    )
+    query = expert_answer_rows(classes).join(Item, Answer.item_id == Item.id).where(Item.project_id == project_id)
     if split is not None:
         query = query.where(Item.split == split)
     if task_reasons is not None:
-        query = query.join(Task, Task.id == Answer.task_id).where(Task.reason.in_(task_reasons))
+        routed = select(Task.id).where(Task.reason.in_(task_reasons))
+        wanted_task = Answer.task_id.in_(routed)
+        query = query.where(or_(wanted_task, Answer.task_id.is_(None)) if untasked else wanted_task)
     with db.session() as s:
-        rows = s.execute(query).all()
-    wanted = set(classes)
-    out: dict[int, list[tuple[int, str]]] = {}
-    for answer_id, item_id, label in rows:
-        if label in wanted:
-            out.setdefault(int(item_id), []).append((int(answer_id), str(label)))
-    return out
+        return by_item(s.execute(query).all())

@@ -12,7 +12,6 @@ and belong to a person flagged ``simulated``, so that no report can mistake them
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from terakoya.accounts import NAME_MAX, SIMULATED_PERSON, get_or_create_person, normal_name
 from terakoya.errors import ConfigError, DataError
+from terakoya.glossary import guideline_version_in
 from terakoya.readers import open_rows, require_columns
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
@@ -33,18 +33,14 @@ __all__ = [
     "ROUTED_REASONS",
     "SIMULATED_PERSON",
     "AnswerReport",
-    "get_or_create_person",
-    "guideline_version",
     "record_answers",
     "simulate",
 ]
 
-SIMULATED_PERSON = "simulated-expert"
 #: task reasons that simulate may answer
 ROUTED_REASONS = ("routed", "gold", "random", "audit")
 _OPEN = ("queued", "leased")
 _CHUNK = 500
-_NAME_MAX = 200
 
 
 @dataclass
@@ -58,38 +54,6 @@ class AnswerReport:
     #: simulate only: open tasks left open because their item has no recorded value in the oracle column
     skipped: int = 0
     notes: list[str] = field(default_factory=list)
-
-
-def guideline_version(settings: Settings) -> str | None:
-    """A short hash of the guidelines text in force (None when there are none)."""
-    text = settings.guidelines.strip()
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12] if text else None
-
-
-def get_or_create_person(session: Session, name: str, *, simulated: bool = False) -> Person:
-    """The person called ``name``, created on first use. A simulated and a real person never share a name."""
-    name = name.strip()
-    if not name:
-        raise DataError("a person's name is empty; give every answer the name of who gave it")
-    if len(name) > _NAME_MAX:
-        raise DataError(f"the person's name {name[:40]!r}… is longer than {_NAME_MAX} characters; shorten it")
-    person = session.scalar(select(Person).where(Person.name == name))
-    if person is None:
-        try:
-            with session.begin_nested():  # another process may create the same person at the same moment
-                person = Person(name=name, simulated=simulated)
-                session.add(person)
-        except IntegrityError:
-            person = session.scalars(select(Person).where(Person.name == name)).one()
-    if person.simulated and not simulated:
-        raise DataError(
-            f"{name!r} is the name of a simulated expert; record a person's answers under that person's own name"
-        )
-    if simulated and not person.simulated:
-        raise ConfigError(
-            f"{name!r} is a real person; simulated answers need a name of their own, e.g. {SIMULATED_PERSON!r}"
-        )
-    return person
 
 
 # ----------------------------------------------------------------------------- reading cells
@@ -198,7 +162,7 @@ def record_answers(
     path = Path(path)
     labels = _require_labels(settings)
     name = path.name
-    default = default_person.strip() if default_person and default_person.strip() else None
+    default = normal_name(default_person or "") or None
     parsed: list[_Parsed] = []
     with open_rows(path, fmt=fmt, encoding=encoding) as source:
         require_columns(source, path, {"--id-column": id_column, "--label-column": label_column})
@@ -227,15 +191,15 @@ def record_answers(
                     f"{where}: label {label!r} is not one of the project's labels: {', '.join(labels)}; "
                     "fix the label, or declare it under [[labels]] in terakoya.toml"
                 )
-            person = _cell(values.get(person_column)) if has_person else ""
+            person = normal_name(_cell(values.get(person_column))) if has_person else ""
             if not person:
                 if default is None:
                     raise DataError(
                         f"{where}: the person is empty; fill in the {person_column!r} column or pass --person NAME"
                     )
                 person = default
-            if len(person) > _NAME_MAX:
-                raise DataError(f"{where}: the person's name is longer than {_NAME_MAX} characters; shorten it")
+            if len(person) > NAME_MAX:
+                raise DataError(f"{where}: the person's name is longer than {NAME_MAX} characters; shorten it")
             rationale = _cell(values.get(rationale_column)) if has_rationale else ""
             seconds: float | None = None
             if has_seconds:
@@ -252,8 +216,9 @@ def record_answers(
     if not parsed:
         return AnswerReport(recorded=0, duplicates=0, people=[], simulated=False, notes=[f"{name} has no rows"])
 
-    version = guideline_version(settings)
     with db.session() as s:
+        # what the expert saw: the guidelines, the labels and the glossary (approved terms included)
+        version = guideline_version_in(s, project_id, settings)
         ids = sorted({p.external_id for p in parsed})
         items: dict[str, int] = {}
         for chunk in _chunks(ids):
@@ -409,7 +374,7 @@ def simulate(
         expert = get_or_create_person(s, person, simulated=True)
         seen = _stored_keys(s, sorted({item.id for _t, item, _v in answers}))
         recorded = duplicates = 0
-        version = guideline_version(settings)
+        version = guideline_version_in(s, project_id, settings)
         for task, item, value in answers:
             _close(task)
             key = (item.id, expert.name, value)

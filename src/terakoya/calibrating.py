@@ -29,15 +29,19 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 
 from terakoya.aggregate import expert_answers, majority
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
-from terakoya.storage.models import Item, Suggestion
+from terakoya.storage.models import Suggestion
+from terakoya.storage.queries import current_suggestion_ids
 
-__all__ = ["MIN_BATCH_ITEMS", "CalibrationReport", "calibrate_teacher", "label_logprobs"]
+__all__ = ["CORRECTION_REASONS", "MIN_BATCH_ITEMS", "CalibrationReport", "calibrate_teacher", "label_logprobs"]
 
+#: task reasons whose answers re-calibrate the teacher: items drawn uniformly at random from the pool
+#: (answers imported from a file, on no task, count too)
+CORRECTION_REASONS = ("audit", "random")
 #: fewer items than this under one prompt: their mean says too little, the model's own probabilities stay
 MIN_BATCH_ITEMS = 30
 _COPY = (
@@ -69,17 +73,10 @@ def label_logprobs(raw_output: str, probabilities: dict[str, Any], labels: Seque
 def _raw_rows(db: Database, project_id: int) -> list[Any]:
     """Per item, its newest teacher suggestion as the model gave it (no calibration, no error, confidence known)."""
     with db.session() as s:
+        # the current-suggestion rule over the raw rows only: the newest non-error one among them
         newest = (
-            select(func.max(Suggestion.id).label("sid"))
-            .join(Item, Item.id == Suggestion.item_id)
-            .where(
-                Item.project_id == project_id,
-                Suggestion.agent_kind == "teacher",
-                Suggestion.error.is_(None),
-                Suggestion.calibration.is_(None),
-                Suggestion.confidence_known.is_(True),
-            )
-            .group_by(Suggestion.item_id)
+            current_suggestion_ids(project_id, "teacher")
+            .where(Suggestion.calibration.is_(None), Suggestion.confidence_known.is_(True))
             .subquery()
         )
         return list(s.scalars(select(Suggestion).join(newest, Suggestion.id == newest.c.sid)).all())
@@ -87,8 +84,6 @@ def _raw_rows(db: Database, project_id: int) -> list[Any]:
 
 def _current_tags(db: Database, project_id: int) -> dict[int, str | None]:
     """Item -> the calibration tag of its current teacher suggestion."""
-    from terakoya.storage.queries import current_suggestion_ids
-
     with db.session() as s:
         ids = current_suggestion_ids(project_id, "teacher").subquery()
         rows = s.execute(select(Suggestion.item_id, Suggestion.calibration).join(ids, Suggestion.id == ids.c.sid)).all()
@@ -140,7 +135,9 @@ def calibrate_teacher(db: Database, project_id: int, settings: Settings) -> Cali
     if len(labels) < 2 or (mode == "none" and not settings.student.teacher_correction):
         return report
     rows = _raw_rows(db, project_id)
-    answers = expert_answers(db, project_id, labels)
+    # only answers on items drawn at random (blind audits, random routing): items routed because the teacher
+    # looked unsure over-represent its mistakes, and a correction fitted on them made its labels worse
+    answers = expert_answers(db, project_id, labels, task_reasons=CORRECTION_REASONS, untasked=True)
     index = {c: i for i, c in enumerate(labels)}
     groups: dict[tuple[str, str], list[tuple[Any, list[float]]]] = {}
     for suggestion in rows:

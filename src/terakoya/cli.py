@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from rich.table import Table
 
 from terakoya.errors import ConfigError, TerakoyaError
 from terakoya.settings import parse_overrides
+
+if TYPE_CHECKING:
+    from terakoya.project import Project
 
 __all__ = ["app", "main"]
 
@@ -78,7 +81,7 @@ def _overrides() -> dict[str, Any]:
     return overrides
 
 
-def _open() -> Any:
+def _open() -> Project:
     from terakoya.project import Project
 
     return Project.open(STATE.project, overrides=_overrides())

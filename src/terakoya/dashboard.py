@@ -18,9 +18,11 @@ from typing import Any
 from sqlalchemy import and_, case, func, select
 
 from terakoya.accounts import current_pay
+from terakoya.aggregate import live_expert_answer
 from terakoya.settings import PaySettings, Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, AutoAccept, Item, Person, StudentRun, Suggestion, Task, utcnow
+from terakoya.storage.queries import current_suggestion_ids, items_by_split, labelled_items
 from terakoya.storage.web_models import Membership
 from terakoya.trust import TeacherTrust, measure_trust
 from terakoya.workqueue import QueueCounts, queue_counts, remaining_for
@@ -40,7 +42,6 @@ __all__ = [
 ]
 
 _WORK_KINDS = ("label", "verify", "flag")
-_LABEL_KINDS = ("label", "verify")
 #: keys of StudentRun.metrics that may hold the number of items the student was trained on
 TRAIN_ITEM_KEYS = ("train_items", "n_train", "train_size")
 
@@ -191,28 +192,16 @@ def trainer_stats(
     return TrainerStats(person_id, stats(0), stats(2), stats(4), remaining_for(db, project_id, person_id), pay)
 
 
-def _current_teacher() -> Any:
-    """Per item, the id of its newest teacher suggestion."""
-    return (
-        select(Suggestion.item_id, func.max(Suggestion.id).label("sid"))
-        .where(Suggestion.agent_kind == "teacher")
-        .group_by(Suggestion.item_id)
-        .subquery()
-    )
+def _current_teacher(project_id: int) -> Any:
+    """The ids (``sid``) of the project's current teacher suggestions (:func:`current_suggestion_ids`)."""
+    return current_suggestion_ids(project_id, "teacher").subquery()
 
 
 def _funnel(s: Any, project_id: int) -> Funnel:
     in_project = Item.project_id == project_id
-    imported = s.scalar(select(func.count()).select_from(Item).where(in_project)) or 0
-    test_items = s.scalar(select(func.count()).select_from(Item).where(in_project, Item.split == "test")) or 0
-    teacher_labeled = (
-        s.scalar(
-            select(func.count(func.distinct(Suggestion.item_id)))
-            .join(Item, Item.id == Suggestion.item_id)
-            .where(in_project, Suggestion.agent_kind == "teacher", Suggestion.label.isnot(None))
-        )
-        or 0
-    )
+    splits = items_by_split(s, project_id)
+    imported, test_items = sum(splits.values()), splits.get("test", 0)
+    teacher_labeled = labelled_items(s, project_id, "teacher")
     auto = s.scalar(
         select(func.count()).select_from(AutoAccept).join(Item, Item.id == AutoAccept.item_id).where(in_project)
     )
@@ -220,7 +209,7 @@ def _funnel(s: Any, project_id: int) -> Funnel:
     answered = s.scalar(
         select(func.count(func.distinct(Answer.item_id)))
         .join(Item, Item.id == Answer.item_id)
-        .where(in_project, Answer.superseded.is_(False), Answer.kind.in_(_LABEL_KINDS), Answer.label.isnot(None))
+        .where(in_project, live_expert_answer())
     )
     run = s.scalar(
         select(StudentRun).where(StudentRun.project_id == project_id).order_by(StudentRun.id.desc()).limit(1)
@@ -237,19 +226,14 @@ def _funnel(s: Any, project_id: int) -> Funnel:
 
 
 def _confusion(s: Any, project_id: int, settings: Settings) -> Confusion:
-    current = _current_teacher()
+    current = _current_teacher(project_id)
     rows = s.execute(
         select(Suggestion.label, Answer.label, func.count())
         .select_from(Answer)
         .join(Item, Item.id == Answer.item_id)
-        .join(current, current.c.item_id == Answer.item_id)
-        .join(Suggestion, Suggestion.id == current.c.sid)
-        .where(
-            Item.project_id == project_id,
-            Answer.superseded.is_(False),
-            Answer.kind.in_(_LABEL_KINDS),
-            Answer.label.isnot(None),
-        )
+        .join(Suggestion, Suggestion.item_id == Answer.item_id)
+        .join(current, current.c.sid == Suggestion.id)
+        .where(Item.project_id == project_id, live_expert_answer())
         .group_by(Suggestion.label, Answer.label)
     ).all()
     labels = list(settings.label_names)
@@ -270,20 +254,14 @@ def _confusion(s: Any, project_id: int, settings: Settings) -> Confusion:
 
 
 def _disagreements(s: Any, project_id: int, limit: int) -> list[Disagreement]:
-    current = _current_teacher()
+    current = _current_teacher(project_id)
     rows = s.execute(
         select(Answer, Item, Suggestion, Person.name)
         .join(Item, Item.id == Answer.item_id)
         .join(Person, Person.id == Answer.person_id)
-        .join(current, current.c.item_id == Answer.item_id)
-        .join(Suggestion, Suggestion.id == current.c.sid)
-        .where(
-            Item.project_id == project_id,
-            Answer.superseded.is_(False),
-            Answer.kind.in_(_LABEL_KINDS),
-            Answer.label.isnot(None),
-            Answer.label != Suggestion.label,
-        )
+        .join(Suggestion, Suggestion.item_id == Answer.item_id)
+        .join(current, current.c.sid == Suggestion.id)
+        .where(Item.project_id == project_id, live_expert_answer(), Answer.label != Suggestion.label)
         .order_by(Answer.id.desc())
         .limit(limit)
     ).all()
@@ -345,9 +323,7 @@ def _trainers(s: Any, project_id: int, pay: PaySettings) -> list[TrainerRow]:
             Item.project_id == project_id,
             Item.split == "test",
             Item.gold_label.isnot(None),
-            standing,
-            Answer.kind.in_(_LABEL_KINDS),
-            Answer.label.isnot(None),
+            live_expert_answer(),
         )
         .group_by(Answer.person_id)
     ).all()

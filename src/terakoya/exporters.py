@@ -13,17 +13,18 @@ import csv
 import json
 import os
 import tempfile
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from terakoya.aggregate import by_item, expert_answer_rows, majority
 from terakoya.errors import ConfigError
 from terakoya.readers import detect_format
 from terakoya.storage.models import Answer, AutoAccept, Item, Person, Suggestion, Task
+from terakoya.storage.queries import current_suggestion_ids
 
 if TYPE_CHECKING:
     from terakoya.storage.db import Database
@@ -49,34 +50,23 @@ EXPORT_COLUMNS = (
 )
 _NESTED = ("meta", "teacher_probabilities", "answers")
 _PAGE = 1_000
-_VOTING_KINDS = ("label", "verify")
 
 
-def _majority(labels: Sequence[str]) -> str | None:
-    """The most common label; None when there is none or when the top is tied."""
-    top = Counter(labels).most_common(2)
-    if not top or (len(top) == 2 and top[0][1] == top[1][1]):
-        return None
-    return top[0][0]
-
-
-def _current(session: Session, ids: list[int], kind: str) -> dict[int, Suggestion]:
-    """The newest suggestion of one agent kind for each item."""
-    newest = (
-        select(func.max(Suggestion.id))
-        .where(Suggestion.item_id.in_(ids), Suggestion.agent_kind == kind)
-        .group_by(Suggestion.item_id)
-    )
+def _current(session: Session, project_id: int, ids: list[int], kind: str) -> dict[int, Suggestion]:
+    """The current suggestion of one agent kind for each item (:func:`current_suggestion_ids`)."""
+    newest = current_suggestion_ids(project_id, kind, item_ids=ids)
     return {s.item_id: s for s in session.scalars(select(Suggestion).where(Suggestion.id.in_(newest)))}
 
 
-def _page_rows(session: Session, items: list[Item]) -> Iterator[dict[str, Any]]:
+def _page_rows(
+    session: Session, project_id: int, items: list[Item], classes: Sequence[str] | None
+) -> Iterator[dict[str, Any]]:
     ids = [item.id for item in items]
-    teacher = _current(session, ids, "teacher")
-    student = _current(session, ids, "student")
+    teacher = _current(session, project_id, ids, "teacher")
+    student = _current(session, project_id, ids, "student")
     accepted = set(session.scalars(select(AutoAccept.item_id).where(AutoAccept.item_id.in_(ids))))
+    votes = by_item(session.execute(expert_answer_rows(classes).where(Answer.item_id.in_(ids))).all())
     answers: dict[int, list[dict[str, Any]]] = {}
-    votes: dict[int, list[str]] = {}
     stmt = (
         select(Answer, Person.name)
         .join(Person, Person.id == Answer.person_id)
@@ -96,8 +86,6 @@ def _page_rows(session: Session, items: list[Item]) -> Iterator[dict[str, Any]]:
                 "created_at": answer.created_at.isoformat() if answer.created_at else None,
             }
         )
-        if answer.kind in _VOTING_KINDS and answer.label is not None:
-            votes.setdefault(answer.item_id, []).append(answer.label)
     for item in items:
         t = teacher.get(item.id)
         st = student.get(item.id)
@@ -117,17 +105,26 @@ def _page_rows(session: Session, items: list[Item]) -> Iterator[dict[str, Any]]:
             "auto_accepted": item.id in accepted,
             "student_label": st.label if st else None,
             "answers": answers.get(item.id, []),
-            "expert_label": _majority(item_votes),
+            "expert_label": majority(item_votes) if item_votes else None,
             "expert_answers": len(item_votes),
         }
 
 
 def iter_export_rows(
-    db: Database, project_id: int, *, split: str | None = None, queued: bool = False
+    db: Database,
+    project_id: int,
+    *,
+    split: str | None = None,
+    queued: bool = False,
+    classes: Sequence[str] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Export rows in pages of up to 1,000, in item order; ``split`` None means every item.
 
     ``queued`` keeps only items with an open expert task (routed, not yet answered): the file to hand to experts.
+    ``expert_label`` is :func:`terakoya.aggregate.majority` of the item's live expert answers — the target
+    training uses — and ``expert_answers`` their number; ``classes`` (the project's labels) leaves out
+    answers with an undeclared label, as training does. Teacher and student columns show the current
+    suggestion (:func:`terakoya.storage.queries.current_suggestion_ids`).
     """
     if split not in (None, "pool", "test"):
         raise ConfigError(f"--split must be pool or test, got {split!r}")
@@ -144,7 +141,7 @@ def iter_export_rows(
             if not items:
                 return
             last = items[-1].id
-            yield list(_page_rows(session, items))
+            yield list(_page_rows(session, project_id, items, classes))
             session.expunge_all()  # keep the identity map to one page
 
 
@@ -235,8 +232,11 @@ def export_items(
     fmt: str | None = None,
     split: str | None = None,
     queued: bool = False,
+    classes: Sequence[str] | None = None,
 ) -> int:
     """Write one row per item to ``path`` (.jsonl, .csv, .tsv or .parquet, or ``fmt``); returns the rows written.
+
+    Rows as :func:`iter_export_rows` makes them (``classes``: the project's labels).
 
     The file appears only when complete: rows go to a temporary file beside it, renamed at the end.
     """
@@ -246,7 +246,7 @@ def export_items(
         raise ConfigError(f"--split must be pool or test, got {split!r}")
     if not path.parent.is_dir():
         raise ConfigError(f"folder {path.parent} does not exist; create it or choose another output path")
-    pages = iter_export_rows(db, project_id, split=split, queued=queued)
+    pages = iter_export_rows(db, project_id, split=split, queued=queued, classes=classes)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     tmp = Path(tmp_name)
     try:

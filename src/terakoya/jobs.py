@@ -2,13 +2,13 @@
 
 A job is a row of ``jobs``: queued -> running -> done | failed, with ``done``/``total``/``message`` written
 as it goes (the web page polls them) and a JSON ``result`` at the end. The work itself is any callable
-that takes a progress function ``progress(done, total, message="")``.
+that takes a progress function ``progress(done, total, message="")``; :func:`action_for` makes one from a
+project and a job kind, through the typed call that :data:`JOB_KINDS` names.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
 import queue
@@ -24,12 +24,15 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 
 from terakoya.accounts import NotFound
-from terakoya.errors import DataError, StateError, TerakoyaError
+from terakoya.errors import DataError, TerakoyaError
+from terakoya.project import ProjectLike
 from terakoya.storage.db import Database
 from terakoya.storage.models import Job, utcnow
 
 __all__ = [
     "JOB_KINDS",
+    "JobAction",
+    "JobArgs",
     "JobFn",
     "JobRunner",
     "JobView",
@@ -51,8 +54,6 @@ def _rowcount(result: Any) -> int:
 
 log = logging.getLogger(__name__)
 
-#: what the owner can run from the dashboard
-JOB_KINDS: tuple[str, ...] = ("teach", "route", "train", "evaluate")
 _WRITE_EVERY_S = 0.5  # progress is written at most this often (and always at the end)
 
 
@@ -60,7 +61,40 @@ class ProgressFn(Protocol):
     def __call__(self, done: int, total: int, message: str = "") -> None: ...
 
 
-JobFn = Callable[[ProgressFn], Any]
+JobFn = Callable[[ProgressFn], object]
+
+
+@dataclass(frozen=True)
+class JobArgs:
+    """What the owner chose when starting a job; only routing takes something (its budget)."""
+
+    budget_items: int | None = None
+
+
+#: the typed call that runs one kind of job on a project
+JobAction = Callable[[ProjectLike, ProgressFn, JobArgs], object]
+
+
+def _teach(project: ProjectLike, progress: ProgressFn, args: JobArgs) -> object:
+    return project.teach(progress=progress)
+
+
+def _route(project: ProjectLike, progress: ProgressFn, args: JobArgs) -> object:
+    return project.route(budget_items=args.budget_items)  # routing is quick and reports no progress
+
+
+def _train(project: ProjectLike, progress: ProgressFn, args: JobArgs) -> object:
+    return project.train(progress=progress)
+
+
+def _evaluate(project: ProjectLike, progress: ProgressFn, args: JobArgs) -> object:
+    return project.evaluate(progress=progress)
+
+
+_ACTIONS: Mapping[str, JobAction] = {"teach": _teach, "route": _route, "train": _train, "evaluate": _evaluate}
+
+#: what the owner can run from the dashboard
+JOB_KINDS: tuple[str, ...] = tuple(_ACTIONS)
 
 
 @dataclass(frozen=True)
@@ -196,25 +230,17 @@ def run_job(db: Database, project_id: int, job_id: int, fn: JobFn) -> JobView:
     return get_job(db, project_id, job_id)
 
 
-def action_for(project: Any, kind: str, *, budget_items: int | None = None) -> JobFn:
-    """The job that runs ``project.<kind>(...)`` (teach, route, train, evaluate) with progress when it takes it."""
-    if kind not in JOB_KINDS:
+def action_for(project: ProjectLike, kind: str, *, budget_items: int | None = None) -> JobFn:
+    """The job that runs ``project.<kind>(...)`` (teach, route, train, evaluate), with progress where it has any."""
+    action = _ACTIONS.get(kind)
+    if action is None:
         raise DataError(f"job kind {kind!r} is unknown; choose one of: {', '.join(JOB_KINDS)}")
-    method = getattr(project, kind, None)
-    if method is None or not callable(method):
-        raise StateError(f"this server cannot run {kind!r}; start it with `terakoya serve` in the project folder")
-    try:
-        takes_progress = "progress" in inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        takes_progress = False
-    kwargs: dict[str, Any] = {}
-    if kind == "route":
-        if budget_items is None or budget_items < 1:
-            raise DataError("routing needs a budget: how many items to send to experts (1 or more)")
-        kwargs["budget_items"] = budget_items
+    if kind == "route" and (budget_items is None or budget_items < 1):
+        raise DataError("routing needs a budget: how many items to send to experts (1 or more)")
+    args = JobArgs(budget_items=budget_items)
 
-    def job(progress: ProgressFn) -> Any:
-        return method(**kwargs, progress=progress) if takes_progress else method(**kwargs)
+    def job(progress: ProgressFn) -> object:
+        return action(project, progress, args)
 
     return job
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sqlalchemy import distinct, func, select
 
@@ -23,6 +23,7 @@ from terakoya.project_file import append_labels, write_new_project
 from terakoya.settings import Settings, load_settings
 from terakoya.storage import Database, open_database
 from terakoya.storage.models import Answer, AutoAccept, Item, StudentRun, Suggestion, Task
+from terakoya.storage.queries import items_by_split, labelled_items
 
 if TYPE_CHECKING:
     from terakoya.answers import AnswerReport
@@ -35,10 +36,41 @@ if TYPE_CHECKING:
     from terakoya.training import TrainReport
     from terakoya.trust import TeacherTrust
 
-__all__ = ["Progress", "Project"]
+__all__ = ["Progress", "Project", "ProjectLike"]
 
 #: progress callback: (done, total)
 Progress = Callable[[int, int], None]
+
+
+class ProjectLike(Protocol):
+    """What the web app and its background jobs hold of an open project.
+
+    :class:`Project` is the real one (``terakoya serve`` opens it); the web tests pass a lighter object with
+    the same members whose stages are tiny fakes. A stage is called with keywords only, and whatever it
+    returns is stored as the job's JSON result.
+    """
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def project_id(self) -> int: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def dir(self) -> Path: ...
+
+    def reload_settings(self) -> None: ...
+
+    def teach(self, *, progress: Progress | None = None) -> object: ...
+
+    def route(self, *, budget_items: int | None = None) -> object: ...
+
+    def train(self, *, progress: Progress | None = None) -> object: ...
+
+    def evaluate(self, *, progress: Progress | None = None) -> object: ...
 
 
 class Project:
@@ -229,7 +261,15 @@ class Project:
     def export(self, path: Path, *, fmt: str | None = None, split: str | None = None, queued: bool = False) -> int:
         from terakoya.exporters import export_items
 
-        return export_items(self.db, self.project_id, path, fmt=fmt, split=split, queued=queued)
+        return export_items(
+            self.db,
+            self.project_id,
+            path,
+            fmt=fmt,
+            split=split,
+            queued=queued,
+            classes=self.settings.label_names or None,
+        )
 
     # ------------------------------------------------------------------ status
 
@@ -237,12 +277,11 @@ class Project:
         """Counts of every stage, and what the teacher cost so far."""
         pid = self.project_id
         with self.db.session() as s:
-            by_split = dict(
-                s.execute(select(Item.split, func.count()).where(Item.project_id == pid).group_by(Item.split)).all()
-            )
+            by_split = items_by_split(s, pid)
+            # an item counts as teacher-labelled when its current teacher suggestion has a label (as on the dashboard)
+            labeled = labelled_items(s, pid, "teacher")
             teacher_q = (
                 select(
-                    func.count(distinct(Suggestion.item_id)),
                     func.coalesce(func.sum(Suggestion.cost_usd), 0.0),
                     func.coalesce(func.sum(Suggestion.prompt_tokens + Suggestion.completion_tokens), 0),
                     func.count(),
@@ -250,7 +289,7 @@ class Project:
                 .join(Item, Item.id == Suggestion.item_id)
                 .where(Item.project_id == pid, Suggestion.agent_kind == "teacher")
             )
-            labeled, cost, tokens, suggestions = s.execute(teacher_q).one()
+            cost, tokens, suggestions = s.execute(teacher_q).one()
             calls = s.scalar(
                 select(func.count())
                 .select_from(Suggestion)

@@ -15,10 +15,7 @@ Rules:
 from __future__ import annotations
 
 import random
-import threading
-import weakref
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +29,8 @@ from terakoya.errors import DataError, StateError
 from terakoya.glossary import guideline_version_in
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
-from terakoya.storage.models import Answer, Item, Suggestion, Task, utcnow
+from terakoya.storage.models import Answer, Item, Task, utcnow
+from terakoya.storage.queries import current_suggestion
 from terakoya.storage.web_models import Membership, TaskSkip
 
 __all__ = [
@@ -134,12 +132,7 @@ def _view(db: Database, settings: Settings, task_id: int) -> TaskView:
         task, item = s.execute(select(Task, Item).join(Item, Item.id == Task.item_id).where(Task.id == task_id)).one()
         teacher_label = teacher_conf = None
         if task.kind == "verify":
-            sug = s.scalar(
-                select(Suggestion)
-                .where(Suggestion.item_id == item.id, Suggestion.agent_kind == "teacher")
-                .order_by(Suggestion.id.desc())
-                .limit(1)
-            )
+            sug = current_suggestion(s, item.id, "teacher")
             if sug is not None:
                 teacher_label, teacher_conf = sug.label, sug.confidence if sug.confidence_known else None
     assert task.lease_expires_at is not None
@@ -153,26 +146,6 @@ def _view(db: Database, settings: Settings, task_id: int) -> TaskView:
         teacher_conf,
         task.lease_expires_at,
     )
-
-
-_WRITE_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
-_LOCKS_LOCK = threading.Lock()
-
-
-@contextmanager
-def _writing(db: Database) -> Iterator[None]:
-    """On SQLite, one writing thread at a time per process.
-
-    Threads then wait their turn on a lock and go at once, instead of in SQLite's busy handler, which sleeps
-    up to 100 ms between tries (that made the slowest requests slow). Other processes still queue in SQLite.
-    """
-    if db.dialect != "sqlite":
-        yield
-        return
-    with _LOCKS_LOCK:
-        lock = _WRITE_LOCKS.setdefault(db.engine, threading.Lock())
-    with lock:
-        yield
 
 
 def _free(now: datetime) -> Any:
@@ -276,7 +249,7 @@ def lease_next(
     for attempt in range(_LEASE_TRIES):
         # on SQLite the read and the write happen under the write lock, so the task read is still free when
         # written and nobody loses a race; on PostgreSQL the conditional UPDATE decides and the loser retries
-        with _writing(db):
+        with db.writing():
             view_id = _try_lease(db, project_id, person_id, skip_ids, now, until, attempt)
         if view_id is None:
             return None
@@ -368,19 +341,15 @@ def _record(
         found = s.execute(select(Task.item_id, Task.kind).where(Task.id == task_id)).first()
         teacher = None
         if found is not None and (kind or found.kind) == "verify":
-            teacher = s.scalar(
-                select(Suggestion.label)
-                .where(Suggestion.item_id == found.item_id, Suggestion.agent_kind == "teacher")
-                .order_by(Suggestion.id.desc())
-                .limit(1)
-            )
+            current = current_suggestion(s, found.item_id, "teacher")
+            teacher = current.label if current is not None else None
     seconds = _active_seconds(active_seconds, last, now)
     try:
         if found is not None:
             answer_kind = kind or found.kind
             if answer_kind == "verify":
                 value = {**value, "teacher_label": teacher, "accepted": teacher == label}
-            with _writing(db), db.session() as s:
+            with db.writing(), db.session() as s:
                 claimed = s.execute(
                     update(Task)
                     .where(
@@ -499,7 +468,7 @@ def skip_task(
 ) -> None:
     """Give a leased task back to the pool; this person will not be shown its item again."""
     now = now or utcnow()
-    with _writing(db), db.session() as s:
+    with db.writing(), db.session() as s:
         task = s.get(Task, task_id)
         if task is None or task.project_id != project_id:
             raise NotFound(f"task {task_id} does not exist in this project; fetch the next task")
@@ -523,7 +492,7 @@ def undo_last(
     now = now or utcnow()
     until = now + timedelta(minutes=settings.routing.lease_minutes)
     for _ in range(5):
-        with _writing(db), db.session() as s:
+        with db.writing(), db.session() as s:
             last = s.execute(
                 select(Answer.id, Answer.task_id)
                 .join(Item, Item.id == Answer.item_id)

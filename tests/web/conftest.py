@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from terakoya import accounts
+from terakoya.project import Progress
 from terakoya.settings import LabelSpec, Settings
 from terakoya.storage import open_database
 from terakoya.storage.db import Database
@@ -23,20 +24,42 @@ PASSWORD = "correct horse battery"
 
 @dataclass
 class WebProject:
-    """What the web app needs of a project; ``teach`` is a tiny job for the dashboard's buttons."""
+    """A :class:`terakoya.project.ProjectLike` built straight from the models; its stages are tiny fake jobs.
+
+    ``calls`` records each stage run (and each settings reload) with what it was given.
+    """
 
     db: Database
     project_id: int
     settings: Settings
     dir: Path
-    teach_calls: list[int] = field(default_factory=list)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
 
-    def teach(self, progress: Callable[..., None] | None = None) -> dict[str, Any]:
+    def reload_settings(self) -> None:
+        self.calls.append(("reload_settings", None))
+
+    def teach(self, *, progress: Progress | None = None) -> dict[str, Any]:
         for i in range(3):
             if progress:
                 progress(i + 1, 3)
-        self.teach_calls.append(1)
+        self.calls.append(("teach", None))
         return {"labeled": 3, "path": self.dir}
+
+    def route(self, *, budget_items: int | None = None) -> dict[str, Any]:
+        self.calls.append(("route", budget_items))
+        return {"routed": budget_items}
+
+    def train(self, *, progress: Progress | None = None) -> dict[str, Any]:
+        if progress:
+            progress(1, 1)
+        self.calls.append(("train", None))
+        return {"kind": "fake", "macro_f1": 0.5}
+
+    def evaluate(self, *, progress: Progress | None = None) -> dict[str, Any]:
+        if progress:
+            progress(2, 2)
+        self.calls.append(("evaluate", None))
+        return {"report": self.dir / "reports" / "latest"}
 
     def close(self) -> None:
         self.db.close()

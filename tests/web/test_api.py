@@ -221,16 +221,21 @@ def test_owner_runs_a_job_and_polls_its_progress(client: TestClient, project: We
         3,
         {"labeled": 3, "path": str(project.dir)},
     )
-    assert project.teach_calls == [1]
-    assert error(client.post("/api/v1/jobs", json={"kind": "train"}, headers=olga)) == (
-        409,
-        "state",
-        "this server cannot run 'train'; start it with `terakoya serve` in the project folder",
+    assert ("teach", None) in project.calls
+    assert error(client.post("/api/v1/jobs", json={"kind": "route"}, headers=olga)) == (
+        422,
+        "data",
+        "routing needs a budget: how many items to send to experts (1 or more)",
     )
-    assert error(client.post("/api/v1/jobs", json={"kind": "dance"}, headers=olga))[:2] == (422, "data")
+    assert error(client.post("/api/v1/jobs", json={"kind": "dance"}, headers=olga)) == (
+        422,
+        "data",
+        "job kind 'dance' is unknown; choose one of: teach, route, train, evaluate",
+    )
     csrf = sign_in(client, "olga")
     page = client.get("/dashboard")
-    assert page.status_code == 200 and 'id="run-teach"' in page.text and "run-train" not in page.text
+    assert page.status_code == 200
+    assert all(f'id="run-{kind}"' in page.text for kind in ("teach", "route", "train", "evaluate"))
     form = client.post("/dashboard/jobs", data={"kind": "teach", "csrf_token": csrf}, follow_redirects=False)
     assert form.status_code == 303
 

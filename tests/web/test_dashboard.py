@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from terakoya import accounts, dashboard, glossary, jobs, workqueue
-from terakoya.errors import DataError, StateError, TeacherError
+from terakoya.errors import DataError, TeacherError
+from terakoya.project import Project
 from terakoya.storage.models import StudentRun
 
 from .conftest import WebProject, build_project, exact, make_trainer
@@ -206,23 +207,85 @@ def test_jobs_left_running_by_a_stopped_server_are_marked_failed(project: WebPro
     )
 
 
-def test_actions_call_the_project_methods(project: WebProject) -> None:
-    fn = jobs.action_for(project, "teach")
+def test_each_job_kind_calls_its_stage_through_the_typed_path(project: WebProject) -> None:
+    expected = {
+        "teach": ([(1, 3), (2, 3), (3, 3)], {"labeled": 3, "path": project.dir}, ("teach", None)),
+        "route": ([], {"routed": 7}, ("route", 7)),
+        "train": ([(1, 1)], {"kind": "fake", "macro_f1": 0.5}, ("train", None)),
+        "evaluate": ([(2, 2)], {"report": project.dir / "reports" / "latest"}, ("evaluate", None)),
+    }
+    assert tuple(expected) == jobs.JOB_KINDS
     seen: list[tuple[int, int]] = []
-    assert fn(lambda done, total, message="": seen.append((done, total))) == {"labeled": 3, "path": project.dir}
-    assert seen == [(1, 3), (2, 3), (3, 3)]
-    with pytest.raises(StateError) as err:
-        jobs.action_for(project, "train")
-    assert err.value.message == "this server cannot run 'train'; start it with `terakoya serve` in the project folder"
+
+    def record(done: int, total: int, message: str = "") -> None:
+        seen.append((done, total))
+
+    for kind, (progress, result, call) in expected.items():
+        seen.clear()
+        assert jobs.action_for(project, kind, budget_items=7)(record) == result, kind
+        assert (seen, project.calls[-1]) == (progress, call), kind
+    assert len(project.calls) == 4
     with pytest.raises(
         DataError, match=exact("job kind 'sing' is unknown; choose one of: teach, route, train, evaluate")
     ):
         jobs.action_for(project, "sing")
+    for budget in (None, 0):
+        with pytest.raises(
+            DataError, match=exact("routing needs a budget: how many items to send to experts (1 or more)")
+        ):
+            jobs.action_for(project, "route", budget_items=budget)
+    assert len(project.calls) == 4  # refused before anything ran
 
-    class Router:
-        def route(self, *, budget_items: int | None = None) -> dict[str, int | None]:
-            return {"budget": budget_items}
 
-    with pytest.raises(DataError, match=r"^routing needs a budget"):
-        jobs.action_for(Router(), "route")
-    assert jobs.action_for(Router(), "route", budget_items=7)(lambda d, t, m="": None) == {"budget": 7}
+def test_the_runner_runs_every_kind_and_reloads_the_settings_after_each(project: WebProject) -> None:
+    runner = jobs.JobRunner(project.db, project.project_id, after_each=project.reload_settings)
+    views = [
+        runner.wait(runner.start(kind, jobs.action_for(project, kind, budget_items=3)).id, timeout=30)
+        for kind in jobs.JOB_KINDS
+    ]
+    runner.shutdown(wait=True, timeout=5)
+    assert [(v.kind, v.status, v.done, v.total, v.message) for v in views] == [
+        ("teach", "done", 3, 3, "finished"),
+        ("route", "done", 1, 1, "finished"),  # routing reports no progress: a finished job counts as 1 of 1
+        ("train", "done", 1, 1, "finished"),
+        ("evaluate", "done", 2, 2, "finished"),
+    ]
+    assert [v.result for v in views] == [
+        {"labeled": 3, "path": str(project.dir)},
+        {"routed": 3},
+        {"kind": "fake", "macro_f1": 0.5},
+        {"report": str(project.dir / "reports" / "latest")},
+    ]
+    assert [name for name, _ in project.calls] == [
+        "teach", "reload_settings", "route", "reload_settings", "train", "reload_settings", "evaluate",
+        "reload_settings",
+    ]  # fmt: skip
+
+
+def test_each_job_kind_reaches_the_real_project_stage(tmp_path: Path) -> None:
+    """The typed calls match :class:`Project`'s own methods: on an empty project every stage refuses with its
+    own message (a wrong keyword would fail as an internal TypeError instead)."""
+    with Project.init(tmp_path / "empty") as real:
+        views = {
+            kind: jobs.run_job(
+                real.db,
+                real.project_id,
+                jobs.create_job(real.db, real.project_id, kind),
+                jobs.action_for(real, kind, budget_items=5),
+            )
+            for kind in jobs.JOB_KINDS
+        }
+    errors = {kind: (v.status, v.result["error"]["code"], v.message) for kind, v in views.items()}
+    no_labels = f"{real.settings.project_file} declares no labels; add [[labels]] entries, or import a file with "
+    no_labels += "--label-column so they are taken from the data"
+    assert errors == {
+        "teach": ("failed", "config", no_labels),
+        "route": ("failed", "state", "no teacher labels yet; run `terakoya teach` first"),
+        "train": ("failed", "config", no_labels),
+        "evaluate": (
+            "failed",
+            "state",
+            "no test items with gold labels: import a test split with --label-column, e.g. "
+            "`terakoya import data.csv --label-column label --split test --fraction 0.2`",
+        ),
+    }

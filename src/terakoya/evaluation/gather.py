@@ -1,13 +1,15 @@
 """Read what the report needs from the database, once, into plain objects.
 
-"The current teacher suggestion" of an item is its newest teacher suggestion without an error (as routing
-reads it); an item whose teacher calls all failed counts as not labelled by the teacher. Expert answers
-are the live (not superseded) ``label`` and ``verify`` answers that carry a label.
+"The current teacher suggestion" of an item is its newest teacher suggestion without an error
+(:func:`terakoya.storage.queries.current_suggestion_ids`, as routing and training read it); an item whose
+teacher calls all failed counts as not labelled by the teacher. Expert answers are the live (not
+superseded) ``label`` and ``verify`` answers that carry a declared label
+(:func:`terakoya.aggregate.live_expert_answer`), and an item's expert label is their
+:func:`terakoya.aggregate.majority`, as training reads it.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,11 +17,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from terakoya.aggregate import live_expert_answer, majority
 from terakoya.errors import StateError
 from terakoya.settings import Settings
 from terakoya.storage import Database
 from terakoya.storage.models import Answer, Item, Person, StudentRun, Suggestion
-from terakoya.storage.queries import current_suggestion_ids
+from terakoya.storage.queries import current_suggestion_ids, items_by_split
 
 __all__ = [
     "NO_GOLD_FIX",
@@ -33,8 +36,6 @@ __all__ = [
     "label_of",
 ]
 
-#: answer kinds that carry an expert's label (as training reads them)
-EXPERT_KINDS = ("label", "verify")
 NO_GOLD_FIX = (
     "import a test split with --label-column, e.g. `terakoya import data.csv --label-column label --split test "
     "--fraction 0.2`"
@@ -104,23 +105,18 @@ class Gathered:
 
 
 def label_of(answers: list[AnswerRow]) -> str:
-    """One label for an item from its answers: the most common, ties to the newest answer."""
-    counts = Counter(a.label for a in answers)
-    best = max(counts.values())
-    for answer in sorted(answers, key=lambda a: a.id, reverse=True):
-        if counts[answer.label] == best:
-            return answer.label
-    raise ValueError("label_of needs at least one answer")
+    """One label for an item from its answers: :func:`terakoya.aggregate.majority` (ties to the newest answer)."""
+    return majority([(a.id, a.label) for a in answers])
 
 
 def _current(s: Session, project_id: int, agent_kind: str, split: str, agent: str | None = None) -> list[Any]:
-    newest = current_suggestion_ids(project_id, agent_kind, split=split, agent=agent)
-    sub = newest.where(Suggestion.label.is_not(None)).subquery()
+    """The current suggestions that carry a label (one without a label leaves its item unlabelled)."""
+    sub = current_suggestion_ids(project_id, agent_kind, split=split, agent=agent).subquery()
     return list(
         s.execute(
-            select(Suggestion.item_id, Suggestion.label, Suggestion.probabilities, Suggestion.confidence_known).join(
-                sub, Suggestion.id == sub.c.sid
-            )
+            select(Suggestion.item_id, Suggestion.label, Suggestion.probabilities, Suggestion.confidence_known)
+            .join(sub, Suggestion.id == sub.c.sid)
+            .where(Suggestion.label.is_not(None))
         ).all()
     )
 
@@ -140,9 +136,7 @@ def student_pool_labels(db: Database, project_id: int, run_id: str) -> dict[int,
 def gather(db: Database, project_id: int, settings: Settings) -> Gathered:
     """Everything from the database; a StateError when the test split has no gold labels."""
     with db.session() as s:
-        counts = dict(
-            s.execute(select(Item.split, func.count()).where(Item.project_id == project_id).group_by(Item.split)).all()
-        )
+        counts = items_by_split(s, project_id)
         test_rows = s.execute(
             select(Item.id, Item.external_id, Item.text, Item.gold_label)
             .where(Item.project_id == project_id, Item.split == "test", Item.gold_label.is_not(None))
@@ -183,7 +177,7 @@ def gather(db: Database, project_id: int, settings: Settings) -> Gathered:
         )
         teacher_test_failed = len((failed_ids & test_ids) - set(teacher_test))
         teacher_pool = {r.item_id: r.label for r in _current(s, project_id, "teacher", "pool")}
-        answer_rows = s.execute(
+        answer_query = (
             select(
                 Answer.id,
                 Answer.item_id,
@@ -197,14 +191,12 @@ def gather(db: Database, project_id: int, settings: Settings) -> Gathered:
             )
             .join(Item, Item.id == Answer.item_id)
             .join(Person, Person.id == Answer.person_id)
-            .where(
-                Item.project_id == project_id,
-                Answer.kind.in_(EXPERT_KINDS),
-                Answer.superseded.is_(False),
-                Answer.label.is_not(None),
-            )
+            .where(Item.project_id == project_id, live_expert_answer())
             .order_by(Answer.id)
-        ).all()
+        )
+        if settings.label_names:  # as training reads them: an answer with an undeclared label counts for nothing
+            answer_query = answer_query.where(Answer.label.in_(settings.label_names))
+        answer_rows = s.execute(answer_query).all()
         answers = [
             AnswerRow(r.id, r.item_id, r.split, r.name, r.label, bool(r.simulated), r.active_seconds)
             for r in answer_rows

@@ -19,8 +19,10 @@ __all__ = [
     "agreement",
     "classification_metrics",
     "cohen_kappa",
+    "confidence_and_correct",
     "confusions",
     "expected_calibration_error",
+    "probabilities_ece",
     "reliability_bins",
     "wilson_interval",
 ]
@@ -106,6 +108,23 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
     return total / conf.size
 
 
+def confidence_and_correct(proba: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From ``(n, k)`` probabilities and true class indices: each row's confidence (its top probability) and
+    whether its top class is the truth, the two arrays the ECE and the reliability bins are computed on."""
+    p = np.asarray(proba, dtype=float)
+    return p.max(axis=1), p.argmax(axis=1) == np.asarray(truth)
+
+
+def probabilities_ece(proba: np.ndarray, truth: np.ndarray, n_bins: int = ECE_BINS) -> float | None:
+    """:func:`expected_calibration_error` of ``(n, k)`` probabilities against true class indices (None: no rows).
+
+    Training reports its students' calibration with this, so its numbers and the evaluation's are one ECE.
+    """
+    if len(truth) == 0:
+        return None
+    return expected_calibration_error(*confidence_and_correct(proba, truth), n_bins)
+
+
 def confusions(y_true: Sequence[str], y_pred: Sequence[str], top: int | None = None) -> list[dict[str, Any]]:
     """The off-diagonal (gold, predicted) pairs, most common first."""
     counts = Counter((t, p) for t, p in zip(y_true, y_pred, strict=True) if t != p)
@@ -133,8 +152,7 @@ def _calibration(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str
     pu = pu / np.clip(pu.sum(axis=1, keepdims=True), 1e-12, None)
     truth = [t for t, u in zip(y_true, use, strict=True) if u]
     truth_idx = np.array([column[t] for t in truth])
-    confidence = pu.max(axis=1)
-    correct = pu.argmax(axis=1) == truth_idx
+    confidence, correct = confidence_and_correct(pu, truth_idx)
     out["ece"] = expected_calibration_error(confidence, correct)
     out["reliability"] = reliability_bins(confidence, correct)
     out["mean_confidence"] = _float(confidence.mean())

@@ -348,7 +348,8 @@ def _experts(ex: dict[str, Any]) -> str:
             f"<p>{_e(multi['items'])} test items were answered by two or more experts: observed agreement "
             f"{_e(_pct(multi.get('pairwise_agreement')))}; majority vote vs gold "
             f"{_e(_pct(multi.get('majority_accuracy')))} "
-            f"over {_e(multi.get('majority_items'))} items ({_e(multi.get('ties'))} ties left out).</p>"
+            f"over {_e(multi.get('majority_items'))} items "
+            f"({_e(multi.get('ties'))} ties, each decided by the newest answer).</p>"
         )
         pairs = multi.get("pairs") or []
         if pairs:

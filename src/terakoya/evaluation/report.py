@@ -12,7 +12,7 @@ import itertools
 import json
 import math
 import shutil
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from terakoya.aggregate import top_labels
 from terakoya.errors import StudentError
 from terakoya.evaluation.gather import (
     AnswerRow,
@@ -259,7 +260,11 @@ def _experts(g: Gathered, settings: Settings, notes: list[str]) -> dict[str, Any
 
 
 def _multi(by_item: dict[int, list[AnswerRow]], gold: dict[int, str]) -> dict[str, Any]:
-    """Items answered by two or more people: agreement between them and their majority vote vs gold."""
+    """Items answered by two or more people: agreement between them, and their aggregate label vs gold.
+
+    Agreement compares each person's newest answer; the aggregate label is :func:`label_of` over all the
+    item's live answers (the label training uses), a tie going to the newest answer: ``ties`` counts those.
+    """
     multi = {i: rows for i, rows in by_item.items() if len({a.person for a in rows}) >= 2}
     if not multi:
         return {"items": 0, "reason": "no test item was answered by two or more experts, so agreement is unknown"}
@@ -270,14 +275,11 @@ def _multi(by_item: dict[int, list[AnswerRow]], gold: dict[int, str]) -> dict[st
         for x, y in itertools.combinations(answers.values(), 2):
             same += x == y
             total += 1
-    majority_right = majority_items = ties = 0
-    for i, answers in latest.items():
-        counts = Counter(answers.values()).most_common()
-        if len(counts) > 1 and counts[0][1] == counts[1][1]:
-            ties += 1
-            continue
-        majority_items += 1
-        majority_right += counts[0][0] == gold[i]
+    majority_right = ties = 0
+    for i, rows in multi.items():
+        ties += len(top_labels([(a.id, a.label) for a in rows])) > 1
+        majority_right += label_of(rows) == gold[i]
+    majority_items = len(multi)
     people = sorted({p for answers in latest.values() for p in answers})
     pairs = []
     for a, b in itertools.combinations(people, 2):

@@ -42,6 +42,7 @@ __all__ = [
     "Suggestion",
     "Task",
     "TeacherCall",
+    "TrainingLabel",
     "utcnow",
 ]
 
@@ -254,6 +255,31 @@ class StudentRun(Base):
     path: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class TrainingLabel(Base):
+    """One training target of a student run, and where it came from.
+
+    ``source``: ``expert`` (the aggregate of the live expert answers ``answer_ids``, by ``aggregator``),
+    ``teacher`` (the teacher's current suggestion ``suggestion_id``), ``auto_accept`` (a teacher label
+    taken without an expert at routing time) or ``self_training`` (the student's own confident prediction).
+    """
+
+    __tablename__ = "training_labels"
+    __table_args__ = (
+        Index("ix_training_labels_run", "student_run_id"),
+        Index("ix_training_labels_item", "item_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_run_id: Mapped[int] = mapped_column(ForeignKey("student_runs.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(200))
+    target: Mapped[dict[str, float]] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(30))
+    weight: Mapped[float] = mapped_column(Float)
+    answer_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    suggestion_id: Mapped[int | None] = mapped_column(ForeignKey("suggestions.id", ondelete="SET NULL"), nullable=True)
+    aggregator: Mapped[str | None] = mapped_column(String(50), nullable=True)
 
 
 class Job(Base):

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from terakoya.project import ProjectLike
+
 __all__ = ["create_app", "serve"]
 
 
-def create_app(project: Any, *, secure_cookies: bool = False) -> FastAPI:
+def create_app(project: ProjectLike, *, secure_cookies: bool = False) -> FastAPI:
     """The FastAPI app for an open project (see :func:`terakoya.web.app.create_app`)."""
     try:
         from terakoya.web.app import create_app as build

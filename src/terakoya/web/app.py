@@ -34,6 +34,7 @@ from terakoya.errors import (
     TerakoyaError,
 )
 from terakoya.jobs import JobRunner, fail_interrupted
+from terakoya.project import ProjectLike
 from terakoya.web.security import LoginRequired, LoginThrottle, WebState
 
 __all__ = ["create_app", "serve", "status_for"]
@@ -161,22 +162,19 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return _error_json(500, "internal", message)
 
 
-def create_app(project: Any, *, secure_cookies: bool = False) -> FastAPI:
-    """The web app for one open project (anything with ``.db``, ``.project_id``, ``.settings`` and ``.dir``).
+def create_app(project: ProjectLike, *, secure_cookies: bool = False) -> FastAPI:
+    """The web app for one open project (a :class:`~terakoya.project.Project`, or anything :class:`ProjectLike`).
 
-    The owner's job buttons call ``project.teach/route/train/evaluate`` when the object has them.
-    ``secure_cookies`` marks cookies Secure (set it when the app is served over HTTPS).
+    The owner's job buttons run ``project.teach/route/train/evaluate`` in the background (:mod:`terakoya.jobs`),
+    and the settings are read again after each job. ``secure_cookies`` marks cookies Secure (set it when the
+    app is served over HTTPS).
     """
     from terakoya.web import routes_api, routes_auth, routes_owner, routes_pages
 
-    reload = getattr(project, "reload_settings", None)
     state = WebState(
         project=project,
-        db=project.db,
-        project_id=project.project_id,
-        dir=Path(project.dir),
         secret=web_secret(project.db, project.project_id),
-        runner=JobRunner(project.db, project.project_id, after_each=reload if callable(reload) else None),
+        runner=JobRunner(project.db, project.project_id, after_each=project.reload_settings),
         throttle=LoginThrottle(),
         secure_cookies=secure_cookies,
     )

@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from terakoya.accounts import AuthError, Forbidden, RateLimited, account_for_token, get_account, role_at_least
 from terakoya.jobs import JobRunner
+from terakoya.project import ProjectLike
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 
@@ -98,22 +99,30 @@ class LoginThrottle:
 
 @dataclass
 class WebState:
-    """What the app holds for one project."""
+    """What the app holds for one project: the project itself, and what serving it needs besides."""
 
-    project: Any
-    db: Database
-    project_id: int
-    dir: Path
+    project: ProjectLike
     secret: str
     runner: JobRunner
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     secure_cookies: bool = False
 
     @property
+    def db(self) -> Database:
+        return self.project.db
+
+    @property
+    def project_id(self) -> int:
+        return self.project.project_id
+
+    @property
+    def dir(self) -> Path:
+        return self.project.dir
+
+    @property
     def settings(self) -> Settings:
         """The project's settings, read through the project (which may reload them after a job)."""
-        current: Settings = self.project.settings
-        return current
+        return self.project.settings
 
     @property
     def session_cookie(self) -> str:
