@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from terakoya.accounts import NAME_MAX, SIMULATED_PERSON, get_or_create_person, normal_name
 from terakoya.errors import ConfigError, DataError
 from terakoya.glossary import guideline_version_in
+from terakoya.kinds import kind_for
 from terakoya.readers import open_rows, require_columns
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
@@ -97,6 +98,7 @@ class _Parsed:
     person: str
     rationale: str | None
     seconds: float | None
+    value: dict[str, Any] = field(default_factory=dict)
 
 
 def _require_labels(settings: Settings) -> list[str]:
@@ -161,6 +163,7 @@ def record_answers(
     """Record the expert answers in ``path``: all rows or, when one is wrong, none."""
     path = Path(path)
     labels = _require_labels(settings)
+    kind = kind_for(settings)
     name = path.name
     default = normal_name(default_person or "") or None
     parsed: list[_Parsed] = []
@@ -186,11 +189,11 @@ def record_answers(
                 raise DataError(
                     f"{where}: the label is empty; fill in the {label_column!r} column with one of: {', '.join(labels)}"
                 )
-            if label not in labels:
-                raise DataError(
-                    f"{where}: label {label!r} is not one of the project's labels: {', '.join(labels)}; "
-                    "fix the label, or declare it under [[labels]] in terakoya.toml"
-                )
+            rationale = _cell(values.get(rationale_column)) if has_rationale else ""
+            try:
+                answer = kind.read_answer({"label": label, "rationale": rationale or None}, settings)
+            except DataError as exc:
+                raise DataError(f"{where}: {exc}") from None
             person = normal_name(_cell(values.get(person_column))) if has_person else ""
             if not person:
                 if default is None:
@@ -200,7 +203,6 @@ def record_answers(
                 person = default
             if len(person) > NAME_MAX:
                 raise DataError(f"{where}: the person's name is longer than {NAME_MAX} characters; shorten it")
-            rationale = _cell(values.get(rationale_column)) if has_rationale else ""
             seconds: float | None = None
             if has_seconds:
                 raw = values.get(seconds_column)
@@ -211,7 +213,9 @@ def record_answers(
                         f"{where}: seconds {raw!r} is not a number of seconds (0 or more); "
                         f"fix the {seconds_column!r} column or leave the cell empty"
                     ) from None
-            parsed.append(_Parsed(row.line, external_id, label, person, rationale or None, seconds))
+            parsed.append(
+                _Parsed(row.line, external_id, answer.label or label, person, answer.rationale, seconds, answer.value)
+            )
 
     if not parsed:
         return AnswerReport(recorded=0, duplicates=0, people=[], simulated=False, notes=[f"{name} has no rows"])
@@ -267,6 +271,7 @@ def record_answers(
                     task_id=task.id if task is not None else None,
                     kind="label",
                     label=p.label,
+                    value=p.value,
                     rationale=p.rationale,
                     active_seconds=p.seconds,
                     simulated=False,

@@ -41,7 +41,7 @@ seed = 0
 # db = "postgresql+psycopg://user@host/dbname"   # default: SQLite file terakoya.db in this folder
 
 [task]
-type = "single-label"    # single-label text classification
+kind = "classify.v1"     # one label per text, from the labels below
 {label_blocks}
 [guidelines]
 text = \"\"\"

@@ -48,11 +48,24 @@ class _Section(BaseModel):
 
 
 class TaskSettings(_Section):
-    """What the project teaches: single-label classification now; the other kinds are reserved."""
+    """What the project teaches: a task kind from the registry (:mod:`terakoya.kinds`)."""
 
-    type: Literal["single-label", "multi-label", "generation"] = Field(
-        "single-label", description="single-label text classification (multi-label and generation are planned)"
+    kind: str = Field("classify.v1", description="the task kind (classify.v1: one label per text)")
+    type: str | None = Field(
+        None, description="older spelling: 'single-label' means kind = 'classify.v1'; use kind instead"
     )
+
+    @model_validator(mode="after")
+    def _known_kind(self) -> TaskSettings:
+        from terakoya.kinds import get_kind
+
+        try:
+            if self.type is not None and self.type != "single-label":
+                get_kind({"generation": "generate.v1"}.get(self.type, self.type))  # planned or unknown: an error
+            get_kind(self.kind)
+        except ConfigError as exc:  # reported with the file and the setting's place by the loader
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class LabelSpec(_Section):

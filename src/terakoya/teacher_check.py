@@ -144,7 +144,7 @@ def _run_variant(
     size = settings.teacher.batch_size
     for start in range(0, len(items), size):
         batch = items[start : start + size]
-        for result in cache.label_cached(build_requests(prompt, labels, [(i, text) for i, text, _ in batch])):
+        for result in cache.label_cached(build_requests(prompt, settings, [(i, text) for i, text, _ in batch])):
             a = result.answer
             values = label_logprobs(a.raw, a.probabilities, labels) if a.error is None else None
             rows.append(values if values is not None else [0.0] * len(labels))

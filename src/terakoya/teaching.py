@@ -112,11 +112,11 @@ def _pending(
     return todo, len(items) - len(todo), len(items)
 
 
-def build_requests(prompt: Prompt, labels: Sequence[str], items: Sequence[tuple[int, str]]) -> list[TeacherRequest]:
-    return [
-        TeacherRequest(key=str(item_id), text=text, messages=prompt.messages(text), labels=tuple(labels))
-        for item_id, text in items
-    ]
+def build_requests(prompt: Prompt, settings: Settings, items: Sequence[tuple[int, str]]) -> list[TeacherRequest]:
+    """The teacher requests for ``(item id, text)`` pairs, as the project's task kind writes them."""
+    from terakoya.kinds import kind_for
+
+    return kind_for(settings).requests(prompt, settings, items)
 
 
 def _cost(settings: Settings, prompt_tokens: int, completion_tokens: int) -> float:
@@ -140,7 +140,7 @@ def plan_teach(
     if limit is not None:
         todo = todo[: max(limit, 0)]
     cache = CachedTeacher(teacher, db, prompt_version=prompt.version)
-    requests = build_requests(prompt, settings.label_names, todo)
+    requests = build_requests(prompt, settings, todo)
     keys = [cache.key(r) for r in requests]
     stored = stored_keys(db, keys)
     to_call = [r for r, k in zip(requests, keys, strict=True) if k not in stored]
@@ -207,14 +207,13 @@ def teach(
     todo, _already, _total = _pending(db, project_id, cache.name, prompt.version, refresh=refresh, below=below)
     if limit is not None:
         todo = todo[: max(limit, 0)]
-    labels = settings.label_names
     size = settings.teacher.batch_size
     report = TeachReport(0, 0, 0, 0, 0.0, 0.0, cache.name, prompt.version)
     if progress is not None:
         progress(0, len(todo))
     for start in range(0, len(todo), size):
         batch = todo[start : start + size]
-        results = cache.label_cached(build_requests(prompt, labels, batch))
+        results = cache.label_cached(build_requests(prompt, settings, batch))
         if all(not r.answer.answered for r in results):
             first = results[0].answer.error
             raise TeacherError(

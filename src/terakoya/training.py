@@ -38,9 +38,10 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import insert, select
 
-from terakoya.aggregate import AGGREGATOR, expert_answers, majority
+from terakoya.aggregate import AGGREGATOR, expert_answers
 from terakoya.errors import ConfigError, StateError
 from terakoya.evaluation.metrics import probabilities_ece
+from terakoya.kinds import kind_for
 from terakoya.settings import Settings
 from terakoya.storage import Database
 from terakoya.storage.models import AutoAccept, Item, StudentRun, Suggestion, TrainingLabel
@@ -194,7 +195,8 @@ def build_training_set(
 ) -> TrainingSet:
     """Targets for the pool (see the module docstring). ``max_expert`` keeps only the first N expert-labelled
     items (in the order they were first answered); the others fall back to the teacher."""
-    classes = settings.label_names
+    kind = kind_for(settings)
+    classes = list(kind.labels(settings))
     if len(classes) < 2:
         raise ConfigError(
             f"the project declares {len(classes)} label(s); a student needs at least two: "
@@ -237,7 +239,7 @@ def build_training_set(
     for item_id, text in items:
         if item_id in experts:
             target = np.zeros(len(classes))
-            target[index[majority(experts[item_id])]] = 1.0
+            target[index[kind.aggregate(experts[item_id])]] = 1.0
             source, weight = "expert", cfg.expert_weight
             out.expert_answers += len(experts[item_id])
             out.answer_ids.append([answer_id for answer_id, _ in experts[item_id]])
@@ -580,6 +582,8 @@ def _record_training_labels(
     data: TrainingSet,
     teacher_scale: float,
     pseudo: tuple[NDArray[np.intp], NDArray[np.float64]],
+    *,
+    aggregator: str = AGGREGATOR,
 ) -> None:
     """One ``training_labels`` row per target the student was fitted on (rows weighted 0 are not written)."""
     classes = data.classes
@@ -600,7 +604,7 @@ def _record_training_labels(
                 "source": data.origins[i] if data.origins else source, "weight": weight,
                 "answer_ids": data.answer_ids[i] if data.answer_ids else [],
                 "suggestion_id": data.suggestion_ids[i] if data.suggestion_ids else None,
-                "aggregator": AGGREGATOR if source == "expert" else None,
+                "aggregator": aggregator if source == "expert" else None,
             }
         )  # fmt: skip
     for position, vector in zip(pseudo[0], pseudo[1], strict=True):
@@ -630,6 +634,12 @@ def train(
     started = time.perf_counter()
     wanted = kind or settings.student.kind
     name = AUTO if wanted == AUTO else resolve(wanted)
+    task_kind = kind_for(settings)
+    if wanted != AUTO and name.rsplit(".v", 1)[0] not in task_kind.students:
+        raise ConfigError(
+            f"student {name!r} cannot learn task kind {task_kind.name}; set student.kind to one of: "
+            f"{', '.join(task_kind.students)}"
+        )
     from terakoya.calibrating import calibrate_teacher
 
     calibrate_teacher(db, project_id, settings)  # re-calibrated on the newest expert answers
@@ -734,7 +744,7 @@ def train(
         s.add(run)
         s.flush()
         run_pk = run.id
-    _record_training_labels(db, run_pk, data, recipe.teacher_scale, pseudo_rows)
+    _record_training_labels(db, run_pk, data, recipe.teacher_scale, pseudo_rows, aggregator=task_kind.aggregator)
     classes = data.classes
     for start in range(0, total, _CHUNK):
         rows = []

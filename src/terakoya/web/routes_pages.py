@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from terakoya import accounts, dashboard, glossary
 from terakoya.errors import DataError
+from terakoya.kinds import get_kind
 from terakoya.web.render import render
 from terakoya.web.security import Principal, get_state, page_user
 from terakoya.workqueue import FLAG_REASONS, IDLE_CAP_S
@@ -49,6 +50,8 @@ def queue_page(request: Request, who: Annotated[Principal, Depends(page_user("tr
         "flag_reasons": FLAG_REASONS,
         "idle_cap": int(IDLE_CAP_S),
         "label_keys": [str(i) for i in range(1, 10)] + ["0"],
+        # the task kind's own widget collects the answer
+        "widget": get_kind(st.settings.task.kind).widget,
     }
     return render(request, "queue.html", ctx, page="queue")
 
