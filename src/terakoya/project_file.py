@@ -73,6 +73,7 @@ strategy = "terakoya"               # terakoya | random
 auto_accept_threshold = 0.9         # teacher confidence that takes the teacher's label without an expert
 gold_share = 0.1                    # share of each routed batch drawn from the test split, for quality checks
 seconds_per_item = 30               # expected expert seconds per item, for --minutes budgets
+answers_per_item = 1                # answers each item takes, each from a different person
 
 [student]
 kind = "linear"                     # linear | embed

@@ -29,6 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 from sqlalchemy import Row, insert, select
 from sqlalchemy.orm import Session
 
+from terakoya.assignments import OPEN_TASK_STATUSES
 from terakoya.errors import ConfigError, StateError
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
@@ -51,7 +52,6 @@ __all__ = [
 ]
 
 STRATEGIES = ("terakoya", "random")
-OPEN_TASK_STATUSES = ("queued", "leased")
 
 #: candidates kept for the diversity pass, as a multiple of the batch size
 CANDIDATE_FACTOR = 5
@@ -611,6 +611,7 @@ def route(
                 "uncertainty_weight": cfg.uncertainty_weight,
                 "disagreement_weight": cfg.disagreement_weight,
                 "diversity_weight": cfg.diversity_weight,
+                "answers_per_item": cfg.answers_per_item,
                 "teacher_trust": trust.to_json(),
                 "eligible": len(eligible),
                 "skipped_no_teacher": skipped_no_teacher,
@@ -620,7 +621,7 @@ def route(
         )
         s.add(run)
         s.flush()
-        _queue(s, project_id, run.id, c, plan, gold_ids, rng)
+        _queue(s, project_id, run.id, c, plan, gold_ids, rng, cfg.answers_per_item)
         accepts = _auto_accepts(s, run.id, c, {c.ids[p] for p, *_ in plan}, labels, cfg, trust)
         run.routed = len(plan)
         run.gold = len(gold_ids)
@@ -665,7 +666,8 @@ def _gold(s: Session, project_id: int, target: int, blocked: set[int], rng: np.r
 
 
 def _queue(s: Session, project_id: int, run_id: int, c: _Candidates, plan: list[tuple[int, str, float, dict[str, Any]]],
-           gold_ids: list[int], rng: np.random.Generator) -> None:  # fmt: skip
+           gold_ids: list[int], rng: np.random.Generator, answers_wanted: int) -> None:  # fmt: skip
+    """The run's tasks, gold checks among them, each taking ``answers_wanted`` answers."""
     queue: list[dict[str, Any]] = []
     for pos, reason, score, extra in plan:
         comps = c.scores.components(pos)
@@ -684,7 +686,7 @@ def _queue(s: Session, project_id: int, run_id: int, c: _Candidates, plan: list[
             insert(Task),
             [
                 {"project_id": project_id, "route_run_id": run_id, "kind": "label", "status": "queued",
-                 "priority": rank, **task}
+                 "priority": rank, "answers_wanted": answers_wanted, **task}
                 for rank, task in enumerate(queue)
             ],
         )  # fmt: skip

@@ -155,6 +155,11 @@ class RoutingSettings(_Section):
     diversity_weight: float = Field(0.3, ge=0, description="penalty for items similar to those already picked")
     seed: int = Field(0, description="seed for random routing and tie-breaking")
     lease_minutes: float = Field(15.0, gt=0, description="minutes a task stays leased to one trainer")
+    answers_per_item: int = Field(
+        1,
+        ge=1,
+        description="answers each routed item takes, each from a different person (more than 1 for quality control)",
+    )
 
 
 class StudentSettings(_Section):

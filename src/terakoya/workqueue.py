@@ -2,12 +2,14 @@
 
 Rules:
 
-- a task is leased to one person at a time (``status='leased'``, ``leased_to``, ``lease_expires_at``);
-  an expired lease is free for anyone again;
+- a task takes ``answers_wanted`` answers (k, ``routing.answers_per_item``), each from a different person: a
+  person leases an *assignment* (a slot) of a task while fewer than k others hold or answered it
+  (:mod:`terakoya.assignments`); an expired lease is free for anyone again;
 - nobody is shown an item twice: not one they answered (unless they undid it) nor one they skipped;
 - an answer sent twice with the same idempotency key is stored once;
-- every state change is one conditional ``UPDATE ... WHERE`` whose row count says who won, so leasing is safe
-  with many servers on one SQLite file or PostgreSQL database;
+- every state change is one transaction that starts by locking the task row with a conditional ``UPDATE``
+  (:func:`terakoya.assignments.lock_task`), so leasing is safe with many servers on one SQLite file or
+  PostgreSQL database;
 - active time: each answer carries the seconds since the person's previous action, measured by the client,
   capped by what the server saw and by :data:`IDLE_CAP_S` (idle stretches do not count).
 """
@@ -24,12 +26,13 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from terakoya import assignments
 from terakoya.accounts import NotFound
 from terakoya.errors import DataError, StateError
 from terakoya.glossary import guideline_version_in
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
-from terakoya.storage.models import Answer, Item, Task, utcnow
+from terakoya.storage.models import Answer, Assignment, Item, Task, utcnow
 from terakoya.storage.queries import current_suggestion
 from terakoya.storage.web_models import Membership, TaskSkip
 
@@ -127,15 +130,18 @@ def label_options(settings: Settings) -> list[LabelOption]:
     ]
 
 
-def _view(db: Database, settings: Settings, task_id: int) -> TaskView:
+def _view(db: Database, settings: Settings, task_id: int, person_id: int) -> TaskView:
     with db.session() as s:
         task, item = s.execute(select(Task, Item).join(Item, Item.id == Task.item_id).where(Task.id == task_id)).one()
+        until = s.scalar(
+            select(Assignment.lease_expires_at).where(Assignment.task_id == task_id, Assignment.person_id == person_id)
+        )
         teacher_label = teacher_conf = None
         if task.kind == "verify":
             sug = current_suggestion(s, item.id, "teacher")
             if sug is not None:
                 teacher_label, teacher_conf = sug.label, sug.confidence if sug.confidence_known else None
-    assert task.lease_expires_at is not None
+    assert until is not None
     return TaskView(
         task.id,
         item.id,
@@ -144,12 +150,12 @@ def _view(db: Database, settings: Settings, task_id: int) -> TaskView:
         label_options(settings),
         teacher_label,
         teacher_conf,
-        task.lease_expires_at,
+        until,
     )
 
 
 def _free(now: datetime) -> Any:
-    """Tasks anyone may lease: queued, or leased with an expired lease."""
+    """Tasks with a slot anyone may lease: queued, or every slot taken and a lease ran out."""
     return or_(Task.status == "queued", and_(Task.status == "leased", Task.lease_expires_at < now))
 
 
@@ -171,6 +177,7 @@ def _candidates(s: Session, project_id: int, person_id: int, held_items: list[in
         Task.item_id.not_in(answered),
         Task.item_id.not_in(skipped),
         Task.item_id.not_in(held_items),
+        Task.id.not_in(assignments.not_offered(person_id)),
     )
     queued = s.execute(base.where(Task.status == "queued").order_by(Task.priority, Task.id).limit(_CANDIDATES)).all()
     expired = s.execute(
@@ -195,11 +202,7 @@ def _try_lease(
     """One try: the leased task's id, 0 when another request won the task (try again), None when none is left."""
     candidates: list[int] = []
     with db.session() as s:
-        held = s.execute(
-            select(Task.id, Task.item_id)
-            .where(Task.project_id == project_id, Task.status == "leased", Task.leased_to == person_id)
-            .order_by(Task.priority, Task.id)
-        ).all()
+        held = s.execute(assignments.held_tasks(project_id, person_id)).all()
         mine = [row.id for row in held if row.id not in skip_ids]
         last = s.scalar(
             select(Membership.last_action_at).where(
@@ -211,7 +214,7 @@ def _try_lease(
     # a fetch after a long pause starts a new working session: active time counts from here
     new_session = last is None or (now - last).total_seconds() > IDLE_CAP_S
     if mine:
-        pick, condition, values = mine[0], (Task.status == "leased") & (Task.leased_to == person_id), {}
+        pick = mine[0]
     elif len(held) >= MAX_HELD:
         raise StateError(f"you already hold {len(held)} tasks; answer or skip one of them before asking for another")
     elif not candidates:
@@ -219,11 +222,8 @@ def _try_lease(
     else:
         # the first try takes the best task; after losing a race, spread out over the next best ones
         pick = candidates[0] if attempt == 0 else random.choice(candidates[: 2 + 4 * attempt])
-        condition, values = _free(now), {"status": "leased", "leased_to": person_id}
     with db.session() as s:
-        won = _rowcount(
-            s.execute(update(Task).where(Task.id == pick, condition).values(lease_expires_at=until, **values))
-        )
+        won = assignments.lock_task(s, pick) and assignments.take(s, pick, person_id, now, until)
         if won and new_session:
             _touch(s, project_id, person_id, now)
     return pick if won else 0
@@ -254,7 +254,7 @@ def lease_next(
         if view_id is None:
             return None
         if view_id > 0:
-            return _view(db, settings, view_id)
+            return _view(db, settings, view_id, person_id)
     raise StateError("the queue is very busy right now and no task could be leased; try again in a moment")
 
 
@@ -296,11 +296,12 @@ def _existing_in(s: Session, key: str, person_id: int, task_id: int) -> SubmitRe
 def _lost_task_message(db: Database, project_id: int, person_id: int, task_id: int, now: datetime) -> str:
     with db.session() as s:
         task = s.get(Task, task_id)
+        mine = assignments.state_of(s, task_id, person_id)
     if task is None or task.project_id != project_id:
         raise NotFound(f"task {task_id} does not exist in this project; fetch the next task")
-    if task.status in {"answered", "flagged"}:
+    if task.status in {"answered", "flagged"} or mine in assignments.DONE:
         return f"task {task_id} is already answered; fetch the next task"
-    if task.status == "leased" and task.leased_to != person_id:
+    if mine == assignments.EXPIRED or (mine is None and task.status == "leased"):
         return f"task {task_id} was given to someone else after your lease ran out; fetch the next task"
     return f"task {task_id} is not leased to you (its lease ran out or it was skipped); fetch the next task"
 
@@ -327,7 +328,6 @@ def _record(
         if rationale and len(rationale) > 5000:
             raise DataError(f"the explanation is {len(rationale)} characters long; keep it under 5000")
     now = now or utcnow()
-    final_status = "flagged" if kind == "flag" else "answered"
     with db.session() as s:  # what the write needs, read before taking the write lock
         done = _existing_in(s, key, person_id, task_id) if key else None
         if done is not None:
@@ -350,17 +350,8 @@ def _record(
             if answer_kind == "verify":
                 value = {**value, "teacher_label": teacher, "accepted": teacher == label}
             with db.writing(), db.session() as s:
-                claimed = s.execute(
-                    update(Task)
-                    .where(
-                        Task.id == task_id,
-                        Task.project_id == project_id,
-                        Task.status == "leased",
-                        Task.leased_to == person_id,
-                    )
-                    .values(status=final_status)
-                )
-                if _rowcount(claimed) == 1:
+                locked = assignments.lock_task(s, task_id, project_id=project_id)
+                if locked and assignments.holds(s, task_id, person_id):
                     answer = Answer(
                         item_id=found.item_id,
                         person_id=person_id,
@@ -378,8 +369,9 @@ def _record(
                         created_at=now,
                     )
                     s.add(answer)
-                    _touch(s, project_id, person_id, now)
                     s.flush()
+                    assignments.finish(s, task_id, person_id, answer.id, flag=kind == "flag", now=now)
+                    _touch(s, project_id, person_id, now)
                     return SubmitResult(answer.id, task_id, False, seconds)
     except IntegrityError:
         pass  # the same key arrived twice at once and the other request stored it; answer with that one
@@ -404,11 +396,15 @@ def submit_answer(
     now: datetime | None = None,
 ) -> SubmitResult:
     """Record a label (or a verification) for a task leased to this person; a resent key returns the first."""
-    names = settings.label_names
-    if not names:
+    from terakoya.kinds import kind_for
+
+    if not settings.label_names:
         raise StateError("this project has no labels yet; add [[labels]] to terakoya.toml or import labeled data")
+    names = settings.label_names
     if label not in names:
         raise DataError(f"label {label!r} is not one of this project's labels: {', '.join(names)}; choose one of them")
+    answer = kind_for(settings).read_answer({"label": label, "rationale": rationale}, settings)
+    label, rationale = answer.label or label, answer.rationale
     return _record(
         db,
         project_id,
@@ -473,12 +469,8 @@ def skip_task(
         if task is None or task.project_id != project_id:
             raise NotFound(f"task {task_id} does not exist in this project; fetch the next task")
         already = s.scalar(select(TaskSkip.id).where(TaskSkip.item_id == task.item_id, TaskSkip.person_id == person_id))
-        released = s.execute(
-            update(Task)
-            .where(Task.id == task_id, Task.status == "leased", Task.leased_to == person_id)
-            .values(status="queued", leased_to=None, lease_expires_at=None)
-        )
-        if _rowcount(released) != 1 and already is None:
+        released = assignments.lock_task(s, task_id) and assignments.give_back(s, task_id, person_id, now)
+        if not released and already is None:
             raise StateError(f"task {task_id} is not leased to you, so it cannot be skipped; fetch the next task")
         if already is None:
             s.add(TaskSkip(project_id=project_id, item_id=task.item_id, person_id=person_id, task_id=task_id))
@@ -512,16 +504,13 @@ def undo_last(
             )
             if _rowcount(undone) != 1:
                 continue  # undone by a parallel request of the same person; look again
-            given_back = False
-            if last.task_id is not None:
-                back = s.execute(
-                    update(Task)
-                    .where(Task.id == last.task_id, Task.status.in_(("answered", "flagged")))
-                    .values(status="leased", leased_to=person_id, lease_expires_at=until)
-                )
-                given_back = _rowcount(back) == 1
+            given_back = (
+                last.task_id is not None
+                and assignments.lock_task(s, last.task_id, statuses=assignments.TASK_STATUSES)
+                and assignments.reopen(s, last.task_id, person_id, last.id, now, until)
+            )
             _touch(s, project_id, person_id, now)
-        view = _view(db, settings, last.task_id) if given_back else None
+        view = _view(db, settings, last.task_id, person_id) if given_back else None
         return UndoResult(last.id, view)
     raise StateError("your last answer changed while undoing it; press undo again")
 
@@ -551,13 +540,15 @@ def remaining_for(db: Database, project_id: int, person_id: int, *, now: datetim
     """Tasks this person could still be given (including the ones they hold)."""
     now = now or utcnow()
     answered, skipped = _seen_items(project_id, person_id)
+    held = select(assignments.held_tasks(project_id, person_id).subquery().c.id)
     with db.session() as s:
         n = s.scalar(
             select(func.count(func.distinct(Task.item_id))).where(
                 Task.project_id == project_id,
-                or_(_free(now), and_(Task.status == "leased", Task.leased_to == person_id)),
+                or_(_free(now), Task.id.in_(held)),
                 Task.item_id.not_in(answered),
                 Task.item_id.not_in(skipped),
+                Task.id.not_in(assignments.not_offered(person_id, (*assignments.DONE, assignments.SKIPPED))),
             )
         )
     return int(n or 0)

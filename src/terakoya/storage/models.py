@@ -6,6 +6,8 @@
 - ``suggestions``: what a model said about an item (teacher or student), with cost and latency.
 - ``answers``: what a person said about an item, with who, task kind, rationale and active seconds.
 - ``route_runs`` / ``tasks`` / ``auto_accepts``: routing decisions and the expert queue.
+- ``assignments``: who holds, answered or skipped which task; a task takes ``answers_wanted`` answers, each
+  from a different person (the rules are in :mod:`terakoya.assignments`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "Answer",
+    "Assignment",
     "AutoAccept",
     "Base",
     "GlossaryTerm",
@@ -165,7 +168,13 @@ class RouteRun(Base):
 
 
 class Task(Base):
-    """One item queued for an expert."""
+    """One item queued for experts: ``answers_wanted`` answers, each from a different person.
+
+    Who holds or answered it is in ``assignments``; ``status`` is the task-level summary that routing, the
+    dashboard and exports read (queued | leased | answered | flagged), kept in step with the assignments by
+    :func:`terakoya.assignments.settle`. ``leased_to`` / ``lease_expires_at`` are part of that summary: the
+    lease that frees a slot first, while every slot is taken (kept for compatibility; None otherwise).
+    """
 
     __tablename__ = "tasks"
     __table_args__ = (
@@ -181,11 +190,32 @@ class Task(Base):
     score: Mapped[float] = mapped_column(Float, default=0.0)
     components: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     priority: Mapped[int] = mapped_column(Integer, default=0)  # lower first
-    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued | leased | answered | skipped
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued | leased | answered | flagged
     leased_to: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    #: k: answers the task takes, each from a different person
+    answers_wanted: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     item: Mapped[Item] = relationship()
+
+
+class Assignment(Base):
+    """One person's part in one task: leased, answered, flagged, skipped or expired (never two per person)."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        UniqueConstraint("task_id", "person_id", name="uq_assignments_task_person"),
+        Index("ix_assignments_person_status", "person_id", "status"),
+        Index("ix_assignments_answer", "answer_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20), default="leased")  # leased | answered | flagged | skipped | expired
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    answer_id: Mapped[int | None] = mapped_column(ForeignKey("answers.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class AutoAccept(Base):

@@ -1,0 +1,259 @@
+"""Assignments: a task takes ``answers_wanted`` answers (k), each from a different person.
+
+An assignment is one person's part in one task, one row per task and person (never two):
+
+- ``leased``: the person holds a slot until ``lease_expires_at``. A lease that ran out stays theirs until
+  someone else takes a slot of that task (it then becomes ``expired``), so a late answer still counts when
+  nobody took over;
+- ``answered`` / ``flagged``: the person answered (``answer_id``; a flag is an answer too); the slot is filled;
+- ``skipped``: the person gave the task back and is not offered it again;
+- ``expired``: the person's lease ran out and someone else took a slot; the same row may be leased to the
+  person again later.
+
+Slots: answered, flagged and leased assignments together never outnumber ``answers_wanted``. A person may take
+a slot while the answered, flagged and still running leases of others are fewer; leases of others that ran out
+are expired, oldest first, as far as the new one needs their slot.
+
+``Task.status`` is the task-level summary that routing, the dashboard and exports read, set by :func:`settle`
+in the same transaction as each assignment change: ``answered`` (``flagged`` when one of the answers is a flag)
+once k assignments are answered; ``leased`` while answers and leases fill every slot, with ``leased_to`` and
+``lease_expires_at`` naming the lease that runs out first (when the task is free again); ``queued`` otherwise.
+
+Each change runs in one transaction that starts with :func:`lock_task`, a conditional ``UPDATE`` of the task
+row: on PostgreSQL it locks the row, so that requests for one task take turns and each reads what the one
+before wrote; on SQLite it takes the file's write lock before anything is read, so what a change reads is
+still true when it writes, even with several processes on one file. The functions below that change
+assignments expect that lock to be held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, Select, select, update
+from sqlalchemy.orm import Session
+
+from terakoya.storage.models import Assignment, Task
+
+__all__ = [
+    "ANSWERED",
+    "DONE",
+    "EXPIRED",
+    "FLAGGED",
+    "LEASED",
+    "OPEN_TASK_STATUSES",
+    "SKIPPED",
+    "STATES",
+    "TASK_STATUSES",
+    "finish",
+    "give_back",
+    "held_tasks",
+    "holds",
+    "lock_task",
+    "not_offered",
+    "reopen",
+    "settle",
+    "state_of",
+    "summary",
+    "take",
+]
+
+LEASED = "leased"
+ANSWERED = "answered"
+FLAGGED = "flagged"
+SKIPPED = "skipped"
+EXPIRED = "expired"
+#: the states of an assignment
+STATES = (LEASED, ANSWERED, FLAGGED, SKIPPED, EXPIRED)
+#: assignments whose answer fills a slot
+DONE = (ANSWERED, FLAGGED)
+#: task states in which the task still takes answers
+OPEN_TASK_STATUSES = ("queued", "leased")
+#: the task states :func:`settle` derives (a task in any other state is left as it is)
+TASK_STATUSES = ("queued", "leased", "answered", "flagged")
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount or 0)
+
+
+def lock_task(
+    s: Session, task_id: int, *, project_id: int | None = None, statuses: Collection[str] = OPEN_TASK_STATUSES
+) -> bool:
+    """Lock the task row for this transaction; False when it does not exist (in this project) or is not open."""
+    where = [Task.id == task_id, Task.status.in_(tuple(statuses))]
+    if project_id is not None:
+        where.append(Task.project_id == project_id)
+    locked = s.execute(
+        update(Task).where(*where).values(status=Task.status).execution_options(synchronize_session=False)
+    )
+    return _rowcount(locked) == 1
+
+
+#: an assignment as the rules read it: id, person_id, status, lease_expires_at
+_Row = Row[int, int, str, datetime | None]
+
+
+def _rows(s: Session, task_id: int) -> Sequence[_Row]:
+    return s.execute(
+        select(Assignment.id, Assignment.person_id, Assignment.status, Assignment.lease_expires_at)
+        .where(Assignment.task_id == task_id)
+        .order_by(Assignment.id)
+    ).all()
+
+
+def _set(s: Session, assignment_id: int, **values: Any) -> None:
+    s.execute(
+        update(Assignment)
+        .where(Assignment.id == assignment_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _runs_out(row: _Row) -> datetime:
+    return row.lease_expires_at if row.lease_expires_at is not None else datetime.max
+
+
+def summary(wanted: int, rows: Sequence[_Row]) -> tuple[str, int | None, datetime | None]:
+    """(status, leased_to, lease_expires_at) of a task that takes ``wanted`` answers, from its assignments."""
+    done = [r for r in rows if r.status in DONE]
+    leases = sorted((r for r in rows if r.status == LEASED), key=_runs_out)
+    if len(done) >= wanted:
+        return (FLAGGED if any(r.status == FLAGGED for r in done) else ANSWERED), None, None
+    if leases and len(done) + len(leases) >= wanted:
+        return LEASED, leases[0].person_id, leases[0].lease_expires_at
+    return "queued", None, None
+
+
+def settle(s: Session, task_id: int) -> str:
+    """Set the task's summary from its assignments (see the module docstring); the task's status."""
+    task = s.execute(select(Task.status, Task.answers_wanted).where(Task.id == task_id)).one()
+    if task.status not in TASK_STATUSES:
+        return str(task.status)
+    status, leased_to, until = summary(task.answers_wanted, _rows(s, task_id))
+    s.execute(
+        update(Task)
+        .where(Task.id == task_id)
+        .values(status=status, leased_to=leased_to, lease_expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    return status
+
+
+def take(s: Session, task_id: int, person_id: int, now: datetime, until: datetime) -> bool:
+    """Lease a slot of the (locked) task to this person until ``until``, or renew the lease they hold.
+
+    False when the person answered or skipped the task, or when no slot is free.
+    """
+    wanted = s.scalar(select(Task.answers_wanted).where(Task.id == task_id))
+    rows = _rows(s, task_id)
+    mine = next((r for r in rows if r.person_id == person_id), None)
+    if mine is not None and mine.status not in (LEASED, EXPIRED):
+        return False
+    if mine is None or mine.status == EXPIRED:
+        others = [r for r in rows if r.person_id != person_id]
+        done = sum(1 for r in others if r.status in DONE)
+        leases = sorted((r for r in others if r.status == LEASED), key=_runs_out)
+        running = [r for r in leases if r.lease_expires_at is None or r.lease_expires_at >= now]
+        if wanted is None or done + len(running) >= wanted:
+            settle(s, task_id)  # the summary said there was room: bring it up to date
+            return False
+        ran_out = [r for r in leases if r not in running]
+        for row in ran_out[: max(0, done + len(leases) + 1 - wanted)]:
+            _set(s, row.id, status=EXPIRED, updated_at=now)
+    if mine is None:
+        s.add(
+            Assignment(
+                task_id=task_id, person_id=person_id, status=LEASED, lease_expires_at=until, created_at=now,
+                updated_at=now,
+            )
+        )  # fmt: skip
+        s.flush()
+    else:
+        _set(s, mine.id, status=LEASED, lease_expires_at=until, answer_id=None, updated_at=now)
+    settle(s, task_id)
+    return True
+
+
+def holds(s: Session, task_id: int, person_id: int) -> bool:
+    """Whether the person holds a lease on the task (one that ran out counts while nobody took its slot)."""
+    return state_of(s, task_id, person_id) == LEASED
+
+
+def state_of(s: Session, task_id: int, person_id: int) -> str | None:
+    """The state of the person's assignment on the task; None when they have none."""
+    return s.scalar(select(Assignment.status).where(Assignment.task_id == task_id, Assignment.person_id == person_id))
+
+
+def finish(s: Session, task_id: int, person_id: int, answer_id: int, *, flag: bool, now: datetime) -> bool:
+    """The person's lease on the (locked) task becomes their answer; False when they hold no lease on it."""
+    done = s.execute(
+        update(Assignment)
+        .where(Assignment.task_id == task_id, Assignment.person_id == person_id, Assignment.status == LEASED)
+        .values(status=FLAGGED if flag else ANSWERED, answer_id=answer_id, lease_expires_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(done) != 1:
+        return False
+    settle(s, task_id)
+    return True
+
+
+def give_back(s: Session, task_id: int, person_id: int, now: datetime) -> bool:
+    """The person skips the (locked) task: their lease frees its slot; False when they hold no lease on it."""
+    given = s.execute(
+        update(Assignment)
+        .where(Assignment.task_id == task_id, Assignment.person_id == person_id, Assignment.status == LEASED)
+        .values(status=SKIPPED, lease_expires_at=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if _rowcount(given) != 1:
+        return False
+    settle(s, task_id)
+    return True
+
+
+def reopen(s: Session, task_id: int, person_id: int, answer_id: int, now: datetime, until: datetime) -> bool:
+    """An undone answer: the (locked) task is leased back to its author, in the slot the answer filled.
+
+    An answer that filled no slot (recorded from a file, or before assignments existed) is given back only
+    where a slot is free; one whose slot the other answers fill anyway (a task answered more often than it
+    takes, from before assignments) is not given back and its assignment expires. False when the task is not
+    given back.
+    """
+    row = s.scalar(
+        select(Assignment.id).where(
+            Assignment.task_id == task_id, Assignment.answer_id == answer_id, Assignment.status.in_(DONE)
+        )
+    )
+    if row is None:
+        return take(s, task_id, person_id, now, until)
+    _set(s, row, status=LEASED, answer_id=None, lease_expires_at=until, updated_at=now)
+    if settle(s, task_id) in OPEN_TASK_STATUSES:
+        return True
+    _set(s, row, status=EXPIRED, lease_expires_at=None)
+    settle(s, task_id)
+    return False
+
+
+def held_tasks(project_id: int, person_id: int) -> Select[int, int, int]:
+    """The open tasks of the project on which the person holds a lease (id, item_id, priority), in queue order."""
+    return (
+        select(Task.id, Task.item_id, Task.priority)
+        .join(Assignment, Assignment.task_id == Task.id)
+        .where(
+            Assignment.person_id == person_id,
+            Assignment.status == LEASED,
+            Task.project_id == project_id,
+            Task.status.in_(OPEN_TASK_STATUSES),
+        )
+        .order_by(Task.priority, Task.id)
+    )
+
+
+def not_offered(person_id: int, states: Collection[str] = (LEASED, *DONE, SKIPPED)) -> Select[int]:
+    """Ids of the tasks a person is not to be offered afresh: they hold, answered or skipped them."""
+    return select(Assignment.task_id).where(Assignment.person_id == person_id, Assignment.status.in_(tuple(states)))
