@@ -113,6 +113,31 @@ def test_two_people_answer_a_task_that_takes_two_and_a_third_gets_nothing(q: tup
     assert workqueue.queue_counts(db, pid) == workqueue.QueueCounts(0, 0, 1, 0)
 
 
+def test_answers_from_a_file_fill_one_slot_each(q: tuple[Database, int, Settings], tmp_path: Path) -> None:
+    """A task that takes two answers closes only after two people answered it from files; the same person
+    answering again fills no second slot; a running lease of someone else gives way to an answer that is in."""
+    from terakoya.answers import record_answers
+
+    db, pid, settings = q
+    first, second = add_tasks(db, pid, 2, k=2)
+    (cy,) = people(db, pid, "cy")
+    held = workqueue.lease_next(db, pid, settings, cy)
+    assert held is not None and held.task_id == first
+
+    def answer_file(name: str, rows: list[tuple[str, str, str]]) -> int:
+        path = tmp_path / name
+        path.write_text("id,label,person\n" + "".join(f"{i},{lab},{who}\n" for i, lab, who in rows), encoding="utf-8")
+        return record_answers(db, pid, settings, path).tasks_answered
+
+    assert answer_file("a.csv", [("i0", "positive", "ann"), ("i1", "negative", "ann")]) == 0
+    assert task_row(db, first).status == "leased" and task_row(db, second).status == "queued"
+    assert answer_file("b.csv", [("i1", "positive", "ann")]) == 0  # ann again: no second slot
+    assert task_row(db, second).status == "queued"
+    assert answer_file("c.csv", [("i0", "negative", "bob"), ("i1", "negative", "bob")]) == 2
+    assert task_row(db, first).status == task_row(db, second).status == "answered"
+    assert states(db, first)[cy] == "expired"  # cy's lease gave way to bob's answer
+
+
 def test_the_same_person_never_gets_a_task_twice(q: tuple[Database, int, Settings]) -> None:
     db, pid, settings = q
     (task_id,) = add_tasks(db, pid, 1, k=3)

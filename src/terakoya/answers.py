@@ -22,13 +22,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from terakoya.accounts import NAME_MAX, SIMULATED_PERSON, get_or_create_person, normal_name
+from terakoya.assignments import OPEN_TASK_STATUSES, lock_task, record_outside_queue
 from terakoya.errors import ConfigError, DataError
 from terakoya.glossary import guideline_version_in
 from terakoya.kinds import kind_for
 from terakoya.readers import open_rows, require_columns
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
-from terakoya.storage.models import Answer, Import, Item, Person, Task
+from terakoya.storage.models import Answer, Import, Item, Person, Task, utcnow
 
 __all__ = [
     "ROUTED_REASONS",
@@ -40,7 +41,6 @@ __all__ = [
 
 #: task reasons that simulate may answer
 ROUTED_REASONS = ("routed", "gold", "random", "audit")
-_OPEN = ("queued", "leased")
 _CHUNK = 500
 
 
@@ -116,7 +116,7 @@ def _open_tasks(s: Session, project_id: int, item_ids: Sequence[int]) -> dict[in
     for chunk in _chunks(item_ids):
         tasks = s.scalars(
             select(Task)
-            .where(Task.project_id == project_id, Task.item_id.in_(chunk), Task.status.in_(_OPEN))
+            .where(Task.project_id == project_id, Task.item_id.in_(chunk), Task.status.in_(OPEN_TASK_STATUSES))
             .order_by(Task.priority, Task.id)
         ).all()
         for task in tasks:
@@ -137,9 +137,16 @@ def _stored_keys(s: Session, item_ids: Sequence[int]) -> set[tuple[int, str, str
     return keys
 
 
-def _close(task: Task) -> None:
-    task.status = "answered"
-    task.lease_expires_at = None
+def _fill(s: Session, answer: Answer, task: Task | None, person_id: int, closed: set[int]) -> None:
+    """Store the answer; where its item has an open task, the answer fills the person's slot of it."""
+    s.add(answer)
+    s.flush()
+    if task is None or not lock_task(s, task.id):
+        return
+    if record_outside_queue(s, task.id, person_id, answer.id, utcnow()):
+        s.refresh(task)
+        if task.status not in OPEN_TASK_STATUSES:
+            closed.add(task.id)
 
 
 # ----------------------------------------------------------------------------- from a file
@@ -261,24 +268,20 @@ def record_answers(
                 continue
             seen.add(key)
             task = tasks.get(item_id)
-            if task is not None and task.id not in closed:
-                _close(task)
-                closed.add(task.id)
-            s.add(
-                Answer(
-                    item_id=item_id,
-                    person_id=people[p.person].id,
-                    task_id=task.id if task is not None else None,
-                    kind="label",
-                    label=p.label,
-                    value=p.value,
-                    rationale=p.rationale,
-                    active_seconds=p.seconds,
-                    simulated=False,
-                    source="file",
-                    guideline_version=version,
-                )
+            stored = Answer(
+                item_id=item_id,
+                person_id=people[p.person].id,
+                task_id=task.id if task is not None else None,
+                kind="label",
+                label=p.label,
+                value=p.value,
+                rationale=p.rationale,
+                active_seconds=p.seconds,
+                simulated=False,
+                source="file",
+                guideline_version=version,
             )
+            _fill(s, stored, task, people[p.person].id, closed)
             recorded += 1
     return AnswerReport(
         recorded=recorded, duplicates=duplicates, people=people_names, simulated=False, tasks_answered=len(closed)
@@ -336,7 +339,7 @@ def simulate(
             .join(Item, Item.id == Task.item_id)
             .where(
                 Task.project_id == project_id,
-                Task.status.in_(_OPEN),
+                Task.status.in_(OPEN_TASK_STATUSES),
                 Task.reason.in_(ROUTED_REASONS),
                 Task.kind == "label",
             )
@@ -380,26 +383,25 @@ def simulate(
         seen = _stored_keys(s, sorted({item.id for _t, item, _v in answers}))
         recorded = duplicates = 0
         version = guideline_version_in(s, project_id, settings)
+        closed: set[int] = set()
         for task, item, value in answers:
-            _close(task)
             key = (item.id, expert.name, value)
             if key in seen:
                 duplicates += 1
                 continue
             seen.add(key)
-            s.add(
-                Answer(
-                    item_id=item.id,
-                    person_id=expert.id,
-                    task_id=task.id,
-                    kind="label",
-                    label=value,
-                    active_seconds=settings.routing.seconds_per_item,
-                    simulated=True,
-                    source="simulate",
-                    guideline_version=version,
-                )
+            answer = Answer(
+                item_id=item.id,
+                person_id=expert.id,
+                task_id=task.id,
+                kind="label",
+                label=value,
+                active_seconds=settings.routing.seconds_per_item,
+                simulated=True,
+                source="simulate",
+                guideline_version=version,
             )
+            _fill(s, answer, task, expert.id, closed)
             recorded += 1
         name = expert.name
     notes = []
@@ -410,7 +412,7 @@ def simulate(
         duplicates=duplicates,
         people=[name],
         simulated=True,
-        tasks_answered=len(answers),
+        tasks_answered=len(closed),
         skipped=skipped,
         notes=notes,
     )

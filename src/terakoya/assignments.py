@@ -53,6 +53,7 @@ __all__ = [
     "holds",
     "lock_task",
     "not_offered",
+    "record_outside_queue",
     "reopen",
     "settle",
     "state_of",
@@ -198,6 +199,38 @@ def finish(s: Session, task_id: int, person_id: int, answer_id: int, *, flag: bo
     )
     if _rowcount(done) != 1:
         return False
+    settle(s, task_id)
+    return True
+
+
+def record_outside_queue(s: Session, task_id: int, person_id: int, answer_id: int, now: datetime) -> bool:
+    """An answer given outside the queue (an answer file, a simulation) fills the person's slot of the task.
+
+    The person's own lease becomes the answer; otherwise they take a free slot, and where leases of others
+    fill every slot, the one that runs out first expires: the answer is in, that lease's work is not. False
+    (the answer is kept, the task unchanged) when the person already answered or skipped the task, or when
+    the answers of others fill every slot. The caller holds the task's lock (:func:`lock_task`).
+    """
+    if finish(s, task_id, person_id, answer_id, flag=False, now=now):
+        return True
+    wanted = s.scalar(select(Task.answers_wanted).where(Task.id == task_id)) or 1
+    rows = _rows(s, task_id)
+    mine = next((r for r in rows if r.person_id == person_id), None)
+    if mine is not None and mine.status != EXPIRED:
+        return False
+    others = [r for r in rows if r.person_id != person_id]
+    done = sum(1 for r in others if r.status in DONE)
+    if done >= wanted:
+        return False
+    leases = sorted((r for r in others if r.status == LEASED), key=_runs_out)
+    for row in leases[: max(0, done + len(leases) + 1 - wanted)]:
+        _set(s, row.id, status=EXPIRED, updated_at=now)
+    values = {"status": ANSWERED, "answer_id": answer_id, "lease_expires_at": None, "updated_at": now}
+    if mine is None:
+        s.add(Assignment(task_id=task_id, person_id=person_id, created_at=now, **values))
+        s.flush()
+    else:
+        _set(s, mine.id, **values)
     settle(s, task_id)
     return True
 
