@@ -334,3 +334,57 @@ def test_embedding_student_counts_its_encoder_and_is_timed_without_its_cache(tmp
     assert "plus its encoder minilm" in student["size_note"]
     # every timed text is new to the loaded copy: a cached embedding would answer in microseconds
     assert student["p50_latency_ms"] > 1.0
+
+
+@pytest.mark.parametrize("case", ["teacher only", "student and curve", "no expert answers"])
+def test_report_json_is_the_typed_report_and_renders_the_same(tmp_path: Path, case: str) -> None:
+    """report.json is the typed report's to_json(); read back, it is the same report and renders the same page."""
+    from terakoya.evaluation.render import plots
+    from terakoya.evaluation.report import EvaluationReport
+    from terakoya.evaluation.sections import Report
+    from terakoya.jobs import jsonable
+    from terakoya.training import train
+
+    db, pid = build(tmp_path)
+    settings = _settings(tmp_path)
+    if case == "student and curve":
+        train(db, pid, settings)
+    if case == "no expert answers":
+        with db.session() as s:
+            for answer in s.query(Answer):
+                answer.superseded = True
+    result = evaluate(db, pid, settings, learning_curve=case != "teacher only", curve_points=2, out_dir=tmp_path / "r")
+    typed, text = result.report, result.json_path.read_text(encoding="utf-8")
+    saved = json.loads(text)
+    # the file is the typed report's JSON, byte for byte (keys in the same order), and `data` is that dict
+    assert text == json.dumps(typed.to_json(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    assert saved == result.data == typed.to_json()
+    assert Report.from_json(saved) == typed
+    assert EvaluationReport(saved, result.out_dir, result.json_path, result.html_path).report == typed
+    # what the renderers show: the page on disk, from the typed report and from the saved JSON alike
+    images = plots(typed)
+    assert images == plots(saved)
+    assert result.html_path.read_text(encoding="utf-8") == render_html(typed, images) == render_html(saved, images)
+    screens = []
+    for source in (typed, saved):
+        console = Console(record=True, width=140)
+        render_terminal(source, console)
+        screens.append(console.export_text())
+    assert screens[0] == screens[1]
+    # the attributes are the JSON's values
+    for title, column in typed.columns():
+        key = {"Teacher": "teacher", "Student": "student", "Experts alone": "experts_alone", "Experts": "experts"}
+        block = saved[key[title]]
+        assert (column.available, column.accuracy, column.macro_f1) == (
+            block["available"],
+            block["accuracy"],
+            block["macro_f1"],
+        ), title
+        assert column.speed.items_per_second == block.get("items_per_second"), title
+    assert typed.findings == saved["findings"] and typed.notes == saved["notes"]
+    assert [p.accuracy for p in typed.learning_curve.points] == [
+        p["accuracy"] for p in saved["learning_curve"]["points"]
+    ]
+    # a background job still records the JSON and the paths as the result of evaluate
+    assert set(jsonable(result)) == {"data", "out_dir", "json_path", "html_path"}
+    assert jsonable(result)["data"] == saved

@@ -359,7 +359,7 @@ def evaluate(
     project = _open()
     with _progress("evaluating") as update:
         report = project.evaluate(model_path=model, out_dir=out, learning_curve=curve, progress=update)
-    render_terminal(report.data, console)
+    render_terminal(report.report, console)
     console.print(f"report: {report.html_path}\n        {report.json_path}")
     project.close()
 

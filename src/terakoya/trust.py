@@ -17,7 +17,7 @@ cross-validated teacher weight decides. With fewer than :data:`MIN_BLIND` blind 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -78,6 +78,15 @@ class TeacherTrust:
         out = asdict(self)
         out["weight"] = self.weight
         return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TeacherTrust:
+        """The trust :meth:`to_json` wrote (``weight`` follows from the rest)."""
+        values = {k: v for k, v in data.items() if k != "weight"}
+        for key in ("accuracy_ci", "kappa_ci"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
 
 
 def cohen_kappa(truth: NDArray[np.intp], said: NDArray[np.intp], k: int) -> float:

@@ -8,6 +8,7 @@ for this project, with positive/negative/neutral labels and a held-out test spli
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -121,14 +122,14 @@ def run_demo(
         )
     with bar("scrutiny report") as update:
         report = project.evaluate(progress=update)
-    render_terminal(report.data, console)
+    render_terminal(report.report, console)
     elapsed = time.perf_counter() - started
     say(f"\nreport: {report.html_path}\n        {report.json_path}")
     say(f"demo finished in {elapsed / 60:.1f} minutes")
     project.close()
-    data = report.data
+    teacher, student = report.report.teacher.accuracy, report.report.student.accuracy
     return {
-        "teacher_accuracy": float(data["teacher"]["accuracy"]),
-        "student_accuracy": float(data["student"]["accuracy"]),
+        "teacher_accuracy": math.nan if teacher is None else teacher,
+        "student_accuracy": math.nan if student is None else student,
         "seconds": elapsed,
     }

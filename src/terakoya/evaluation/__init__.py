@@ -4,6 +4,8 @@
 - ``gather``: what the report reads from the database
 - ``timing``: speed, latency, size and cost of the student (measured) and the teacher (recorded)
 - ``curve``: the learning curve, chosen routing vs simulated random routing
+- ``sections``: the report as typed data (``Report`` and its sections), with report.json as ``to_json()``
+- ``findings``: the headline and key findings in plain words
 - ``render``: the terminal table, the self-contained HTML page, the plots
 - ``report``: ``evaluate``, which ties them together and writes report.json and report.html
 """
@@ -11,9 +13,11 @@
 from terakoya.evaluation.metrics import agreement, classification_metrics, cohen_kappa
 from terakoya.evaluation.render import render_html, render_terminal
 from terakoya.evaluation.report import EvaluationReport, evaluate
+from terakoya.evaluation.sections import Report
 
 __all__ = [
     "EvaluationReport",
+    "Report",
     "agreement",
     "classification_metrics",
     "cohen_kappa",

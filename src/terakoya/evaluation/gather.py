@@ -137,106 +137,14 @@ def gather(db: Database, project_id: int, settings: Settings) -> Gathered:
     """Everything from the database; a StateError when the test split has no gold labels."""
     with db.session() as s:
         counts = items_by_split(s, project_id)
-        test_rows = s.execute(
-            select(Item.id, Item.external_id, Item.text, Item.gold_label)
-            .where(Item.project_id == project_id, Item.split == "test", Item.gold_label.is_not(None))
-            .order_by(Item.id)
-        ).all()
-        test = [TestItem(r.id, r.external_id, r.text, r.gold_label) for r in test_rows if r.gold_label.strip()]
-        test_total = int(counts.get("test", 0))
-        if not test:
-            detail = f" (the test split has {test_total} items, none with a gold label)" if test_total else ""
-            raise StateError(f"no test items with gold labels{detail}: {NO_GOLD_FIX}")
-        pool_with_gold = int(
-            s.scalar(
-                select(func.count())
-                .select_from(Item)
-                .where(Item.project_id == project_id, Item.split == "pool", Item.gold_label.is_not(None))
-            )
-            or 0
-        )
+        test = _gold_test_items(s, project_id, int(counts.get("test", 0)))
         classes = list(settings.label_names) or sorted({t.gold for t in test})
-        test_ids = {t.id for t in test}
-        teacher_test = {
-            r.item_id: ModelRow(r.label, _probabilities(r.probabilities, bool(r.confidence_known), classes))
-            for r in _current(s, project_id, "teacher", "test")
-            if r.item_id in test_ids
-        }
-        failed_ids = set(
-            s.scalars(
-                select(Suggestion.item_id)
-                .join(Item, Item.id == Suggestion.item_id)
-                .where(
-                    Item.project_id == project_id,
-                    Item.split == "test",
-                    Suggestion.agent_kind == "teacher",
-                    Suggestion.error.is_not(None),
-                )
-                .distinct()
-            ).all()
-        )
-        teacher_test_failed = len((failed_ids & test_ids) - set(teacher_test))
+        pool_with_gold = _pool_with_gold(s, project_id)
+        teacher_test, teacher_test_failed = _teacher_on_test(s, project_id, classes, {t.id for t in test})
         teacher_pool = {r.item_id: r.label for r in _current(s, project_id, "teacher", "pool")}
-        answer_query = (
-            select(
-                Answer.id,
-                Answer.item_id,
-                Item.split,
-                Person.name,
-                Answer.label,
-                Answer.simulated,
-                Answer.active_seconds,
-                Item.text,
-                Item.external_id,
-            )
-            .join(Item, Item.id == Answer.item_id)
-            .join(Person, Person.id == Answer.person_id)
-            .where(Item.project_id == project_id, live_expert_answer())
-            .order_by(Answer.id)
-        )
-        if settings.label_names:  # as training reads them: an answer with an undeclared label counts for nothing
-            answer_query = answer_query.where(Answer.label.in_(settings.label_names))
-        answer_rows = s.execute(answer_query).all()
-        answers = [
-            AnswerRow(r.id, r.item_id, r.split, r.name, r.label, bool(r.simulated), r.active_seconds)
-            for r in answer_rows
-        ]
-        texts = {r.item_id: r.text for r in answer_rows}
-        external = {r.item_id: r.external_id for r in answer_rows}
-        call_rows = s.execute(
-            select(
-                Suggestion.agent,
-                Suggestion.latency_ms,
-                Suggestion.cost_usd,
-                Suggestion.prompt_tokens,
-                Suggestion.completion_tokens,
-            )
-            .join(Item, Item.id == Suggestion.item_id)
-            .where(
-                Item.project_id == project_id,
-                Suggestion.agent_kind == "teacher",
-                Suggestion.cached.is_(False),
-                Suggestion.error.is_(None),
-            )
-        ).all()
-        calls = [
-            TeacherCallRow(
-                r.agent,
-                float(r.latency_ms or 0.0),
-                float(r.cost_usd or 0.0),
-                r.prompt_tokens or 0,
-                r.completion_tokens or 0,
-            )
-            for r in call_rows
-        ]
-        models = list(
-            s.scalars(
-                select(Suggestion.agent)
-                .join(Item, Item.id == Suggestion.item_id)
-                .where(Item.project_id == project_id, Suggestion.agent_kind == "teacher")
-                .distinct()
-            ).all()
-        )
+        answers, texts, external = _expert_answers(s, project_id, settings)
+        calls = _teacher_calls(s, project_id)
+        models = _teacher_models(s, project_id)
         runs = [
             RunRow(r.run_id, r.kind, r.path, dict(r.metrics or {}))
             for r in s.scalars(
@@ -246,7 +154,7 @@ def gather(db: Database, project_id: int, settings: Settings) -> Gathered:
     return Gathered(
         classes=classes,
         test=test,
-        test_total=test_total,
+        test_total=int(counts.get("test", 0)),
         pool_total=int(counts.get("pool", 0)),
         pool_with_gold=pool_with_gold,
         teacher_test=teacher_test,
@@ -258,6 +166,125 @@ def gather(db: Database, project_id: int, settings: Settings) -> Gathered:
         teacher_calls=calls,
         teacher_models=sorted(models),
         runs=runs,
+    )
+
+
+def _gold_test_items(s: Session, project_id: int, test_total: int) -> list[TestItem]:
+    """The test items with a (non-blank) gold label, by id; a StateError when there is none."""
+    rows = s.execute(
+        select(Item.id, Item.external_id, Item.text, Item.gold_label)
+        .where(Item.project_id == project_id, Item.split == "test", Item.gold_label.is_not(None))
+        .order_by(Item.id)
+    ).all()
+    test = [TestItem(r.id, r.external_id, r.text, r.gold_label) for r in rows if r.gold_label.strip()]
+    if not test:
+        detail = f" (the test split has {test_total} items, none with a gold label)" if test_total else ""
+        raise StateError(f"no test items with gold labels{detail}: {NO_GOLD_FIX}")
+    return test
+
+
+def _pool_with_gold(s: Session, project_id: int) -> int:
+    return int(
+        s.scalar(
+            select(func.count())
+            .select_from(Item)
+            .where(Item.project_id == project_id, Item.split == "pool", Item.gold_label.is_not(None))
+        )
+        or 0
+    )
+
+
+def _teacher_on_test(
+    s: Session, project_id: int, classes: list[str], test_ids: set[int]
+) -> tuple[dict[int, ModelRow], int]:
+    """The teacher's current suggestion per gold test item, and how many others it only failed on."""
+    teacher_test = {
+        r.item_id: ModelRow(r.label, _probabilities(r.probabilities, bool(r.confidence_known), classes))
+        for r in _current(s, project_id, "teacher", "test")
+        if r.item_id in test_ids
+    }
+    failed_ids = set(
+        s.scalars(
+            select(Suggestion.item_id)
+            .join(Item, Item.id == Suggestion.item_id)
+            .where(
+                Item.project_id == project_id,
+                Item.split == "test",
+                Suggestion.agent_kind == "teacher",
+                Suggestion.error.is_not(None),
+            )
+            .distinct()
+        ).all()
+    )
+    return teacher_test, len((failed_ids & test_ids) - set(teacher_test))
+
+
+def _expert_answers(
+    s: Session, project_id: int, settings: Settings
+) -> tuple[list[AnswerRow], dict[int, str], dict[int, str]]:
+    """The live expert answers by id, and the text and external id of each item they answer."""
+    query = (
+        select(
+            Answer.id,
+            Answer.item_id,
+            Item.split,
+            Person.name,
+            Answer.label,
+            Answer.simulated,
+            Answer.active_seconds,
+            Item.text,
+            Item.external_id,
+        )
+        .join(Item, Item.id == Answer.item_id)
+        .join(Person, Person.id == Answer.person_id)
+        .where(Item.project_id == project_id, live_expert_answer())
+        .order_by(Answer.id)
+    )
+    if settings.label_names:  # as training reads them: an answer with an undeclared label counts for nothing
+        query = query.where(Answer.label.in_(settings.label_names))
+    rows = s.execute(query).all()
+    answers = [AnswerRow(r.id, r.item_id, r.split, r.name, r.label, bool(r.simulated), r.active_seconds) for r in rows]
+    return answers, {r.item_id: r.text for r in rows}, {r.item_id: r.external_id for r in rows}
+
+
+def _teacher_calls(s: Session, project_id: int) -> list[TeacherCallRow]:
+    """The teacher's non-cached calls that gave an answer: latency, cost and tokens."""
+    rows = s.execute(
+        select(
+            Suggestion.agent,
+            Suggestion.latency_ms,
+            Suggestion.cost_usd,
+            Suggestion.prompt_tokens,
+            Suggestion.completion_tokens,
+        )
+        .join(Item, Item.id == Suggestion.item_id)
+        .where(
+            Item.project_id == project_id,
+            Suggestion.agent_kind == "teacher",
+            Suggestion.cached.is_(False),
+            Suggestion.error.is_(None),
+        )
+    ).all()
+    return [
+        TeacherCallRow(
+            r.agent,
+            float(r.latency_ms or 0.0),
+            float(r.cost_usd or 0.0),
+            r.prompt_tokens or 0,
+            r.completion_tokens or 0,
+        )
+        for r in rows
+    ]
+
+
+def _teacher_models(s: Session, project_id: int) -> list[str]:
+    return list(
+        s.scalars(
+            select(Suggestion.agent)
+            .join(Item, Item.id == Suggestion.item_id)
+            .where(Item.project_id == project_id, Suggestion.agent_kind == "teacher")
+            .distinct()
+        ).all()
     )
 
 
