@@ -360,7 +360,7 @@ def test_train_an_embed_student(tmp_path: Path) -> None:
 
 def test_teacher_scale_is_chosen_on_expert_answers() -> None:
     """A teacher whose labels are the opposite of the experts' is weighed 0; a faithful one keeps weight."""
-    from terakoya.training import TrainingSet, choose_teacher_scale
+    from terakoya.training import TEACHER_SCALES, TrainingSet, choose_teacher_scale
 
     rng = np.random.default_rng(0)
     good = ["profit rose strongly", "record sales growth", "dividend raised again", "orders up sharply"]
@@ -395,8 +395,8 @@ def test_teacher_scale_is_chosen_on_expert_answers() -> None:
         item_ids=data.item_ids,
         classes=LABELS,
     )
-    # a faithful teacher is no worse than the experts alone within noise: it keeps its full weight
-    assert choose_teacher_scale(flipped, kind="linear")[0] == 1.0
+    # a faithful teacher is no worse than the experts alone within noise: it gets the largest weight tried
+    assert choose_teacher_scale(flipped, kind="linear")[0] == max(TEACHER_SCALES)
 
 
 def test_failed_retry_does_not_hide_an_earlier_teacher_answer(tmp_path: Path) -> None:

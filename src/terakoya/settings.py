@@ -188,8 +188,8 @@ class StudentSettings(_Section):
     )
     teacher_weight_search: bool = Field(
         True,
-        description="choose how much the teacher's labels weigh (0, 0.1, 0.3 or 1 times) by 3-fold cross-validation "
-        "on the expert answers (needs 20 or more)",
+        description="choose how much the teacher's labels weigh (0, 0.1, 0.3, 1 or 3 times; 3 = as much as an "
+        "expert answer at expert_weight 3) by 3-fold cross-validation on the expert answers (needs 20 or more)",
     )
     teacher_min_confidence: float = Field(
         0.0, ge=0, le=1, description="teacher items below this confidence are left out of training"
