@@ -65,7 +65,7 @@ def _pct(values: list[float], q: float) -> float | None:
 
 def build_project(folder: Path, *, tasks: int, trainers: int) -> list[str]:
     """A project folder with ``tasks`` queued tasks and ``trainers`` people; returns their API tokens."""
-    from terakoya import accounts
+    from terakoya.people import accounts
     from terakoya.project_file import write_new_project
     from terakoya.settings import load_settings
     from terakoya.storage import open_database

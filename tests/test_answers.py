@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from terakoya.accounts import get_or_create_person
-from terakoya.answers import record_answers, simulate
 from terakoya.errors import ConfigError, DataError
-from terakoya.glossary import guideline_version
+from terakoya.people.accounts import get_or_create_person
+from terakoya.people.glossary import guideline_version
 from terakoya.routing import route
 from terakoya.settings import Settings
 from terakoya.storage import Database, open_database
 from terakoya.storage.models import Answer, Import, Item, Person, Suggestion, Task
+from terakoya.workqueue.answers import record_answers, simulate
 
 LABELS = ["positive", "negative", "neutral"]
 

@@ -116,7 +116,7 @@ def test_two_people_answer_a_task_that_takes_two_and_a_third_gets_nothing(q: tup
 def test_answers_from_a_file_fill_one_slot_each(q: tuple[Database, int, Settings], tmp_path: Path) -> None:
     """A task that takes two answers closes only after two people answered it from files; the same person
     answering again fills no second slot; a running lease of someone else gives way to an answer that is in."""
-    from terakoya.answers import record_answers
+    from terakoya.workqueue.answers import record_answers
 
     db, pid, settings = q
     first, second = add_tasks(db, pid, 2, k=2)

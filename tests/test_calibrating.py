@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import func, select
 
 from fakes.openai_server import FakeOpenAI
-from terakoya.calibrating import MIN_BATCH_ITEMS, calibrate_teacher, label_logprobs
 from terakoya.settings import Settings
 from terakoya.storage import open_database
 from terakoya.storage.models import Answer, Item, Person, Suggestion
 from terakoya.storage.queries import current_suggestion_ids
-from terakoya.teaching import teach
+from terakoya.teachers.calibrating import MIN_BATCH_ITEMS, calibrate_teacher, label_logprobs
+from terakoya.teachers.teaching import teach
 
 LABELS = ["positive", "negative", "neutral"]
 WORDS = ["rose", "fell", "growth", "loss", "record", "layoffs", "met", "held", "offices", "covers"]

@@ -11,10 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
 
-from terakoya import exporters
 from terakoya.errors import ConfigError
-from terakoya.exporters import EXPORT_COLUMNS, export_items
-from terakoya.importers import import_file
+from terakoya.importers import exporters, import_file
+from terakoya.importers.exporters import EXPORT_COLUMNS, export_items
 from terakoya.storage import open_database
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, AutoAccept, Item, Person, Suggestion
@@ -220,7 +219,7 @@ def test_export_queued_only_lists_open_tasks(tmp_path: Path) -> None:
             ]
         )
     out = tmp_path / "queue.csv"
-    from terakoya.exporters import export_items
+    from terakoya.importers.exporters import export_items
 
     assert export_items(db, pid, out, queued=True) == 2
     assert [line.split(",")[0] for line in out.read_text().splitlines()[1:]] == ["1", "3"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from terakoya.aggregate import AGGREGATOR
+from terakoya.quality.aggregate import AGGREGATOR
 from terakoya.storage import open_database
 from terakoya.storage.models import StudentRun, TrainingLabel
 from terakoya.training import train

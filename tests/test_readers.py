@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from terakoya.errors import ConfigError, DataError, EncodingError
-from terakoya.readers import Row, detect_format, open_rows, require_columns
+from terakoya.importers.readers import Row, detect_format, open_rows, require_columns
 
 
 def rows_of(path: Path, **kw: object) -> list[Row]:

@@ -20,20 +20,21 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from terakoya import accounts, glossary, training, workqueue
-from terakoya.aggregate import majority, top_labels
-from terakoya.answers import record_answers
+from terakoya import training, workqueue
 from terakoya.dashboard import dashboard_data
 from terakoya.evaluation.gather import gather, label_of
 from terakoya.evaluation.metrics import classification_metrics, expected_calibration_error, reliability_bins
+from terakoya.people import accounts, glossary
 from terakoya.project import Project
+from terakoya.quality.aggregate import majority, top_labels
+from terakoya.routing.trust import blind_pairs
 from terakoya.settings import Settings
 from terakoya.storage import open_database
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, Item, Person, Suggestion, Task
 from terakoya.storage.queries import current_suggestion
 from terakoya.training import build_training_set, train_arrays
-from terakoya.trust import blind_pairs
+from terakoya.workqueue.answers import record_answers
 
 LABELS = ["positive", "negative", "neutral"]
 PASSWORD = "correct horse battery"

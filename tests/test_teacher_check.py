@@ -13,7 +13,7 @@ from terakoya.errors import StateError
 from terakoya.settings import Settings
 from terakoya.storage import open_database
 from terakoya.storage.models import Item
-from terakoya.teacher_check import check_teachers
+from terakoya.teachers.check import check_teachers
 
 FAKES = Path(__file__).parent / "fakes"
 LABELS = ["positive", "negative", "neutral"]

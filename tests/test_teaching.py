@@ -22,7 +22,7 @@ from terakoya.storage.db import Database, open_database
 from terakoya.storage.models import Answer, GlossaryTerm, Item, Person, Suggestion, TeacherCall
 from terakoya.teachers import approved_glossary, collect_examples
 from terakoya.teachers.python import PythonTeacher
-from terakoya.teaching import current_prompt, plan_teach, teach
+from terakoya.teachers.teaching import current_prompt, plan_teach, teach
 
 TEXTS = [
     "Operating profit rose to EUR 13 mn.",
@@ -349,7 +349,7 @@ import sys
 from pathlib import Path
 from terakoya.settings import Settings
 from terakoya.storage.db import open_database
-from terakoya.teaching import teach
+from terakoya.teachers.teaching import teach
 
 db = open_database(sys.argv[1])
 settings = Settings.model_validate({

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from terakoya.errors import DataError, StateError
-from terakoya.predicting import predict_file
+from terakoya.serving.predicting import predict_file
 from terakoya.settings import Settings
 from terakoya.storage import Database, open_database
 from terakoya.storage.models import Answer, AutoAccept, Item, Person, StudentRun, Suggestion

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from terakoya.routing.trust import MIN_BLIND, cohen_kappa, measure_trust, trust_from_pairs
 from terakoya.settings import Settings
 from terakoya.storage import Database, open_database
 from terakoya.storage.models import Answer, Item, Person, Suggestion, Task
 from terakoya.training import build_training_set
-from terakoya.trust import MIN_BLIND, cohen_kappa, measure_trust, trust_from_pairs
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -122,7 +122,7 @@ def test_constant_teacher_is_dropped_from_training(tmp_path: Path) -> None:
 def test_permuted_teacher_is_unpermuted_by_recalibration_and_then_trusted(tmp_path: Path) -> None:
     """A teacher that always says the next label is wrong but informative: re-calibration on the experts'
     answers turns its labels back, after which the blind checks trust it and training uses it."""
-    from terakoya.calibrating import calibrate_teacher
+    from terakoya.teachers.calibrating import calibrate_teacher
 
     db = open_database(f"sqlite:///{tmp_path / 'c.db'}")
     pid = _fill(db, lambda i: LABELS[(i + 1) % 3])

@@ -234,7 +234,7 @@ def teacher_check(
     style: Annotated[list[str] | None, typer.Option(help="only this prompt style: chat or plain (repeatable)")] = None,
 ) -> None:
     """Score every teacher variant (model x prompt style x calibration) on items with known labels; say which to use."""
-    from terakoya.teacher_check import check_teachers
+    from terakoya.teachers.check import check_teachers
 
     project = _open()
     with _progress("checking teachers") as update:
@@ -374,7 +374,7 @@ def predict(
     encoding: Annotated[str, typer.Option(help="text encoding")] = "utf-8",
 ) -> None:
     """Label a file with a saved student (no project needed)."""
-    from terakoya.predicting import predict_file
+    from terakoya.serving.predicting import predict_file
 
     rows = predict_file(model, in_path, out_path, text_column=text_column, fmt=fmt, encoding=encoding)
     console.print(f"wrote {rows:,} predictions to {out_path}")
@@ -428,7 +428,7 @@ def user_add(
     ] = None,
 ) -> None:
     """Add an owner or reviewer who can sign in to `terakoya serve` (trainers join by invite link)."""
-    from terakoya.accounts import create_user
+    from terakoya.people.accounts import create_user
 
     project = _open()
     if password is None:

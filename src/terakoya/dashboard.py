@@ -6,7 +6,7 @@
 - :func:`trainer_stats`: one person's items, active time and earnings today, this week and in total.
 
 Gold items are test-split items with a ``gold_label``; a trainer's gold accuracy is over those they answered.
-Earnings follow the pay in force (:func:`terakoya.accounts.current_pay`): per answered item, or per active hour.
+Earnings follow the pay in force (:func:`terakoya.people.accounts.current_pay`): per answered item, or per active hour.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, select
 
-from terakoya.accounts import current_pay
-from terakoya.aggregate import live_expert_answer
+from terakoya.people.accounts import current_pay
+from terakoya.quality.aggregate import live_expert_answer
+from terakoya.routing.trust import TeacherTrust, measure_trust
 from terakoya.settings import PaySettings, Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, AutoAccept, Item, Person, StudentRun, Suggestion, Task, utcnow
 from terakoya.storage.queries import current_suggestion_ids, items_by_split, labelled_items
 from terakoya.storage.web_models import Membership
-from terakoya.trust import TeacherTrust, measure_trust
 from terakoya.workqueue import QueueCounts, queue_counts, remaining_for
 
 __all__ = [

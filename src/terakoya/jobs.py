@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import select, update
 
-from terakoya.accounts import NotFound
 from terakoya.errors import DataError, TerakoyaError
+from terakoya.people.accounts import NotFound
 from terakoya.project import ProjectLike
 from terakoya.storage.db import Database
 from terakoya.storage.models import Job, utcnow

@@ -26,15 +26,15 @@ from terakoya.storage.models import Answer, AutoAccept, Item, StudentRun, Sugges
 from terakoya.storage.queries import items_by_split, labelled_items
 
 if TYPE_CHECKING:
-    from terakoya.answers import AnswerReport
-    from terakoya.calibrating import CalibrationReport
     from terakoya.evaluation.report import EvaluationReport
     from terakoya.importers import ImportReport
     from terakoya.routing import RouteReport
+    from terakoya.routing.trust import TeacherTrust
     from terakoya.teachers.base import Teacher
-    from terakoya.teaching import TeachPlan, TeachReport
+    from terakoya.teachers.calibrating import CalibrationReport
+    from terakoya.teachers.teaching import TeachPlan, TeachReport
     from terakoya.training import TrainReport
-    from terakoya.trust import TeacherTrust
+    from terakoya.workqueue.answers import AnswerReport
 
 __all__ = ["Progress", "Project", "ProjectLike"]
 
@@ -166,7 +166,7 @@ class Project:
         return report
 
     def plan_teach(self, *, limit: int | None = None, refresh: bool = False, below: float | None = None) -> TeachPlan:
-        from terakoya.teaching import plan_teach
+        from terakoya.teachers.teaching import plan_teach
 
         return plan_teach(self.db, self.project_id, self.settings, limit=limit, refresh=refresh, below=below)
 
@@ -179,7 +179,7 @@ class Project:
         refresh: bool = False,
         below: float | None = None,
     ) -> TeachReport:
-        from terakoya.teaching import teach
+        from terakoya.teachers.teaching import teach
 
         self._require_labels()
         return teach(
@@ -189,13 +189,13 @@ class Project:
 
     def calibrate_teacher(self) -> CalibrationReport:
         """Calibrate the teacher's stored answers again (on the project's items and the experts' answers)."""
-        from terakoya.calibrating import calibrate_teacher
+        from terakoya.teachers.calibrating import calibrate_teacher
 
         return calibrate_teacher(self.db, self.project_id, self.settings)
 
     def teacher_trust(self) -> TeacherTrust:
         """How far the teacher can be trusted, from the experts' blind answers."""
-        from terakoya.trust import measure_trust
+        from terakoya.routing.trust import measure_trust
 
         return measure_trust(self.db, self.project_id, self.settings)
 
@@ -220,13 +220,13 @@ class Project:
         )
 
     def record_answers(self, path: Path, **columns: Any) -> AnswerReport:
-        from terakoya.answers import record_answers
+        from terakoya.workqueue.answers import record_answers
 
         self._require_labels()
         return record_answers(self.db, self.project_id, self.settings, path, **columns)
 
     def simulate(self, oracle_column: str, *, limit: int | None = None) -> AnswerReport:
-        from terakoya.answers import simulate
+        from terakoya.workqueue.answers import simulate
 
         return simulate(self.db, self.project_id, self.settings, oracle_column=oracle_column, limit=limit)
 
@@ -259,7 +259,7 @@ class Project:
         )
 
     def export(self, path: Path, *, fmt: str | None = None, split: str | None = None, queued: bool = False) -> int:
-        from terakoya.exporters import export_items
+        from terakoya.importers.exporters import export_items
 
         return export_items(
             self.db,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from terakoya import accounts
+from terakoya.people import accounts
 from terakoya.project import Progress
 from terakoya.settings import LabelSpec, Settings
 from terakoya.storage import open_database

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from terakoya import accounts
 from terakoya.errors import DataError, StateError
+from terakoya.people import accounts
 from terakoya.storage.models import Person, utcnow
 from terakoya.storage.web_models import ApiToken, Invite
 

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from terakoya import accounts
+from terakoya.people import accounts
 from terakoya.storage.models import Answer
 from terakoya.web import create_app
 

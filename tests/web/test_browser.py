@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from terakoya import accounts
+from terakoya.people import accounts
 from terakoya.storage.models import Answer, GlossaryTerm, Task
 from terakoya.web import create_app
 

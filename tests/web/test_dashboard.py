@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from terakoya import accounts, dashboard, glossary, jobs, workqueue
+from terakoya import dashboard, jobs, workqueue
 from terakoya.errors import DataError, TeacherError
+from terakoya.people import accounts, glossary
 from terakoya.project import Project
 from terakoya.storage.models import StudentRun
 

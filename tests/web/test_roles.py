@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.routing import Mount, Route
 
-from terakoya import accounts
+from terakoya.people import accounts
 from terakoya.web import create_app
 
 from .conftest import PASSWORD, WebProject, csrf_of, make_trainer, sign_in

@@ -4,8 +4,8 @@
 (:func:`terakoya.storage.queries.current_suggestion_ids`, as routing and training read it); an item whose
 teacher calls all failed counts as not labelled by the teacher. Expert answers are the live (not
 superseded) ``label`` and ``verify`` answers that carry a declared label
-(:func:`terakoya.aggregate.live_expert_answer`), and an item's expert label is their
-:func:`terakoya.aggregate.majority`, as training reads it.
+(:func:`terakoya.quality.aggregate.live_expert_answer`), and an item's expert label is their
+:func:`terakoya.quality.aggregate.majority`, as training reads it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from terakoya.aggregate import live_expert_answer, majority
 from terakoya.errors import StateError
+from terakoya.quality.aggregate import live_expert_answer, majority
 from terakoya.settings import Settings
 from terakoya.storage import Database
 from terakoya.storage.models import Answer, Item, Person, StudentRun, Suggestion
@@ -105,7 +105,7 @@ class Gathered:
 
 
 def label_of(answers: list[AnswerRow]) -> str:
-    """One label for an item from its answers: :func:`terakoya.aggregate.majority` (ties to the newest answer)."""
+    """One label for an item from its answers: :func:`terakoya.quality.aggregate.majority` (ties: newest)."""
     return majority([(a.id, a.label) for a in answers])
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from terakoya.aggregate import top_labels
 from terakoya.errors import StudentError
 from terakoya.evaluation.findings import findings
 from terakoya.evaluation.gather import (
@@ -63,6 +62,7 @@ from terakoya.evaluation.sections import (
     TeacherEconomics,
     TeacherSummary,
 )
+from terakoya.quality.aggregate import top_labels
 from terakoya.settings import Settings
 from terakoya.storage import Database
 
@@ -648,7 +648,7 @@ def evaluate(
 ) -> EvaluationReport:
     """Score teacher, student and experts on the gold test split; write report.json and report.html."""
     from terakoya.evaluation.curve import curve_steps
-    from terakoya.trust import measure_trust
+    from terakoya.routing.trust import measure_trust
 
     tick = _Ticker(progress, 5 + (curve_steps(curve_points) if learning_curve else 0))
     g = gather(db, project_id, settings)

@@ -5,7 +5,7 @@
 experts' answers alone — and :class:`ExpertsSummary`), each with its :class:`Scores` and its speed and cost;
 where the teacher and the student go wrong (:class:`ErrorBreakdown`); what the experts overrode
 (:class:`Overrides`); the :class:`Paired` comparison, the :class:`StudentTeacherAgreement`, the teacher's
-trust (:class:`terakoya.trust.TeacherTrust`), the :class:`ExpertCost`, the :class:`Economics`, the
+trust (:class:`terakoya.routing.trust.TeacherTrust`), the :class:`ExpertCost`, the :class:`Economics`, the
 :class:`LearningCurve`, and the findings and notes in plain words.
 
 Every section's ``to_json()`` gives the dict report.json holds — the same keys, in the same order, with
@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from terakoya.trust import TeacherTrust
+from terakoya.routing.trust import TeacherTrust
 
 __all__ = [
     "AgreementRow",

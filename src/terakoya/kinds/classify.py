@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from terakoya.aggregate import AGGREGATOR, majority
 from terakoya.errors import ConfigError, DataError
 from terakoya.kinds.base import AnswerValue
+from terakoya.quality.aggregate import AGGREGATOR, majority
 
 if TYPE_CHECKING:
     from terakoya.settings import Settings

@@ -7,7 +7,7 @@
 - ``answers``: what a person said about an item, with who, task kind, rationale and active seconds.
 - ``route_runs`` / ``tasks`` / ``auto_accepts``: routing decisions and the expert queue.
 - ``assignments``: who holds, answered or skipped which task; a task takes ``answers_wanted`` answers, each
-  from a different person (the rules are in :mod:`terakoya.assignments`).
+  from a different person (the rules are in :mod:`terakoya.workqueue.assignments`).
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ class Task(Base):
 
     Who holds or answered it is in ``assignments``; ``status`` is the task-level summary that routing, the
     dashboard and exports read (queued | leased | answered | flagged), kept in step with the assignments by
-    :func:`terakoya.assignments.settle`. ``leased_to`` / ``lease_expires_at`` are part of that summary: the
+    :func:`terakoya.workqueue.assignments.settle`. ``leased_to`` / ``lease_expires_at`` are part of that summary: the
     lease that frees a slot first, while every slot is taken (kept for compatibility; None otherwise).
     """
 

@@ -22,7 +22,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from terakoya.accounts import AuthError, Forbidden, NotFound, RateLimited, web_secret
 from terakoya.errors import (
     ConfigError,
     DataError,
@@ -34,6 +33,7 @@ from terakoya.errors import (
     TerakoyaError,
 )
 from terakoya.jobs import JobRunner, fail_interrupted
+from terakoya.people.accounts import AuthError, Forbidden, NotFound, RateLimited, web_secret
 from terakoya.project import ProjectLike
 from terakoya.web.security import LoginRequired, LoginThrottle, WebState
 
@@ -227,7 +227,7 @@ def serve(
         import uvicorn
     except ModuleNotFoundError as exc:  # pragma: no cover - part of the web extra
         raise MissingDependency.for_extra("uvicorn", "web", "terakoya serve") from exc
-    from terakoya.accounts import list_members
+    from terakoya.people.accounts import list_members
     from terakoya.project import Project
 
     project = Project.open(project_dir, overrides=overrides)

@@ -50,7 +50,7 @@ def templates() -> Jinja2Templates:
 
 def _nav(role: str | None) -> list[tuple[str, str, str]]:
     """(href, text, key) of the menu for a role."""
-    from terakoya.accounts import role_at_least
+    from terakoya.people.accounts import role_at_least
 
     items: list[tuple[str, str, str]] = []
     if role_at_least(role, "trainer"):

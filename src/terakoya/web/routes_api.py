@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from terakoya import accounts, dashboard, glossary, jobs, workqueue
+from terakoya import dashboard, jobs, workqueue
+from terakoya.people import accounts, glossary
 from terakoya.settings import PaySettings
 from terakoya.web.routes_owner import invite_url
 from terakoya.web.routes_pages import utc_offset

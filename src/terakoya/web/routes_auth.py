@@ -9,8 +9,8 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from terakoya import accounts
 from terakoya.errors import DataError, StateError
+from terakoya.people import accounts
 from terakoya.web.render import render
 from terakoya.web.security import (
     Principal,

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse
 from starlette.responses import Response
 
-from terakoya import accounts, dashboard, jobs
+from terakoya import dashboard, jobs
 from terakoya.errors import DataError, TerakoyaError
+from terakoya.people import accounts
 from terakoya.web.render import render
 from terakoya.web.security import Principal, get_state, page_user
 

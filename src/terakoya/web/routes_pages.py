@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
-from terakoya import accounts, dashboard, glossary
+from terakoya import dashboard
 from terakoya.errors import DataError
 from terakoya.kinds import get_kind
+from terakoya.people import accounts, glossary
 from terakoya.web.render import render
 from terakoya.web.security import Principal, get_state, page_user
 from terakoya.workqueue import FLAG_REASONS, IDLE_CAP_S

@@ -1,10 +1,10 @@
 """Who is asking, and may they: sessions, Bearer tokens, CSRF, roles and the sign-in rate limit.
 
-- Sessions are a signed cookie (itsdangerous, key from :func:`terakoya.accounts.web_secret`), HttpOnly and
+- Sessions are a signed cookie (itsdangerous, key from :func:`terakoya.people.accounts.web_secret`), HttpOnly and
   SameSite=Lax, holding the person's id and their CSRF token.
 - Every form carries a CSRF token matching a signed cookie (and, once signed in, the session); API writes
   authenticated by the cookie send it in ``X-CSRF-Token``. Bearer-token requests need none.
-- Roles: trainer < reviewer < owner (:func:`terakoya.accounts.role_at_least`); a person with no membership
+- Roles: trainer < reviewer < owner (:func:`terakoya.people.accounts.role_at_least`); a person with no membership
   in this project is refused everything but the public pages.
 """
 
@@ -24,8 +24,8 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from terakoya.accounts import AuthError, Forbidden, RateLimited, account_for_token, get_account, role_at_least
 from terakoya.jobs import JobRunner
+from terakoya.people.accounts import AuthError, Forbidden, RateLimited, account_for_token, get_account, role_at_least
 from terakoya.project import ProjectLike
 from terakoya.settings import Settings
 from terakoya.storage.db import Database

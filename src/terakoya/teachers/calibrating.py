@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import insert, select
 
-from terakoya.aggregate import expert_answers, majority
+from terakoya.quality.aggregate import expert_answers, majority
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Suggestion

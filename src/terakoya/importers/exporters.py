@@ -20,9 +20,9 @@ from typing import IO, TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from terakoya.aggregate import by_item, expert_answer_rows, majority
 from terakoya.errors import ConfigError
-from terakoya.readers import detect_format
+from terakoya.importers.readers import detect_format
+from terakoya.quality.aggregate import by_item, expert_answer_rows, majority
 from terakoya.storage.models import Answer, AutoAccept, Item, Person, Suggestion, Task
 from terakoya.storage.queries import current_suggestion_ids
 
@@ -121,7 +121,7 @@ def iter_export_rows(
     """Export rows in pages of up to 1,000, in item order; ``split`` None means every item.
 
     ``queued`` keeps only items with an open expert task (routed, not yet answered): the file to hand to experts.
-    ``expert_label`` is :func:`terakoya.aggregate.majority` of the item's live expert answers — the target
+    ``expert_label`` is :func:`terakoya.quality.aggregate.majority` of the item's live expert answers — the target
     training uses — and ``expert_answers`` their number; ``classes`` (the project's labels) leaves out
     answers with an undeclared label, as training does. Teacher and student columns show the current
     suggestion (:func:`terakoya.storage.queries.current_suggestion_ids`).

@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from terakoya.accounts import NotFound
 from terakoya.errors import DataError, StateError
+from terakoya.people.accounts import NotFound
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import GlossaryTerm, Person

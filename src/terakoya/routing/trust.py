@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import select
 
-from terakoya.aggregate import expert_answers, majority
+from terakoya.quality.aggregate import expert_answers, majority
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import StudentRun, Suggestion

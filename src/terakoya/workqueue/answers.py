@@ -21,15 +21,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from terakoya.accounts import NAME_MAX, SIMULATED_PERSON, get_or_create_person, normal_name
-from terakoya.assignments import OPEN_TASK_STATUSES, lock_task, record_outside_queue
 from terakoya.errors import ConfigError, DataError
-from terakoya.glossary import guideline_version_in
+from terakoya.importers.readers import open_rows, require_columns
 from terakoya.kinds import kind_for
-from terakoya.readers import open_rows, require_columns
+from terakoya.people.accounts import NAME_MAX, SIMULATED_PERSON, get_or_create_person, normal_name
+from terakoya.people.glossary import guideline_version_in
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, Import, Item, Person, Task, utcnow
+from terakoya.workqueue.assignments import OPEN_TASK_STATUSES, lock_task, record_outside_queue
 
 __all__ = [
     "ROUTED_REASONS",

@@ -235,7 +235,7 @@ def teach(
         if progress is not None:
             progress(start + len(batch), len(todo))
     # calibration re-uses the stored log-probabilities: it costs no call
-    from terakoya.calibrating import calibrate_teacher
+    from terakoya.teachers.calibrating import calibrate_teacher
 
     report.calibration = calibrate_teacher(db, project_id, settings).groups
     report.seconds = time.perf_counter() - began

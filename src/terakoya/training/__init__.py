@@ -3,11 +3,11 @@
 For every pool item, its target is:
 
 1. the experts' answer where there is one: the majority of its current (not superseded) ``label`` and
-   ``verify`` answers (:func:`terakoya.aggregate.majority`), one-hot, with sample weight
+   ``verify`` answers (:func:`terakoya.quality.aggregate.majority`), one-hot, with sample weight
    ``student.expert_weight``;
 2. else the teacher's current suggestion — already calibrated on the project's items and, once
-   experts have answered, re-calibrated on their answers (:mod:`terakoya.calibrating`: the measured
-   model of the teacher's errors) — when the teacher is trusted (:mod:`terakoya.trust`), confident
+   experts have answered, re-calibrated on their answers (:mod:`terakoya.teachers.calibrating`: the measured
+   model of the teacher's errors) — when the teacher is trusted (:mod:`terakoya.routing.trust`), confident
    enough (``student.teacher_min_confidence``) or auto-accepted: its probabilities at temperature
    ``student.temperature`` mixed with its one-hot argmax (``student.soft_weight`` of soft);
 3. else the item is *unlabelled*: self-training may label it with the student's own confident
@@ -38,10 +38,10 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import insert, select
 
-from terakoya.aggregate import AGGREGATOR, expert_answers
 from terakoya.errors import ConfigError, StateError
 from terakoya.evaluation.metrics import probabilities_ece
 from terakoya.kinds import kind_for
+from terakoya.quality.aggregate import AGGREGATOR, expert_answers
 from terakoya.settings import Settings
 from terakoya.storage import Database
 from terakoya.storage.models import AutoAccept, Item, StudentRun, Suggestion, TrainingLabel
@@ -184,7 +184,7 @@ def _teacher_gate(db: Database, project_id: int, settings: Settings) -> str | No
     """Why the teacher's labels are left out of training, or None when they are used."""
     if not settings.student.use_teacher:
         return "student.use_teacher is false"
-    from terakoya.trust import measure_trust
+    from terakoya.routing.trust import measure_trust
 
     trust = measure_trust(db, project_id, settings)
     return trust.sentence if trust.chance_level else None
@@ -643,7 +643,7 @@ def train(
             f"student {name!r} cannot learn task kind {task_kind.name}; set student.kind to one of: "
             f"{', '.join(task_kind.students)}"
         )
-    from terakoya.calibrating import calibrate_teacher
+    from terakoya.teachers.calibrating import calibrate_teacher
 
     calibrate_teacher(db, project_id, settings)  # re-calibrated on the newest expert answers
     data = build_training_set(db, project_id, settings)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from terakoya.errors import DataError
-from terakoya.readers import Row, RowSource, open_rows, require_columns
+from terakoya.importers.readers import Row, RowSource, open_rows, require_columns
 from terakoya.students import Student, load
 
 __all__ = ["CHUNK_ROWS", "output_columns", "predict_file"]

@@ -29,13 +29,13 @@ from numpy.typing import ArrayLike, NDArray
 from sqlalchemy import Row, insert, select
 from sqlalchemy.orm import Session
 
-from terakoya.assignments import OPEN_TASK_STATUSES
 from terakoya.errors import ConfigError, StateError
+from terakoya.routing.trust import TeacherTrust, measure_trust
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, AutoAccept, Item, RouteRun, Suggestion, Task
 from terakoya.storage.queries import current_suggestion_ids
-from terakoya.trust import TeacherTrust, measure_trust
+from terakoya.workqueue.assignments import OPEN_TASK_STATUSES
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
@@ -562,7 +562,7 @@ def route(
     seed = cfg.seed if seed is None else seed
     rng = np.random.default_rng(seed)
     notes: list[str] = []
-    from terakoya.calibrating import calibrate_teacher
+    from terakoya.teachers.calibrating import calibrate_teacher
 
     calibrate_teacher(db, project_id, settings)  # re-calibrated on the newest expert answers
     trust = measure_trust(db, project_id, settings, seed=seed)

@@ -25,7 +25,7 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from terakoya.errors import ConfigError, DataError
-from terakoya.readers import RowSource, open_rows, require_columns
+from terakoya.importers.readers import RowSource, open_rows, require_columns
 from terakoya.storage.models import Import, Item, Project, utcnow
 
 if TYPE_CHECKING:

@@ -4,11 +4,11 @@ Rules:
 
 - a task takes ``answers_wanted`` answers (k, ``routing.answers_per_item``), each from a different person: a
   person leases an *assignment* (a slot) of a task while fewer than k others hold or answered it
-  (:mod:`terakoya.assignments`); an expired lease is free for anyone again;
+  (:mod:`terakoya.workqueue.assignments`); an expired lease is free for anyone again;
 - nobody is shown an item twice: not one they answered (unless they undid it) nor one they skipped;
 - an answer sent twice with the same idempotency key is stored once;
 - every state change is one transaction that starts by locking the task row with a conditional ``UPDATE``
-  (:func:`terakoya.assignments.lock_task`), so leasing is safe with many servers on one SQLite file or
+  (:func:`terakoya.workqueue.assignments.lock_task`), so leasing is safe with many servers on one SQLite file or
   PostgreSQL database;
 - active time: each answer carries the seconds since the person's previous action, measured by the client,
   capped by what the server saw and by :data:`IDLE_CAP_S` (idle stretches do not count).
@@ -26,15 +26,15 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from terakoya import assignments
-from terakoya.accounts import NotFound
 from terakoya.errors import DataError, StateError
-from terakoya.glossary import guideline_version_in
+from terakoya.people.accounts import NotFound
+from terakoya.people.glossary import guideline_version_in
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, Assignment, Item, Task, utcnow
 from terakoya.storage.queries import current_suggestion
 from terakoya.storage.web_models import Membership, TaskSkip
+from terakoya.workqueue import assignments
 
 __all__ = [
     "FLAG_REASONS",

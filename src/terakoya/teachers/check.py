@@ -20,8 +20,8 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import select
 
-from terakoya.aggregate import expert_answers, majority
 from terakoya.errors import ConfigError, StateError, TerakoyaError
+from terakoya.quality.aggregate import expert_answers, majority
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Item
@@ -130,10 +130,10 @@ def _run_variant(
     progress: Callable[[str, int, int], None] | None,
 ) -> tuple[NDArray[np.float64], float, float]:  # fmt: skip
     """(label log-probabilities per item, seconds per item, cost per item) of one teacher variant."""
-    from terakoya.calibrating import label_logprobs
     from terakoya.teachers import make_teacher
     from terakoya.teachers.cache import CachedTeacher
-    from terakoya.teaching import build_requests, current_prompt
+    from terakoya.teachers.calibrating import label_logprobs
+    from terakoya.teachers.teaching import build_requests, current_prompt
 
     labels = settings.label_names
     teacher = make_teacher(settings.teacher)
@@ -170,8 +170,8 @@ def check_teachers(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> TeacherCheck:
     """Score every teacher variant on the labelled items and say which one the project should use."""
-    from terakoya.calibrating import MIN_BATCH_ITEMS
     from terakoya.students.base import softmax
+    from terakoya.teachers.calibrating import MIN_BATCH_ITEMS
     from terakoya.teachers.calibration import batch_calibrate
 
     labels = settings.label_names

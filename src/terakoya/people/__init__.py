@@ -1,0 +1,1 @@
+"""People: accounts, invitations, roles, and the glossary they teach."""

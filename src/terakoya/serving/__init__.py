@@ -1,0 +1,1 @@
+"""Serving: the trained student at work (predicting files of texts)."""
