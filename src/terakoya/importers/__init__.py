@@ -353,6 +353,168 @@ def _assign_split(plan: _Plan, keep: npt.NDArray[np.bool_], fraction: float, see
     return chosen
 
 
+def _check_options(split: str, fraction: float) -> None:
+    if split not in ("pool", "test"):
+        raise ConfigError(f"--split must be pool or test, got {split!r}")
+    if not 0.0 <= fraction <= 1.0 or math.isnan(fraction):
+        raise ConfigError(f"--fraction must be between 0 and 1, got {fraction}")
+
+
+def _require_file_columns(source: RowSource, path: Path, cols: _Columns) -> None:
+    """Every column the import was told to read is in the file; the error names the flag to fix."""
+    wanted: dict[str, str | None] = {
+        "--text-column": cols.text,
+        "--id-column": cols.id,
+        "--label-column": cols.label,
+    }
+    require_columns(source, path, wanted)
+    if cols.meta is not None:
+        for column in cols.meta:
+            require_columns(source, path, {**wanted, "--meta-column": column})
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _start_import(
+    session: Session, project_id: int, path: Path, source: RowSource, file_sha: str, columns: dict[str, Any]
+) -> Import:
+    """The import's own row, flushed so its id can number rows; the project must exist."""
+    if session.get(Project, project_id) is None:
+        raise ConfigError(f"project id {project_id} does not exist; create the project first")
+    record = Import(
+        project_id=project_id,
+        source=str(path),
+        format=source.format,
+        file_sha256=file_sha,
+        columns=columns,
+    )
+    session.add(record)
+    session.flush()
+    return record
+
+
+@dataclass
+class _Decision:
+    """What the first pass decided for every row."""
+
+    keep: npt.NDArray[np.bool_]  # a new item: not empty, not a duplicate in the file or the project
+    to_split: npt.NDArray[np.bool_]  # goes to the chosen split (the rest to the other)
+    skipped: int  # rows skipped because their text is empty
+
+
+def _plan_rows(session: Session, project_id: int, rows: _Rows, plan: _Plan, fraction: float, seed: int) -> _Decision:
+    """First pass: check every row, drop duplicates, check ids, and choose the split."""
+    import numpy as np
+
+    _first_pass(rows, plan, with_ids=rows.cols.id is not None)
+    n = len(plan.hashes)
+    hashes = np.frombuffer(plan.hashes, dtype=np.uint64)
+    valid = np.frombuffer(plan.status, dtype=np.uint8) == 0
+    keep = _first_occurrences(hashes) & valid
+    keep &= ~_in_sorted(hashes, _existing_keys(session, project_id, Item.text_hash, _hash64))
+    _check_ids(session, project_id, rows, plan, keep)
+    to_split = _assign_split(plan, keep, fraction, seed)
+    return _Decision(keep=keep, to_split=to_split, skipped=int(n - int(valid.sum())))
+
+
+def _file_changed(rows: _Rows) -> DataError:
+    return DataError(f"{rows.name} changed while it was being imported; import it again")
+
+
+def _write_items(
+    session: Session,
+    project_id: int,
+    rows: _Rows,
+    plan: _Plan,
+    decision: _Decision,
+    split: str,
+    progress: Callable[[int], None] | None,
+) -> dict[str, int]:
+    """Second pass: insert the kept rows in chunks; the items per split. The file must read as in the first pass."""
+    other = "pool" if split == "test" else "test"
+    n = len(plan.hashes)
+    created = utcnow()
+    items = cast(Table, Item.__table__)
+    counts = {"pool": 0, "test": 0}
+    chunk: list[dict[str, Any]] = []
+    seen = 0
+    for index, line, values in rows:
+        seen = index + 1
+        if index >= n:
+            raise _file_changed(rows)
+        if not decision.keep[index]:
+            continue
+        text = rows.text(line, values)
+        if text is None:
+            raise _file_changed(rows)
+        digest = text_hash(text)
+        if _hash64(digest) != plan.hashes[index]:
+            raise _file_changed(rows)
+        item_split = split if decision.to_split[index] else other
+        counts[item_split] += 1
+        chunk.append(
+            {
+                "project_id": project_id,
+                "import_id": rows.import_id,
+                "external_id": rows.external_id(line, values),
+                "text": text,
+                "text_hash": digest,
+                "split": item_split,
+                "gold_label": rows.label(line, values),
+                "meta": rows.meta(values),
+                "created_at": created,
+            }
+        )
+        if len(chunk) >= _INSERT_CHUNK:
+            session.execute(insert(items), chunk)
+            chunk.clear()
+            if progress is not None:
+                progress(seen)
+    if seen != n:
+        raise _file_changed(rows)
+    if chunk:
+        session.execute(insert(items), chunk)
+    return counts
+
+
+def _finish_import(
+    session: Session,
+    record: Import,
+    path: Path,
+    source: RowSource,
+    plan: _Plan,
+    skipped: int,
+    counts: dict[str, int],
+    progress: Callable[[int], None] | None,
+) -> ImportReport:
+    """Store the import's counts and report them (its seconds are filled in after the commit)."""
+    n = len(plan.hashes)
+    added = counts["pool"] + counts["test"]
+    record.rows_read = n
+    record.items_added = added
+    record.duplicates = n - skipped - added
+    session.flush()
+    if progress is not None:
+        progress(n)
+    return ImportReport(
+        import_id=record.id,
+        path=str(path),
+        format=source.format,
+        rows_read=n,
+        added=added,
+        duplicates=n - skipped - added,
+        pool=counts["pool"],
+        test=counts["test"],
+        labels_seen=sorted(plan.label_names),
+        seconds=0.0,
+        skipped_empty=skipped,
+        label_counts=dict(sorted(plan.label_counts.items())),
+    )
+
+
 def import_file(
     db: Database,
     project_id: int,
@@ -380,39 +542,23 @@ def import_file(
     ``progress(rows)`` is called during the writing pass with the number of rows handled so far.
     Everything happens in one transaction: on any error the project is unchanged.
     """
-    import numpy as np
-
     started = time.perf_counter()
     path = Path(path)
-    if split not in ("pool", "test"):
-        raise ConfigError(f"--split must be pool or test, got {split!r}")
-    if not 0.0 <= fraction <= 1.0 or math.isnan(fraction):
-        raise ConfigError(f"--fraction must be between 0 and 1, got {fraction}")
-    other = "pool" if split == "test" else "test"
+    _check_options(split, fraction)
     cols = _Columns(
         text_column, id_column or None, label_column or None, list(meta_columns) if meta_columns is not None else None
     )
-    wanted: dict[str, str | None] = {
-        "--text-column": cols.text,
-        "--id-column": cols.id,
-        "--label-column": cols.label,
-    }
     with open_rows(path, fmt=fmt, encoding=encoding, delimiter=delimiter, header_names=header_names) as source:
-        require_columns(source, path, wanted)
-        if cols.meta is not None:
-            for column in cols.meta:
-                require_columns(source, path, {**wanted, "--meta-column": column})
-        with path.open("rb") as fh:
-            file_sha = hashlib.file_digest(fh, "sha256").hexdigest()
+        _require_file_columns(source, path, cols)
+        file_sha = _file_sha256(path)
         with db.session() as session:
-            if session.get(Project, project_id) is None:
-                raise ConfigError(f"project id {project_id} does not exist; create the project first")
-            record = Import(
-                project_id=project_id,
-                source=str(path),
-                format=source.format,
-                file_sha256=file_sha,
-                columns={
+            record = _start_import(
+                session,
+                project_id,
+                path,
+                source,
+                file_sha,
+                {
                     "text": cols.text,
                     "id": cols.id,
                     "label": cols.label,
@@ -426,82 +572,10 @@ def import_file(
                     "skip_empty": skip_empty,
                 },
             )
-            session.add(record)
-            session.flush()
             rows = _Rows(source, cols, record.id, allowed_labels or [], skip_empty)
-
             plan = _Plan()
-            _first_pass(rows, plan, with_ids=cols.id is not None)
-            n = len(plan.hashes)
-            hashes = np.frombuffer(plan.hashes, dtype=np.uint64)
-            valid = np.frombuffer(plan.status, dtype=np.uint8) == 0
-            keep = _first_occurrences(hashes) & valid
-            keep &= ~_in_sorted(hashes, _existing_keys(session, project_id, Item.text_hash, _hash64))
-            _check_ids(session, project_id, rows, plan, keep)
-            to_split = _assign_split(plan, keep, fraction, seed)
-
-            created = utcnow()
-            items = cast(Table, Item.__table__)
-            counts = {"pool": 0, "test": 0}
-            chunk: list[dict[str, Any]] = []
-            seen = 0
-            for index, line, values in rows:
-                seen = index + 1
-                if index >= n:
-                    raise DataError(f"{rows.name} changed while it was being imported; import it again")
-                if not keep[index]:
-                    continue
-                text = rows.text(line, values)
-                if text is None:
-                    raise DataError(f"{rows.name} changed while it was being imported; import it again")
-                digest = text_hash(text)
-                if _hash64(digest) != plan.hashes[index]:
-                    raise DataError(f"{rows.name} changed while it was being imported; import it again")
-                item_split = split if to_split[index] else other
-                counts[item_split] += 1
-                chunk.append(
-                    {
-                        "project_id": project_id,
-                        "import_id": record.id,
-                        "external_id": rows.external_id(line, values),
-                        "text": text,
-                        "text_hash": digest,
-                        "split": item_split,
-                        "gold_label": rows.label(line, values),
-                        "meta": rows.meta(values),
-                        "created_at": created,
-                    }
-                )
-                if len(chunk) >= _INSERT_CHUNK:
-                    session.execute(insert(items), chunk)
-                    chunk.clear()
-                    if progress is not None:
-                        progress(seen)
-            if seen != n:
-                raise DataError(f"{rows.name} changed while it was being imported; import it again")
-            if chunk:
-                session.execute(insert(items), chunk)
-            added = counts["pool"] + counts["test"]
-            skipped = int(n - int(valid.sum()))
-            record.rows_read = n
-            record.items_added = added
-            record.duplicates = n - skipped - added
-            session.flush()
-            if progress is not None:
-                progress(n)
-            report = ImportReport(
-                import_id=record.id,
-                path=str(path),
-                format=source.format,
-                rows_read=n,
-                added=added,
-                duplicates=n - skipped - added,
-                pool=counts["pool"],
-                test=counts["test"],
-                labels_seen=sorted(plan.label_names),
-                seconds=0.0,
-                skipped_empty=skipped,
-                label_counts=dict(sorted(plan.label_counts.items())),
-            )
+            decision = _plan_rows(session, project_id, rows, plan, fraction, seed)
+            counts = _write_items(session, project_id, rows, plan, decision, split, progress)
+            report = _finish_import(session, record, path, source, plan, decision.skipped, counts, progress)
     report.seconds = time.perf_counter() - started  # the commit included
     return report

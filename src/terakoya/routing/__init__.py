@@ -540,6 +540,104 @@ def _plan_terakoya(
     return out
 
 
+@dataclass
+class _RunPlan:
+    """What one route run decided, before anything is written."""
+
+    labels: list[str]
+    candidates: _Candidates
+    gold_ids: list[int]
+    plan: list[tuple[int, str, float, dict[str, Any]]]
+    skipped_no_teacher: int
+
+
+def _check_strategy(strategy: str) -> str:
+    if strategy not in STRATEGIES:
+        raise ConfigError(
+            f"unknown routing strategy {strategy!r}; use one of: {', '.join(STRATEGIES)} "
+            "(--strategy or routing.strategy)"
+        )
+    return strategy
+
+
+def _decide(
+    s: Session, project_id: int, settings: Settings, budget: int, strategy: str, trust: TeacherTrust,
+    rng: np.random.Generator, seed: int, notes: list[str],
+) -> _RunPlan:  # fmt: skip
+    """Read the pool and decide the run: gold checks, the pool batch and the candidates behind it."""
+    cfg = settings.routing
+    teacher = _latest(s, project_id, "teacher")
+    if not teacher:
+        raise StateError("no teacher labels yet; run `terakoya teach` first")
+    blocked = _blocked_items(s, project_id)
+    pool_ids = s.scalars(select(Item.id).where(Item.project_id == project_id, Item.split == "pool")).all()
+    skipped_no_teacher = sum(1 for i in pool_ids if i not in teacher and i not in blocked)
+    eligible = sorted(i for i in teacher if i not in blocked)
+    gold_ids = _gold(s, project_id, round(budget * cfg.gold_share), blocked, rng, notes)
+
+    pool_target = budget - len(gold_ids)
+    labels = settings.label_names or sorted({str(k) for row in teacher.values() for k in (row.probabilities or {})})
+    c = _candidates(s, project_id, eligible, teacher, labels, cfg)
+    n_pick = min(pool_target, len(eligible))
+    if n_pick < pool_target:
+        notes.append(
+            f"the budget asked for {pool_target} pool items but only {len(eligible)} are eligible "
+            "(teacher-labelled, not answered, not queued, not auto-accepted); all of them were routed"
+        )
+    if strategy == "random":
+        chosen = [int(p) for p in rng.choice(len(eligible), size=n_pick, replace=False)] if n_pick else []
+        plan: list[tuple[int, str, float, dict[str, Any]]] = [(p, "random", 0.0, {"share": "random"}) for p in chosen]
+    else:
+        plan = _plan_terakoya(s, project_id, c, n_pick, settings, trust, rng, seed)
+    if trust.trusted is False:
+        notes.append(trust.sentence)
+    return _RunPlan(labels, c, gold_ids, plan, skipped_no_teacher)
+
+
+def _run_params(
+    settings: Settings, d: _RunPlan, trust: TeacherTrust, budget_items: int | None, budget_minutes: float | None,
+    seed: int, notes: list[str],
+) -> dict[str, Any]:  # fmt: skip
+    """What the run was asked and what it saw, as stored on its ``RouteRun`` row."""
+    cfg = settings.routing
+    return {
+        "budget_items": budget_items,
+        "budget_minutes": budget_minutes,
+        "seconds_per_item": cfg.seconds_per_item,
+        "seed": seed,
+        "gold_share": cfg.gold_share,
+        "audit_share": cfg.audit_share,
+        "auto_accept_threshold": cfg.auto_accept_threshold,
+        "uncertainty_weight": cfg.uncertainty_weight,
+        "disagreement_weight": cfg.disagreement_weight,
+        "diversity_weight": cfg.diversity_weight,
+        "answers_per_item": cfg.answers_per_item,
+        "teacher_trust": trust.to_json(),
+        "eligible": len(d.candidates.ids),
+        "skipped_no_teacher": d.skipped_no_teacher,
+        "labels": list(d.labels),
+        "notes": notes,
+    }
+
+
+def _write_run(
+    s: Session, project_id: int, settings: Settings, strategy: str, budget: int, params: dict[str, Any],
+    d: _RunPlan, trust: TeacherTrust, rng: np.random.Generator,
+) -> tuple[int, int]:  # fmt: skip
+    """The ``RouteRun`` row, its tasks and its auto-accepts: (route run id, auto-accepted items)."""
+    cfg = settings.routing
+    run = RouteRun(project_id=project_id, strategy=strategy, budget_items=budget, params=params)
+    s.add(run)
+    s.flush()
+    c = d.candidates
+    _queue(s, project_id, run.id, c, d.plan, d.gold_ids, rng, cfg.answers_per_item)
+    accepts = _auto_accepts(s, run.id, c, {c.ids[p] for p, *_ in d.plan}, d.labels, cfg, trust)
+    run.routed = len(d.plan)
+    run.gold = len(d.gold_ids)
+    run.auto_accepted = accepts
+    return run.id, accepts
+
+
 def route(
     db: Database,
     project_id: int,
@@ -553,12 +651,7 @@ def route(
     """Queue the most useful items for experts, add gold checks and blind audits, auto-accept confident ones."""
     cfg = settings.routing
     budget = _budget(settings, budget_items, budget_minutes)
-    strategy = strategy or cfg.strategy
-    if strategy not in STRATEGIES:
-        raise ConfigError(
-            f"unknown routing strategy {strategy!r}; use one of: {', '.join(STRATEGIES)} "
-            "(--strategy or routing.strategy)"
-        )
+    strategy = _check_strategy(strategy or cfg.strategy)
     seed = cfg.seed if seed is None else seed
     rng = np.random.default_rng(seed)
     notes: list[str] = []
@@ -568,66 +661,11 @@ def route(
     trust = measure_trust(db, project_id, settings, seed=seed)
 
     with db.session() as s:
-        teacher = _latest(s, project_id, "teacher")
-        if not teacher:
-            raise StateError("no teacher labels yet; run `terakoya teach` first")
-        blocked = _blocked_items(s, project_id)
-        pool_ids = s.scalars(select(Item.id).where(Item.project_id == project_id, Item.split == "pool")).all()
-        skipped_no_teacher = sum(1 for i in pool_ids if i not in teacher and i not in blocked)
-        eligible = sorted(i for i in teacher if i not in blocked)
-        gold_ids = _gold(s, project_id, round(budget * cfg.gold_share), blocked, rng, notes)
+        d = _decide(s, project_id, settings, budget, strategy, trust, rng, seed, notes)
+        params = _run_params(settings, d, trust, budget_items, budget_minutes, seed, notes)
+        run_id, accepts = _write_run(s, project_id, settings, strategy, budget, params, d, trust, rng)
 
-        pool_target = budget - len(gold_ids)
-        labels = settings.label_names or sorted({str(k) for row in teacher.values() for k in (row.probabilities or {})})
-        c = _candidates(s, project_id, eligible, teacher, labels, cfg)
-        n_pick = min(pool_target, len(eligible))
-        if n_pick < pool_target:
-            notes.append(
-                f"the budget asked for {pool_target} pool items but only {len(eligible)} are eligible "
-                "(teacher-labelled, not answered, not queued, not auto-accepted); all of them were routed"
-            )
-        if strategy == "random":
-            chosen = [int(p) for p in rng.choice(len(eligible), size=n_pick, replace=False)] if n_pick else []
-            plan: list[tuple[int, str, float, dict[str, Any]]] = [
-                (p, "random", 0.0, {"share": "random"}) for p in chosen
-            ]
-        else:
-            plan = _plan_terakoya(s, project_id, c, n_pick, settings, trust, rng, seed)
-        if trust.trusted is False:
-            notes.append(trust.sentence)
-
-        run = RouteRun(
-            project_id=project_id,
-            strategy=strategy,
-            budget_items=budget,
-            params={
-                "budget_items": budget_items,
-                "budget_minutes": budget_minutes,
-                "seconds_per_item": cfg.seconds_per_item,
-                "seed": seed,
-                "gold_share": cfg.gold_share,
-                "audit_share": cfg.audit_share,
-                "auto_accept_threshold": cfg.auto_accept_threshold,
-                "uncertainty_weight": cfg.uncertainty_weight,
-                "disagreement_weight": cfg.disagreement_weight,
-                "diversity_weight": cfg.diversity_weight,
-                "answers_per_item": cfg.answers_per_item,
-                "teacher_trust": trust.to_json(),
-                "eligible": len(eligible),
-                "skipped_no_teacher": skipped_no_teacher,
-                "labels": list(labels),
-                "notes": notes,
-            },
-        )
-        s.add(run)
-        s.flush()
-        _queue(s, project_id, run.id, c, plan, gold_ids, rng, cfg.answers_per_item)
-        accepts = _auto_accepts(s, run.id, c, {c.ids[p] for p, *_ in plan}, labels, cfg, trust)
-        run.routed = len(plan)
-        run.gold = len(gold_ids)
-        run.auto_accepted = accepts
-        run_id = run.id
-
+    plan, gold_ids = d.plan, d.gold_ids
     return RouteReport(
         route_run_id=run_id,
         strategy=strategy,
@@ -636,8 +674,8 @@ def route(
         gold=len(gold_ids),
         auto_accepted=accepts,
         expert_minutes=(len(plan) + len(gold_ids)) * cfg.seconds_per_item / 60.0,
-        skipped_no_teacher=skipped_no_teacher,
-        eligible=len(eligible),
+        skipped_no_teacher=d.skipped_no_teacher,
+        eligible=len(d.candidates.ids),
         notes=notes,
         audit=sum(1 for _, reason, *_ in plan if reason == "audit"),
         teacher_trust=trust,

@@ -36,11 +36,11 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import insert, select
+from sqlalchemy import Row, insert, select
 
 from terakoya.errors import ConfigError, StateError
 from terakoya.evaluation.metrics import probabilities_ece
-from terakoya.kinds import kind_for
+from terakoya.kinds import TaskKind, kind_for
 from terakoya.quality.aggregate import AGGREGATOR, expert_answers
 from terakoya.settings import Settings
 from terakoya.storage import Database
@@ -190,23 +190,11 @@ def _teacher_gate(db: Database, project_id: int, settings: Settings) -> str | No
     return trust.sentence if trust.chance_level else None
 
 
-def build_training_set(
-    db: Database, project_id: int, settings: Settings, *, max_expert: int | None = None
-) -> TrainingSet:
-    """Targets for the pool (see the module docstring). ``max_expert`` keeps only the first N expert-labelled
-    items (in the order they were first answered); the others fall back to the teacher."""
-    kind = kind_for(settings)
-    classes = list(kind.labels(settings))
-    if len(classes) < 2:
-        raise ConfigError(
-            f"the project declares {len(classes)} label(s); a student needs at least two: "
-            "add [[labels]] entries with name = ... to terakoya.toml"
-        )
-    index = {c: i for i, c in enumerate(classes)}
-    cfg = settings.student
+def _read_pool(
+    db: Database, project_id: int
+) -> tuple[Sequence[Row[int, str]], Sequence[Row[*tuple[Any, ...]]], set[int]]:
+    """The pool's (id, text) rows in id order, its current teacher suggestions and its auto-accepted item ids."""
     pool = (Item.project_id == project_id) & (Item.split == "pool")
-    answers = expert_answers(db, project_id, classes)
-    dropped = _teacher_gate(db, project_id, settings)
     with db.session() as s:
         items = s.execute(select(Item.id, Item.text).where(pool).order_by(Item.id)).all()
         newest = current_suggestion_ids(project_id, "teacher", split="pool")
@@ -225,6 +213,26 @@ def build_training_set(
         accepted = set(
             s.scalars(select(AutoAccept.item_id).join(Item, AutoAccept.item_id == Item.id).where(pool)).all()
         )
+    return items, teacher_rows, accepted
+
+
+def build_training_set(
+    db: Database, project_id: int, settings: Settings, *, max_expert: int | None = None
+) -> TrainingSet:
+    """Targets for the pool (see the module docstring). ``max_expert`` keeps only the first N expert-labelled
+    items (in the order they were first answered); the others fall back to the teacher."""
+    kind = kind_for(settings)
+    classes = list(kind.labels(settings))
+    if len(classes) < 2:
+        raise ConfigError(
+            f"the project declares {len(classes)} label(s); a student needs at least two: "
+            "add [[labels]] entries with name = ... to terakoya.toml"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    cfg = settings.student
+    answers = expert_answers(db, project_id, classes)
+    dropped = _teacher_gate(db, project_id, settings)
+    items, teacher_rows, accepted = _read_pool(db, project_id)
     expert_order = list(answers)
     if max_expert is not None:
         expert_order = expert_order[: max(0, max_expert)]
@@ -624,18 +632,8 @@ def _record_training_labels(
             s.execute(insert(TrainingLabel), rows[start : start + _CHUNK])
 
 
-def train(
-    db: Database,
-    project_id: int,
-    settings: Settings,
-    *,
-    kind: str | None = None,
-    out_dir: Path | None = None,
-    progress: Progress | None = None,
-) -> TrainReport:
-    """Build the training set, fit and calibrate a student, save it, record the run and its suggestions."""
-    started = time.perf_counter()
-    wanted = kind or settings.student.kind
+def _student_name(wanted: str, settings: Settings) -> tuple[str, TaskKind]:
+    """The registered student that ``wanted`` names (or "auto"), checked against the project's task kind."""
     name = AUTO if wanted == AUTO else resolve(wanted)
     task_kind = kind_for(settings)
     if wanted != AUTO and name.rsplit(".v", 1)[0] not in task_kind.students:
@@ -643,39 +641,35 @@ def train(
             f"student {name!r} cannot learn task kind {task_kind.name}; set student.kind to one of: "
             f"{', '.join(task_kind.students)}"
         )
-    from terakoya.teachers.calibrating import calibrate_teacher
+    return name, task_kind
 
-    calibrate_teacher(db, project_id, settings)  # re-calibrated on the newest expert answers
-    data = build_training_set(db, project_id, settings)
-    if len(data) == 0:
-        raise StateError(NOTHING_TO_TRAIN)
-    choice: dict[str, Any] = {}
-    if name == AUTO:
-        name, choice = _choose_kind(data, settings)
-    short = name.rsplit(".v", 1)[0]
-    with db.session() as s:
-        all_items = s.execute(select(Item.id, Item.text).where(Item.project_id == project_id).order_by(Item.id)).all()
-    total = len(all_items)
-    if progress is not None:
-        progress(0, total)
-    params = _student_params(name, settings)
+
+_PseudoRows = tuple[NDArray[np.intp], NDArray[np.float64]]
+
+
+def _fit(
+    data: TrainingSet, name: str, params: dict[str, Any], settings: Settings
+) -> tuple[Recipe, FitResult, _PseudoRows]:
+    """Choose the recipe by cross-validation, then fit the student on every row (and its own confident labels)."""
     fit_started = time.perf_counter()
     recipe = fit_recipe(data, kind=name, params=params, settings=settings)
-    sources = np.asarray(data.sources)
     every = np.arange(len(data))
     student = _fit_rows(data, every, recipe.teacher_scale, name, params)
-    pseudo = 0
-    pseudo_rows: tuple[NDArray[np.intp], NDArray[np.float64]] = (np.zeros(0, dtype=np.intp), np.zeros((0, 0)))
+    pseudo_rows: _PseudoRows = (np.zeros(0, dtype=np.intp), np.zeros((0, 0)))
     if recipe.self_training is not None:
         pseudo_rows = _confident(student, data.unlabelled_texts, recipe.self_training)
         extra = ([data.unlabelled_texts[i] for i in pseudo_rows[0]], pseudo_rows[1])
-        pseudo = len(extra[0])
         student = _fit_rows(data, every, recipe.teacher_scale, name, params, extra)
     student.temperature_ = recipe.temperature
     fitted = FitResult(student, recipe.temperature, recipe.calibration, time.perf_counter() - fit_started)
-    texts = [t for t, src in zip(data.texts, sources, strict=True) if src == "expert" or recipe.teacher_scale > 0]
-    teacher_scale, scale_scores = recipe.teacher_scale, recipe.scores
-    student = fitted.student
+    return recipe, fitted, pseudo_rows
+
+
+def _predict_all(
+    student: Student, all_items: Sequence[Any], n_classes: int, progress: Progress | None
+) -> tuple[NDArray[np.float64], list[float]]:
+    """The student's probabilities for every item, and its seconds per item for each chunk."""
+    total = len(all_items)
     proba_chunks: list[NDArray[np.float64]] = []
     seconds_per_item: list[float] = []
     for start in range(0, total, _CHUNK):
@@ -685,25 +679,25 @@ def train(
         seconds_per_item.append((time.perf_counter() - t0) / max(1, len(chunk)))
         if progress is not None:
             progress(min(start + _CHUNK, total), total)
-    proba = np.concatenate(proba_chunks) if proba_chunks else np.zeros((0, len(data.classes)))
-    if "cache_dir" in params:
-        student.set_params(cache_dir=None)  # the cache belongs to this project folder, not to the saved model
+    proba = np.concatenate(proba_chunks) if proba_chunks else np.zeros((0, n_classes))
+    return proba, seconds_per_item
 
+
+def _run_metrics(
+    data: TrainingSet, recipe: Recipe, fitted: FitResult, choice: dict[str, Any], pseudo: int,
+    proba: NDArray[np.float64], all_items: Sequence[Any],
+) -> dict[str, Any]:  # fmt: skip
+    """The run's metrics: the recipe chosen, the data behind it and how well the student fits its targets."""
+    texts = [t for t, src in zip(data.texts, data.sources, strict=True) if src == "expert" or recipe.teacher_scale > 0]
     row_of = {row.id: i for i, row in enumerate(all_items)}
     trained = np.asarray([row_of[i] for i in data.item_ids])
     train_proba = proba[trained]
     train_accuracy = float((train_proba.argmax(axis=1) == data.targets.argmax(axis=1)).mean())
     train_ce = float(-(data.targets * np.log(np.clip(train_proba, 1e-12, 1.0))).sum(axis=1).mean())
-
-    run_id = _run_id(db, settings, short)
-    path = Path(out_dir) if out_dir is not None else settings.project_dir / "runs" / run_id
-    teacher_model = next(iter(data.teacher_models), None)
-    prompt_version = next(iter(data.prompt_versions), None)
-    fit_seconds = fitted.seconds
-    metrics: dict[str, Any] = {
+    return {
         "train_items": len(texts) + pseudo,
-        "teacher_weight_scale": teacher_scale,
-        "teacher_weight_scores": scale_scores,
+        "teacher_weight_scale": recipe.teacher_scale,
+        "teacher_weight_scores": recipe.scores,
         "cv_accuracy": recipe.cv_accuracy,
         # what the experts' answers alone achieve: the bar a teacher must clear to be trusted
         "cv_accuracy_experts_only": recipe.scores.get("scale=0"),
@@ -720,15 +714,19 @@ def train(
         "train_cross_entropy": train_ce,
         "temperature": fitted.temperature,
         "calibration": fitted.calibration,
-        "fit_seconds": fit_seconds,
+        "fit_seconds": fitted.seconds,
     }
-    student.metadata = {
+
+
+def _student_metadata(run_id: str, settings: Settings, data: TrainingSet, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What the saved student carries about its run, so that ``load`` needs no side file."""
+    return {
         "run_id": run_id,
         "project": settings.name,
         "language": settings.language,
         "data_hash": data.data_hash(),
-        "teacher_model": teacher_model,
-        "prompt_version": prompt_version,
+        "teacher_model": next(iter(data.teacher_models), None),
+        "prompt_version": next(iter(data.prompt_versions), None),
         "teacher_models": data.teacher_models,
         "prompt_versions": data.prompt_versions,
         "expert_items": data.expert_items,
@@ -738,18 +736,23 @@ def train(
         "recipe": settings.student.model_dump(),
         "metrics": metrics,
     }
-    student.save(path)
-    seconds = time.perf_counter() - started
-    metrics["seconds"] = seconds
 
+
+def _record_run(db: Database, project_id: int, run_id: str, name: str, path: Path, metrics: dict[str, Any]) -> int:
+    """The ``student_runs`` row; returns its primary key."""
     with db.session() as s:
         run = StudentRun(project_id=project_id, run_id=run_id, kind=name, path=str(path.resolve()), metrics=metrics)
         s.add(run)
         s.flush()
-        run_pk = run.id
-    _record_training_labels(db, run_pk, data, recipe.teacher_scale, pseudo_rows, aggregator=task_kind.aggregator)
-    classes = data.classes
-    for start in range(0, total, _CHUNK):
+        return run.id
+
+
+def _record_suggestions(
+    db: Database, run_id: str, all_items: Sequence[Any], proba: NDArray[np.float64], seconds_per_item: list[float],
+    classes: list[str],
+) -> None:  # fmt: skip
+    """One student suggestion per item of the project, written a chunk at a time."""
+    for start in range(0, len(all_items), _CHUNK):
         rows = []
         latency = seconds_per_item[start // _CHUNK] * 1000.0
         for offset, item in enumerate(all_items[start : start + _CHUNK]):
@@ -770,6 +773,53 @@ def train(
             )
         with db.session() as s:
             s.execute(insert(Suggestion), rows)
+
+
+def train(
+    db: Database,
+    project_id: int,
+    settings: Settings,
+    *,
+    kind: str | None = None,
+    out_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> TrainReport:
+    """Build the training set, fit and calibrate a student, save it, record the run and its suggestions."""
+    started = time.perf_counter()
+    name, task_kind = _student_name(kind or settings.student.kind, settings)
+    from terakoya.teachers.calibrating import calibrate_teacher
+
+    calibrate_teacher(db, project_id, settings)  # re-calibrated on the newest expert answers
+    data = build_training_set(db, project_id, settings)
+    if len(data) == 0:
+        raise StateError(NOTHING_TO_TRAIN)
+    choice: dict[str, Any] = {}
+    if name == AUTO:
+        name, choice = _choose_kind(data, settings)
+    short = name.rsplit(".v", 1)[0]
+    with db.session() as s:
+        all_items = s.execute(select(Item.id, Item.text).where(Item.project_id == project_id).order_by(Item.id)).all()
+    total = len(all_items)
+    if progress is not None:
+        progress(0, total)
+    params = _student_params(name, settings)
+    recipe, fitted, pseudo_rows = _fit(data, name, params, settings)
+    pseudo = len(pseudo_rows[0])
+    student = fitted.student
+    proba, seconds_per_item = _predict_all(student, all_items, len(data.classes), progress)
+    if "cache_dir" in params:
+        student.set_params(cache_dir=None)  # the cache belongs to this project folder, not to the saved model
+    metrics = _run_metrics(data, recipe, fitted, choice, pseudo, proba, all_items)
+
+    run_id = _run_id(db, settings, short)
+    path = Path(out_dir) if out_dir is not None else settings.project_dir / "runs" / run_id
+    student.metadata = _student_metadata(run_id, settings, data, metrics)
+    student.save(path)
+    metrics["seconds"] = time.perf_counter() - started
+
+    run_pk = _record_run(db, project_id, run_id, name, path, metrics)
+    _record_training_labels(db, run_pk, data, recipe.teacher_scale, pseudo_rows, aggregator=task_kind.aggregator)
+    _record_suggestions(db, run_id, all_items, proba, seconds_per_item, data.classes)
     return TrainReport(
         run_id=run_id,
         kind=name,
@@ -781,7 +831,7 @@ def train(
         temperature=fitted.temperature,
         calibration=fitted.calibration,
         recipe={
-            "teacher_scale": teacher_scale,
+            "teacher_scale": recipe.teacher_scale,
             "self_training": recipe.self_training,
             "pseudo_labels": pseudo,
             "cv_accuracy": recipe.cv_accuracy,

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from terakoya.errors import ConfigError, DataError
 from terakoya.importers.readers import open_rows, require_columns
-from terakoya.kinds import kind_for
+from terakoya.kinds import TaskKind, kind_for
 from terakoya.people.accounts import NAME_MAX, SIMULATED_PERSON, get_or_create_person, normal_name
 from terakoya.people.glossary import guideline_version_in
 from terakoya.settings import Settings
@@ -152,6 +152,181 @@ def _fill(s: Session, answer: Answer, task: Task | None, person_id: int, closed:
 # ----------------------------------------------------------------------------- from a file
 
 
+@dataclass
+class _AnswerColumns:
+    id: str
+    label: str
+    person: str
+    rationale: str
+    seconds: str
+
+
+class _AnswerRows:
+    """Turns one answers file's cells into checked answers, with errors that name the line."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        labels: list[str],
+        kind: TaskKind,
+        cols: _AnswerColumns,
+        columns: Sequence[str],
+        default: str | None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.labels = labels
+        self.kind = kind
+        self.cols = cols
+        self.default = default
+        self.has_person = cols.person in columns
+        self.has_rationale = cols.rationale in columns
+        self.has_seconds = cols.seconds in columns
+
+    def parse(self, line: int, values: dict[str, Any]) -> _Parsed:
+        cols = self.cols
+        where = f"{self.name} line {line}"
+        external_id = _cell(values.get(cols.id))
+        if not external_id:
+            raise DataError(f"{where}: the id is empty; fill in the {cols.id!r} column (--id-column)")
+        label = _cell(values.get(cols.label))
+        if not label:
+            raise DataError(
+                f"{where}: the label is empty; fill in the {cols.label!r} column with one of: {', '.join(self.labels)}"
+            )
+        rationale = _cell(values.get(cols.rationale)) if self.has_rationale else ""
+        try:
+            answer = self.kind.read_answer({"label": label, "rationale": rationale or None}, self.settings)
+        except DataError as exc:
+            raise DataError(f"{where}: {exc}") from None
+        person = self.person(where, values)
+        seconds: float | None = None
+        if self.has_seconds:
+            raw = values.get(cols.seconds)
+            try:
+                seconds = _seconds(raw)
+            except (TypeError, ValueError):
+                raise DataError(
+                    f"{where}: seconds {raw!r} is not a number of seconds (0 or more); "
+                    f"fix the {cols.seconds!r} column or leave the cell empty"
+                ) from None
+        return _Parsed(line, external_id, answer.label or label, person, answer.rationale, seconds, answer.value)
+
+    def person(self, where: str, values: dict[str, Any]) -> str:
+        person = normal_name(_cell(values.get(self.cols.person))) if self.has_person else ""
+        if not person:
+            if self.default is None:
+                raise DataError(
+                    f"{where}: the person is empty; fill in the {self.cols.person!r} column or pass --person NAME"
+                )
+            person = self.default
+        if len(person) > NAME_MAX:
+            raise DataError(f"{where}: the person's name is longer than {NAME_MAX} characters; shorten it")
+        return person
+
+
+def _read_answers(
+    path: Path,
+    settings: Settings,
+    labels: list[str],
+    kind: TaskKind,
+    cols: _AnswerColumns,
+    default: str | None,
+    fmt: str | None,
+    encoding: str,
+) -> list[_Parsed]:
+    """Every row of the file, checked; nothing is written here."""
+    name = path.name
+    parsed: list[_Parsed] = []
+    with open_rows(path, fmt=fmt, encoding=encoding) as source:
+        require_columns(source, path, {"--id-column": cols.id, "--label-column": cols.label})
+        columns = list(source.columns)
+        if cols.person not in columns and default is None:
+            raise DataError(
+                f"column {cols.person!r} not found in {name}; columns are: {', '.join(columns)} — pass --person NAME "
+                "to record every answer under one name, or --person-column with the column that says who answered"
+            )
+        reader = _AnswerRows(name, settings, labels, kind, cols, columns, default)
+        for row in source:
+            parsed.append(reader.parse(row.line, row.values))
+    return parsed
+
+
+def _find_items(s: Session, project_id: int, name: str, parsed: Sequence[_Parsed]) -> dict[str, int]:
+    """external id -> item id for every answered item; an unknown id is an error that names its line."""
+    ids = sorted({p.external_id for p in parsed})
+    items: dict[str, int] = {}
+    for chunk in _chunks(ids):
+        found = s.execute(
+            select(Item.external_id, Item.id).where(Item.project_id == project_id, Item.external_id.in_(chunk))
+        )
+        items.update((ext, item_id) for ext, item_id in found)
+    for p in parsed:
+        if p.external_id not in items:
+            raise DataError(
+                f"{name} line {p.line}: no item with id {p.external_id!r} in this project; "
+                "check the id column (--id-column)"
+            )
+    return items
+
+
+def _check_people(s: Session, name: str, parsed: Sequence[_Parsed]) -> list[str]:
+    """The names that answered, sorted; none may be a simulated expert's."""
+    people_names = sorted({p.person for p in parsed})
+    simulated_names = set(
+        s.scalars(select(Person.name).where(Person.name.in_(people_names), Person.simulated.is_(True))).all()
+    )
+    for p in parsed:
+        if p.person in simulated_names:
+            raise DataError(
+                f"{name} line {p.line}: {p.person!r} is the name of a simulated expert; "
+                "record a person's answers under that person's own name"
+            )
+    return people_names
+
+
+def _write_file_answers(
+    s: Session,
+    project_id: int,
+    parsed: Sequence[_Parsed],
+    items: dict[str, int],
+    people_names: Sequence[str],
+    version: str,
+) -> tuple[int, int, set[int]]:
+    """Store the answers not already stored: (recorded, duplicates, ids of the tasks they closed)."""
+    item_ids = sorted(set(items.values()))
+    seen = _stored_keys(s, item_ids)
+    tasks = _open_tasks(s, project_id, item_ids)
+    people = {n: get_or_create_person(s, n) for n in people_names}
+    recorded = duplicates = 0
+    closed: set[int] = set()
+    for p in parsed:
+        item_id = items[p.external_id]
+        key = (item_id, p.person, p.label)
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        task = tasks.get(item_id)
+        stored = Answer(
+            item_id=item_id,
+            person_id=people[p.person].id,
+            task_id=task.id if task is not None else None,
+            kind="label",
+            label=p.label,
+            value=p.value,
+            rationale=p.rationale,
+            active_seconds=p.seconds,
+            simulated=False,
+            source="file",
+            guideline_version=version,
+        )
+        _fill(s, stored, task, people[p.person].id, closed)
+        recorded += 1
+    return recorded, duplicates, closed
+
+
 def record_answers(
     db: Database,
     project_id: int,
@@ -173,116 +348,17 @@ def record_answers(
     kind = kind_for(settings)
     name = path.name
     default = normal_name(default_person or "") or None
-    parsed: list[_Parsed] = []
-    with open_rows(path, fmt=fmt, encoding=encoding) as source:
-        require_columns(source, path, {"--id-column": id_column, "--label-column": label_column})
-        columns = list(source.columns)
-        has_person = person_column in columns
-        if not has_person and default is None:
-            raise DataError(
-                f"column {person_column!r} not found in {name}; columns are: {', '.join(columns)} — pass --person NAME "
-                "to record every answer under one name, or --person-column with the column that says who answered"
-            )
-        has_rationale = rationale_column in columns
-        has_seconds = seconds_column in columns
-        for row in source:
-            values = row.values
-            where = f"{name} line {row.line}"
-            external_id = _cell(values.get(id_column))
-            if not external_id:
-                raise DataError(f"{where}: the id is empty; fill in the {id_column!r} column (--id-column)")
-            label = _cell(values.get(label_column))
-            if not label:
-                raise DataError(
-                    f"{where}: the label is empty; fill in the {label_column!r} column with one of: {', '.join(labels)}"
-                )
-            rationale = _cell(values.get(rationale_column)) if has_rationale else ""
-            try:
-                answer = kind.read_answer({"label": label, "rationale": rationale or None}, settings)
-            except DataError as exc:
-                raise DataError(f"{where}: {exc}") from None
-            person = normal_name(_cell(values.get(person_column))) if has_person else ""
-            if not person:
-                if default is None:
-                    raise DataError(
-                        f"{where}: the person is empty; fill in the {person_column!r} column or pass --person NAME"
-                    )
-                person = default
-            if len(person) > NAME_MAX:
-                raise DataError(f"{where}: the person's name is longer than {NAME_MAX} characters; shorten it")
-            seconds: float | None = None
-            if has_seconds:
-                raw = values.get(seconds_column)
-                try:
-                    seconds = _seconds(raw)
-                except (TypeError, ValueError):
-                    raise DataError(
-                        f"{where}: seconds {raw!r} is not a number of seconds (0 or more); "
-                        f"fix the {seconds_column!r} column or leave the cell empty"
-                    ) from None
-            parsed.append(
-                _Parsed(row.line, external_id, answer.label or label, person, answer.rationale, seconds, answer.value)
-            )
-
+    cols = _AnswerColumns(id_column, label_column, person_column, rationale_column, seconds_column)
+    parsed = _read_answers(path, settings, labels, kind, cols, default, fmt, encoding)
     if not parsed:
         return AnswerReport(recorded=0, duplicates=0, people=[], simulated=False, notes=[f"{name} has no rows"])
 
     with db.session() as s:
         # what the expert saw: the guidelines, the labels and the glossary (approved terms included)
         version = guideline_version_in(s, project_id, settings)
-        ids = sorted({p.external_id for p in parsed})
-        items: dict[str, int] = {}
-        for chunk in _chunks(ids):
-            found = s.execute(
-                select(Item.external_id, Item.id).where(Item.project_id == project_id, Item.external_id.in_(chunk))
-            )
-            items.update((ext, item_id) for ext, item_id in found)
-        for p in parsed:
-            if p.external_id not in items:
-                raise DataError(
-                    f"{name} line {p.line}: no item with id {p.external_id!r} in this project; "
-                    "check the id column (--id-column)"
-                )
-        people_names = sorted({p.person for p in parsed})
-        simulated_names = set(
-            s.scalars(select(Person.name).where(Person.name.in_(people_names), Person.simulated.is_(True))).all()
-        )
-        for p in parsed:
-            if p.person in simulated_names:
-                raise DataError(
-                    f"{name} line {p.line}: {p.person!r} is the name of a simulated expert; "
-                    "record a person's answers under that person's own name"
-                )
-
-        item_ids = sorted(set(items.values()))
-        seen = _stored_keys(s, item_ids)
-        tasks = _open_tasks(s, project_id, item_ids)
-        people = {n: get_or_create_person(s, n) for n in people_names}
-        recorded = duplicates = 0
-        closed: set[int] = set()
-        for p in parsed:
-            item_id = items[p.external_id]
-            key = (item_id, p.person, p.label)
-            if key in seen:
-                duplicates += 1
-                continue
-            seen.add(key)
-            task = tasks.get(item_id)
-            stored = Answer(
-                item_id=item_id,
-                person_id=people[p.person].id,
-                task_id=task.id if task is not None else None,
-                kind="label",
-                label=p.label,
-                value=p.value,
-                rationale=p.rationale,
-                active_seconds=p.seconds,
-                simulated=False,
-                source="file",
-                guideline_version=version,
-            )
-            _fill(s, stored, task, people[p.person].id, closed)
-            recorded += 1
+        items = _find_items(s, project_id, name, parsed)
+        people_names = _check_people(s, name, parsed)
+        recorded, duplicates, closed = _write_file_answers(s, project_id, parsed, items, people_names, version)
     return AnswerReport(
         recorded=recorded, duplicates=duplicates, people=people_names, simulated=False, tasks_answered=len(closed)
     )
@@ -310,6 +386,101 @@ def _meta_columns(columns: dict[str, Any]) -> set[str]:
     return found
 
 
+def _recorded_columns(s: Session, project_id: int) -> tuple[set[str], set[str]]:
+    """(label columns, kept extra columns) that the project's imports recorded."""
+    mappings = [c for c in s.scalars(select(Import.columns).where(Import.project_id == project_id)).all() if c]
+    label_columns: set[str] = set().union(*(_label_columns(c) for c in mappings))
+    meta_columns: set[str] = set().union(*(_meta_columns(c) for c in mappings))
+    return label_columns, meta_columns
+
+
+def _open_routed(s: Session, project_id: int, limit: int | None) -> Sequence[Row[Task, Item]]:
+    """(task, item) for the open routed label tasks, first in queue order first, at most ``limit``."""
+    query = (
+        select(Task, Item)
+        .join(Item, Item.id == Task.item_id)
+        .where(
+            Task.project_id == project_id,
+            Task.status.in_(OPEN_TASK_STATUSES),
+            Task.reason.in_(ROUTED_REASONS),
+            Task.kind == "label",
+        )
+        .order_by(Task.priority, Task.id)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return s.execute(query).all()
+
+
+def _uses_gold(column: str, label_columns: set[str], meta_columns: set[str]) -> bool:
+    """True: the oracle column is the gold label; False: a kept extra column. Any other column is an error."""
+    use_gold = column in label_columns
+    if not use_gold and column not in meta_columns:
+        usable = sorted(label_columns | meta_columns)
+        if not usable:
+            raise DataError(
+                f"column {column!r} was not recorded with this project's items, and no column was: "
+                "import the data with --label-column (or keep the column with --meta-columns) to simulate from it"
+            )
+        raise DataError(
+            f"column {column!r} was not recorded with this project's items; columns that can be used: "
+            f"{', '.join(usable)} — pass --oracle-column {usable[0]}"
+        )
+    return use_gold
+
+
+def _oracle_answers(
+    rows: Sequence[Row[Task, Item]], column: str, use_gold: bool, labels: Sequence[str]
+) -> tuple[list[tuple[Task, Item, str]], int]:
+    """(task, item, label) for every task whose item has a value; and how many have none (left open)."""
+    answers: list[tuple[Task, Item, str]] = []
+    skipped = 0
+    for task, item in rows:
+        raw = item.gold_label if use_gold else (item.meta or {}).get(column)
+        value = _cell(raw)
+        if not value:
+            skipped += 1
+            continue
+        if value not in labels:
+            raise DataError(
+                f"item {item.external_id!r}: column {column!r} holds {value!r}, which is not one of the project's "
+                f"labels: {', '.join(labels)}; pass another --oracle-column or fix [[labels]] in terakoya.toml"
+            )
+        answers.append((task, item, value))
+    return answers, skipped
+
+
+def _write_simulated(
+    s: Session, project_id: int, settings: Settings, person: str, answers: Sequence[tuple[Task, Item, str]]
+) -> tuple[int, int, set[int], str]:
+    """Store the simulated answers not already stored: (recorded, duplicates, closed task ids, expert's name)."""
+    expert = get_or_create_person(s, person, simulated=True)
+    seen = _stored_keys(s, sorted({item.id for _t, item, _v in answers}))
+    recorded = duplicates = 0
+    version = guideline_version_in(s, project_id, settings)
+    closed: set[int] = set()
+    for task, item, value in answers:
+        key = (item.id, expert.name, value)
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        answer = Answer(
+            item_id=item.id,
+            person_id=expert.id,
+            task_id=task.id,
+            kind="label",
+            label=value,
+            active_seconds=settings.routing.seconds_per_item,
+            simulated=True,
+            source="simulate",
+            guideline_version=version,
+        )
+        _fill(s, answer, task, expert.id, closed)
+        recorded += 1
+    return recorded, duplicates, closed, expert.name
+
+
 def simulate(
     db: Database,
     project_id: int,
@@ -330,80 +501,13 @@ def simulate(
         raise ConfigError(f"--limit must be 0 or more (got {limit})")
     column = oracle_column.strip()
     with db.session() as s:
-        mappings = [c for c in s.scalars(select(Import.columns).where(Import.project_id == project_id)).all() if c]
-        label_columns: set[str] = set().union(*(_label_columns(c) for c in mappings))
-        meta_columns: set[str] = set().union(*(_meta_columns(c) for c in mappings))
-
-        query = (
-            select(Task, Item)
-            .join(Item, Item.id == Task.item_id)
-            .where(
-                Task.project_id == project_id,
-                Task.status.in_(OPEN_TASK_STATUSES),
-                Task.reason.in_(ROUTED_REASONS),
-                Task.kind == "label",
-            )
-            .order_by(Task.priority, Task.id)
-        )
-        if limit is not None:
-            query = query.limit(limit)
-        rows = s.execute(query).all()
+        label_columns, meta_columns = _recorded_columns(s, project_id)
+        rows = _open_routed(s, project_id, limit)
         for _task, item in rows:
             meta_columns.update(str(k) for k in (item.meta or {}))
-
-        use_gold = column in label_columns
-        if not use_gold and column not in meta_columns:
-            usable = sorted(label_columns | meta_columns)
-            if not usable:
-                raise DataError(
-                    f"column {column!r} was not recorded with this project's items, and no column was: "
-                    "import the data with --label-column (or keep the column with --meta-columns) to simulate from it"
-                )
-            raise DataError(
-                f"column {column!r} was not recorded with this project's items; columns that can be used: "
-                f"{', '.join(usable)} — pass --oracle-column {usable[0]}"
-            )
-
-        answers: list[tuple[Task, Item, str]] = []
-        skipped = 0
-        for task, item in rows:
-            raw = item.gold_label if use_gold else (item.meta or {}).get(column)
-            value = _cell(raw)
-            if not value:
-                skipped += 1
-                continue
-            if value not in labels:
-                raise DataError(
-                    f"item {item.external_id!r}: column {column!r} holds {value!r}, which is not one of the project's "
-                    f"labels: {', '.join(labels)}; pass another --oracle-column or fix [[labels]] in terakoya.toml"
-                )
-            answers.append((task, item, value))
-
-        expert = get_or_create_person(s, person, simulated=True)
-        seen = _stored_keys(s, sorted({item.id for _t, item, _v in answers}))
-        recorded = duplicates = 0
-        version = guideline_version_in(s, project_id, settings)
-        closed: set[int] = set()
-        for task, item, value in answers:
-            key = (item.id, expert.name, value)
-            if key in seen:
-                duplicates += 1
-                continue
-            seen.add(key)
-            answer = Answer(
-                item_id=item.id,
-                person_id=expert.id,
-                task_id=task.id,
-                kind="label",
-                label=value,
-                active_seconds=settings.routing.seconds_per_item,
-                simulated=True,
-                source="simulate",
-                guideline_version=version,
-            )
-            _fill(s, answer, task, expert.id, closed)
-            recorded += 1
-        name = expert.name
+        use_gold = _uses_gold(column, label_columns, meta_columns)
+        answers, skipped = _oracle_answers(rows, column, use_gold, labels)
+        recorded, duplicates, closed, name = _write_simulated(s, project_id, settings, person, answers)
     notes = []
     if skipped:
         notes.append(f"{skipped} open tasks have no recorded {column!r} value and were left open")

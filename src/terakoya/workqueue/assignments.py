@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Select, select, update
+from sqlalchemy import Connection, Row, Select, insert, select, update
 from sqlalchemy.orm import Session
 
 from terakoya.storage.models import Assignment, Task
@@ -76,6 +76,12 @@ OPEN_TASK_STATUSES = ("queued", "leased")
 TASK_STATUSES = ("queued", "leased", "answered", "flagged")
 
 
+def _core(s: Session) -> Connection:
+    """The session's connection: the rules below are plain reads and conditional writes, run as Core
+    statements (through the ORM each cost more in bookkeeping than the statement itself on SQLite)."""
+    return s.connection()
+
+
 def _rowcount(result: Any) -> int:
     return int(result.rowcount or 0)
 
@@ -87,9 +93,7 @@ def lock_task(
     where = [Task.id == task_id, Task.status.in_(tuple(statuses))]
     if project_id is not None:
         where.append(Task.project_id == project_id)
-    locked = s.execute(
-        update(Task).where(*where).values(status=Task.status).execution_options(synchronize_session=False)
-    )
+    locked = _core(s).execute(update(Task).where(*where).values(status=Task.status))
     return _rowcount(locked) == 1
 
 
@@ -97,28 +101,36 @@ def lock_task(
 _Row = Row[int, int, str, datetime | None]
 
 
+class _Slot(NamedTuple):
+    """An assignment as a change leaves it, so that the task's summary needs no second read."""
+
+    id: int
+    person_id: int
+    status: str
+    lease_expires_at: datetime | None
+
+
 def _rows(s: Session, task_id: int) -> Sequence[_Row]:
-    return s.execute(
-        select(Assignment.id, Assignment.person_id, Assignment.status, Assignment.lease_expires_at)
-        .where(Assignment.task_id == task_id)
-        .order_by(Assignment.id)
-    ).all()
-
-
-def _set(s: Session, assignment_id: int, **values: Any) -> None:
-    s.execute(
-        update(Assignment)
-        .where(Assignment.id == assignment_id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
+    return (
+        _core(s)
+        .execute(
+            select(Assignment.id, Assignment.person_id, Assignment.status, Assignment.lease_expires_at)
+            .where(Assignment.task_id == task_id)
+            .order_by(Assignment.id)
+        )
+        .all()
     )
 
 
-def _runs_out(row: _Row) -> datetime:
+def _set(s: Session, assignment_id: int, **values: Any) -> None:
+    _core(s).execute(update(Assignment).where(Assignment.id == assignment_id).values(**values))
+
+
+def _runs_out(row: _Row | _Slot) -> datetime:
     return row.lease_expires_at if row.lease_expires_at is not None else datetime.max
 
 
-def summary(wanted: int, rows: Sequence[_Row]) -> tuple[str, int | None, datetime | None]:
+def summary(wanted: int, rows: Sequence[_Row | _Slot]) -> tuple[str, int | None, datetime | None]:
     """(status, leased_to, lease_expires_at) of a task that takes ``wanted`` answers, from its assignments."""
     done = [r for r in rows if r.status in DONE]
     leases = sorted((r for r in rows if r.status == LEASED), key=_runs_out)
@@ -131,15 +143,16 @@ def summary(wanted: int, rows: Sequence[_Row]) -> tuple[str, int | None, datetim
 
 def settle(s: Session, task_id: int) -> str:
     """Set the task's summary from its assignments (see the module docstring); the task's status."""
-    task = s.execute(select(Task.status, Task.answers_wanted).where(Task.id == task_id)).one()
+    task = _core(s).execute(select(Task.status, Task.answers_wanted).where(Task.id == task_id)).one()
     if task.status not in TASK_STATUSES:
         return str(task.status)
-    status, leased_to, until = summary(task.answers_wanted, _rows(s, task_id))
-    s.execute(
-        update(Task)
-        .where(Task.id == task_id)
-        .values(status=status, leased_to=leased_to, lease_expires_at=until)
-        .execution_options(synchronize_session=False)
+    return _write_summary(s, task_id, task.answers_wanted, _rows(s, task_id))
+
+
+def _write_summary(s: Session, task_id: int, wanted: int, rows: Sequence[_Row | _Slot]) -> str:
+    status, leased_to, until = summary(wanted, rows)
+    _core(s).execute(
+        update(Task).where(Task.id == task_id).values(status=status, leased_to=leased_to, lease_expires_at=until)
     )
     return status
 
@@ -149,33 +162,43 @@ def take(s: Session, task_id: int, person_id: int, now: datetime, until: datetim
 
     False when the person answered or skipped the task, or when no slot is free.
     """
-    wanted = s.scalar(select(Task.answers_wanted).where(Task.id == task_id))
+    wanted = _core(s).scalar(select(Task.answers_wanted).where(Task.id == task_id))
+    if wanted is None:
+        return False
     rows = _rows(s, task_id)
     mine = next((r for r in rows if r.person_id == person_id), None)
     if mine is not None and mine.status not in (LEASED, EXPIRED):
         return False
+    expired: set[int] = set()
     if mine is None or mine.status == EXPIRED:
         others = [r for r in rows if r.person_id != person_id]
         done = sum(1 for r in others if r.status in DONE)
         leases = sorted((r for r in others if r.status == LEASED), key=_runs_out)
         running = [r for r in leases if r.lease_expires_at is None or r.lease_expires_at >= now]
-        if wanted is None or done + len(running) >= wanted:
+        if done + len(running) >= wanted:
             settle(s, task_id)  # the summary said there was room: bring it up to date
             return False
         ran_out = [r for r in leases if r not in running]
         for row in ran_out[: max(0, done + len(leases) + 1 - wanted)]:
             _set(s, row.id, status=EXPIRED, updated_at=now)
+            expired.add(row.id)
     if mine is None:
-        s.add(
-            Assignment(
+        _core(s).execute(
+            insert(Assignment).values(
                 task_id=task_id, person_id=person_id, status=LEASED, lease_expires_at=until, created_at=now,
                 updated_at=now,
             )
         )  # fmt: skip
-        s.flush()
     else:
         _set(s, mine.id, status=LEASED, lease_expires_at=until, answer_id=None, updated_at=now)
-    settle(s, task_id)
+    # the task was locked open: its summary follows from the rows as changed here, without reading them again
+    after = [
+        _Slot(r.id, r.person_id, EXPIRED if r.id in expired else r.status, r.lease_expires_at)
+        for r in rows
+        if mine is None or r.id != mine.id
+    ]
+    after.append(_Slot(0 if mine is None else mine.id, person_id, LEASED, until))
+    _write_summary(s, task_id, wanted, after)
     return True
 
 
@@ -186,16 +209,17 @@ def holds(s: Session, task_id: int, person_id: int) -> bool:
 
 def state_of(s: Session, task_id: int, person_id: int) -> str | None:
     """The state of the person's assignment on the task; None when they have none."""
-    return s.scalar(select(Assignment.status).where(Assignment.task_id == task_id, Assignment.person_id == person_id))
+    return _core(s).scalar(
+        select(Assignment.status).where(Assignment.task_id == task_id, Assignment.person_id == person_id)
+    )
 
 
 def finish(s: Session, task_id: int, person_id: int, answer_id: int, *, flag: bool, now: datetime) -> bool:
     """The person's lease on the (locked) task becomes their answer; False when they hold no lease on it."""
-    done = s.execute(
+    done = _core(s).execute(
         update(Assignment)
         .where(Assignment.task_id == task_id, Assignment.person_id == person_id, Assignment.status == LEASED)
         .values(status=FLAGGED if flag else ANSWERED, answer_id=answer_id, lease_expires_at=None, updated_at=now)
-        .execution_options(synchronize_session=False)
     )
     if _rowcount(done) != 1:
         return False
@@ -213,7 +237,7 @@ def record_outside_queue(s: Session, task_id: int, person_id: int, answer_id: in
     """
     if finish(s, task_id, person_id, answer_id, flag=False, now=now):
         return True
-    wanted = s.scalar(select(Task.answers_wanted).where(Task.id == task_id)) or 1
+    wanted = _core(s).scalar(select(Task.answers_wanted).where(Task.id == task_id)) or 1
     rows = _rows(s, task_id)
     mine = next((r for r in rows if r.person_id == person_id), None)
     if mine is not None and mine.status != EXPIRED:
@@ -227,8 +251,7 @@ def record_outside_queue(s: Session, task_id: int, person_id: int, answer_id: in
         _set(s, row.id, status=EXPIRED, updated_at=now)
     values = {"status": ANSWERED, "answer_id": answer_id, "lease_expires_at": None, "updated_at": now}
     if mine is None:
-        s.add(Assignment(task_id=task_id, person_id=person_id, created_at=now, **values))
-        s.flush()
+        _core(s).execute(insert(Assignment).values(task_id=task_id, person_id=person_id, created_at=now, **values))
     else:
         _set(s, mine.id, **values)
     settle(s, task_id)
@@ -237,11 +260,10 @@ def record_outside_queue(s: Session, task_id: int, person_id: int, answer_id: in
 
 def give_back(s: Session, task_id: int, person_id: int, now: datetime) -> bool:
     """The person skips the (locked) task: their lease frees its slot; False when they hold no lease on it."""
-    given = s.execute(
+    given = _core(s).execute(
         update(Assignment)
         .where(Assignment.task_id == task_id, Assignment.person_id == person_id, Assignment.status == LEASED)
         .values(status=SKIPPED, lease_expires_at=None, updated_at=now)
-        .execution_options(synchronize_session=False)
     )
     if _rowcount(given) != 1:
         return False
@@ -257,7 +279,7 @@ def reopen(s: Session, task_id: int, person_id: int, answer_id: int, now: dateti
     takes, from before assignments) is not given back and its assignment expires. False when the task is not
     given back.
     """
-    row = s.scalar(
+    row = _core(s).scalar(
         select(Assignment.id).where(
             Assignment.task_id == task_id, Assignment.answer_id == answer_id, Assignment.status.in_(DONE)
         )
