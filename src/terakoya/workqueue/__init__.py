@@ -130,12 +130,16 @@ def label_options(settings: Settings) -> list[LabelOption]:
     ]
 
 
-def _view(db: Database, settings: Settings, task_id: int, person_id: int) -> TaskView:
+def _view(db: Database, settings: Settings, task_id: int, person_id: int, until: datetime | None = None) -> TaskView:
+    """What the person sees of a task they hold; ``until``: their lease's end, when the caller just set it."""
     with db.session() as s:
         task, item = s.execute(select(Task, Item).join(Item, Item.id == Task.item_id).where(Task.id == task_id)).one()
-        until = s.scalar(
-            select(Assignment.lease_expires_at).where(Assignment.task_id == task_id, Assignment.person_id == person_id)
-        )
+        if until is None:
+            until = s.scalar(
+                select(Assignment.lease_expires_at).where(
+                    Assignment.task_id == task_id, Assignment.person_id == person_id
+                )
+            )
         teacher_label = teacher_conf = None
         if task.kind == "verify":
             sug = current_suggestion(s, item.id, "teacher")
@@ -254,7 +258,7 @@ def lease_next(
         if view_id is None:
             return None
         if view_id > 0:
-            return _view(db, settings, view_id, person_id)
+            return _view(db, settings, view_id, person_id, until)
     raise StateError("the queue is very busy right now and no task could be leased; try again in a moment")
 
 

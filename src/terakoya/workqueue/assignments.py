@@ -93,8 +93,26 @@ def lock_task(
     where = [Task.id == task_id, Task.status.in_(tuple(statuses))]
     if project_id is not None:
         where.append(Task.project_id == project_id)
-    locked = _core(s).execute(update(Task).where(*where).values(status=Task.status))
-    return _rowcount(locked) == 1
+    locked = (
+        _core(s).execute(update(Task).where(*where).values(status=Task.status).returning(Task.answers_wanted)).first()
+    )
+    if locked is None:
+        return False
+    if set(statuses) <= set(TASK_STATUSES):  # what the lock read stays true in this transaction
+        s.info.setdefault(_LOCKED, {})[task_id] = int(locked[0])
+    return True
+
+
+_LOCKED = "terakoya.locked_tasks"
+
+
+def _wanted(s: Session, task_id: int) -> int | None:
+    """The task's ``answers_wanted``: known from its lock in this transaction, else read."""
+    known: dict[int, int] = s.info.get(_LOCKED, {})
+    if task_id in known:
+        return known[task_id]
+    value = _core(s).scalar(select(Task.answers_wanted).where(Task.id == task_id))
+    return None if value is None else int(value)
 
 
 #: an assignment as the rules read it: id, person_id, status, lease_expires_at
@@ -143,6 +161,9 @@ def summary(wanted: int, rows: Sequence[_Row | _Slot]) -> tuple[str, int | None,
 
 def settle(s: Session, task_id: int) -> str:
     """Set the task's summary from its assignments (see the module docstring); the task's status."""
+    known: dict[int, int] = s.info.get(_LOCKED, {})
+    if task_id in known:  # locked in one of the states settle derives
+        return _write_summary(s, task_id, known[task_id], _rows(s, task_id))
     task = _core(s).execute(select(Task.status, Task.answers_wanted).where(Task.id == task_id)).one()
     if task.status not in TASK_STATUSES:
         return str(task.status)
@@ -162,7 +183,7 @@ def take(s: Session, task_id: int, person_id: int, now: datetime, until: datetim
 
     False when the person answered or skipped the task, or when no slot is free.
     """
-    wanted = _core(s).scalar(select(Task.answers_wanted).where(Task.id == task_id))
+    wanted = _wanted(s, task_id)
     if wanted is None:
         return False
     rows = _rows(s, task_id)
@@ -223,6 +244,13 @@ def finish(s: Session, task_id: int, person_id: int, answer_id: int, *, flag: bo
     )
     if _rowcount(done) != 1:
         return False
+    if s.info.get(_LOCKED, {}).get(task_id) == 1:  # one answer wanted, and this is it: no need to read the rows
+        _core(s).execute(
+            update(Task)
+            .where(Task.id == task_id)
+            .values(status=FLAGGED if flag else ANSWERED, leased_to=None, lease_expires_at=None)
+        )
+        return True
     settle(s, task_id)
     return True
 
@@ -237,7 +265,7 @@ def record_outside_queue(s: Session, task_id: int, person_id: int, answer_id: in
     """
     if finish(s, task_id, person_id, answer_id, flag=False, now=now):
         return True
-    wanted = _core(s).scalar(select(Task.answers_wanted).where(Task.id == task_id)) or 1
+    wanted = _wanted(s, task_id) or 1
     rows = _rows(s, task_id)
     mine = next((r for r in rows if r.person_id == person_id), None)
     if mine is not None and mine.status != EXPIRED:
