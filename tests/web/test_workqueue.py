@@ -83,7 +83,7 @@ def test_label_task_hides_the_teacher_and_verify_task_shows_it(tmp_path: Path, d
     assert (stored.kind, stored.label, stored.value) == (
         "verify",
         "negative",
-        {"teacher_label": "positive", "accepted": False},
+        {"label": "negative", "teacher_label": "positive", "accepted": False},
     )
     p.close()
 

@@ -417,7 +417,7 @@ def submit_answer(
         task_id,
         kind=None,
         label=label,
-        value={},
+        value=answer.value,
         rationale=rationale,
         active_seconds=active_seconds,
         idempotency_key=idempotency_key,
