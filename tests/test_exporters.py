@@ -183,7 +183,7 @@ def test_export_is_paged_and_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(exporters, "_page_rows", fail_on_second_page)
     with pytest.raises(RuntimeError, match="disk gone"):
-        export_items(db, pid, out)
+        export_items(db, pid, out, force=True)
     assert out.read_bytes() == before  # the old file is untouched
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
 
@@ -223,3 +223,37 @@ def test_export_queued_only_lists_open_tasks(tmp_path: Path) -> None:
 
     assert export_items(db, pid, out, queued=True) == 2
     assert [line.split(",")[0] for line in out.read_text().splitlines()[1:]] == ["1", "3"]
+
+
+def test_export_never_writes_over_the_project_or_an_existing_file(tmp_path: Path) -> None:
+    """`terakoya export terakoya.db` once replaced the project's database with a CSV file."""
+    import subprocess
+    import sys
+
+    from terakoya.project import Project
+
+    project = Project.init(tmp_path / "p", "p")
+    folder = project.dir
+    project.close()
+    (folder / "items.csv").write_text("id,text\n1,Profit rose.\n2,Sales fell.\n", encoding="utf-8")
+    db_before = (folder / "terakoya.db").read_bytes()
+    toml_before = (folder / "terakoya.toml").read_text(encoding="utf-8")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "terakoya", *args], cwd=folder, capture_output=True, text=True, timeout=120
+        )
+
+    out = cli("export", "terakoya.db", "--format", "csv")
+    assert out.returncode == 1 and "terakoya.db is the project's database; export to another path" in out.stderr
+    out = cli("export", "terakoya.toml", "--format", "csv", "--force")
+    assert out.returncode == 1 and "terakoya.toml is the project's settings file" in out.stderr
+    assert (folder / "terakoya.db").read_bytes() == db_before
+    assert (folder / "terakoya.toml").read_text(encoding="utf-8") == toml_before
+
+    out = cli("export", "items.csv")
+    assert out.returncode == 1 and "items.csv exists; pass --force to replace it" in out.stderr
+    assert (folder / "items.csv").read_text(encoding="utf-8").startswith("id,text")
+    assert cli("export", "items.csv", "--force").returncode == 0
+    assert cli("export", ".", "--format", "csv").returncode == 1
+    assert cli("status").returncode == 0  # the project still opens

@@ -326,10 +326,11 @@ def export(
     queued: Annotated[
         bool, typer.Option("--queued", help="only items routed to experts and not yet answered (hand these out)")
     ] = False,
+    force: Annotated[bool, typer.Option("--force", help="replace the output file if it exists")] = False,
 ) -> None:
     """Write items with teacher suggestions and human answers."""
     project = _open()
-    rows = project.export(path, fmt=fmt, split=split, queued=queued)
+    rows = project.export(path, fmt=fmt, split=split, queued=queued, force=force)
     console.print(f"wrote {rows:,} items to {path}")
     project.close()
 

@@ -258,9 +258,15 @@ class Project:
             progress=progress,
         )
 
-    def export(self, path: Path, *, fmt: str | None = None, split: str | None = None, queued: bool = False) -> int:
+    def export(
+        self, path: Path, *, fmt: str | None = None, split: str | None = None, queued: bool = False, force: bool = False
+    ) -> int:
         from terakoya.importers.exporters import export_items
 
+        db_file = self.db.file()
+        protected = {self.settings.project_file: "the project's settings file"}
+        if db_file is not None:
+            protected[db_file] = "the project's database"
         return export_items(
             self.db,
             self.project_id,
@@ -269,6 +275,8 @@ class Project:
             split=split,
             queued=queued,
             classes=self.settings.label_names or None,
+            force=force,
+            protected=protected,
         )
 
     # ------------------------------------------------------------------ status

@@ -13,7 +13,7 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -224,6 +224,18 @@ def _write_parquet(pages: Iterator[list[dict[str, Any]]], target: Path) -> int:
     return written
 
 
+def _check_target(path: Path, force: bool, protected: Mapping[Path, str]) -> None:
+    """Refuse to write over the project's own files, and over any file without ``force``."""
+    target = path.resolve()
+    for file, what in protected.items():
+        if target == Path(file).resolve():
+            raise ConfigError(f"{path} is {what}; export to another path, for example items.csv")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give a file name, for example {path / 'items.csv'}")
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists; pass --force to replace it, or choose another path")
+
+
 def export_items(
     db: Database,
     project_id: int,
@@ -233,14 +245,20 @@ def export_items(
     split: str | None = None,
     queued: bool = False,
     classes: Sequence[str] | None = None,
+    force: bool = False,
+    protected: Mapping[Path, str] | None = None,
 ) -> int:
     """Write one row per item to ``path`` (.jsonl, .csv, .tsv or .parquet, or ``fmt``); returns the rows written.
+
+    An existing file is replaced only with ``force``; a ``protected`` file (the project's database or
+    settings, with what it is) never.
 
     Rows as :func:`iter_export_rows` makes them (``classes``: the project's labels).
 
     The file appears only when complete: rows go to a temporary file beside it, renamed at the end.
     """
     path = Path(path)
+    _check_target(path, force, protected or {})
     kind = detect_format(path, fmt)
     if split not in (None, "pool", "test"):
         raise ConfigError(f"--split must be pool or test, got {split!r}")

@@ -91,6 +91,11 @@ class Database:
         # SQLite has one writer per file; PostgreSQL orders concurrent writes itself
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
 
+    def file(self) -> Path | None:
+        """The SQLite database file, or None for a server database (or SQLite in memory)."""
+        database = self.engine.url.database if self.dialect == "sqlite" else None
+        return Path(database) if database and database != ":memory:" else None
+
     @property
     def safe_url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
