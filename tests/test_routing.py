@@ -169,7 +169,9 @@ def test_route_gold_share_auto_accept_and_tasks(db_url: str, tmp_path: Path) -> 
     assert len(gold) == 2 and all(t.item.split == "test" and t.item.gold_label == "negative" for t in gold)
     # the routed ones are among the least confident items (the diversity pass may swap a few near the cut)
     assert {t.item.external_id for t in routed} <= {f"p{i}" for i in range(12)}
-    assert all(t.kind == "label" and t.status == "queued" for t in tasks)
+    assert all(t.status == "queued" for t in tasks)
+    # verify first: routed items show the teacher's answer; gold checks and audits stay blind
+    assert {(t.reason, t.kind) for t in tasks} == {("routed", "verify"), ("gold", "label")}
     first = routed[0].components
     assert set(first) >= {"value", "uncertainty", "margin", "entropy", "disagreement", "redundancy"}
     assert first["value"] == pytest.approx(routed[0].score + 0.3 * first["redundancy"], abs=1e-5)
@@ -394,3 +396,18 @@ def test_untrusted_teacher_steers_nothing(db: Database, tmp_path: Path) -> None:
     shares = sorted(t.components["share"] for t in tasks)
     assert shares == ["audit"] * 2 + ["typical"] * 8
     assert report.auto_accepted == 0  # an untrusted teacher's labels are never accepted on its word
+
+
+def test_routed_items_are_blind_label_tasks_when_the_teacher_is_untrusted_or_verify_is_off(
+    db_url: str, tmp_path: Path
+) -> None:
+    db = open_database(db_url)
+    pid = db.project_id("p")
+    with db.session() as s:
+        for i in range(30):
+            add_item(s, pid, f"p{i}", DISTINCT[i % 8] + f" ({i})", top=round(0.36 + 0.02 * i, 2))
+    off = route(db, pid, settings_for(tmp_path, verify_routed=False), budget_items=5)
+    never = route(db, pid, settings_for(tmp_path, trust_teacher="never"), budget_items=5)
+    for report in (off, never):
+        assert {t.kind for t in tasks_of(db, report.route_run_id)} == {"label"}
+    db.close()

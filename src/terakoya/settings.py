@@ -149,6 +149,11 @@ class RoutingSettings(_Section):
         description="how far routing and training lean on the teacher: 'measured' from the experts' blind answers, "
         "'always' fully, 'never' not at all",
     )
+    verify_routed: bool = Field(
+        True,
+        description="routed items become verify tasks (the teacher's label and confidence shown, Enter accepts it) "
+        "unless the teacher is measured untrusted; gold and audit items always stay blind label tasks",
+    )
     seconds_per_item: float = Field(30.0, gt=0, description="expected expert seconds per item (for --minutes budgets)")
     uncertainty_weight: float = Field(1.0, ge=0, description="weight of teacher uncertainty (margin and entropy)")
     disagreement_weight: float = Field(1.0, ge=0, description="weight of student-teacher disagreement")

@@ -630,7 +630,8 @@ def _write_run(
     s.add(run)
     s.flush()
     c = d.candidates
-    _queue(s, project_id, run.id, c, d.plan, d.gold_ids, rng, cfg.answers_per_item)
+    verify = cfg.verify_routed and trust.trusted is not False and cfg.trust_teacher != "never"
+    _queue(s, project_id, run.id, c, d.plan, d.gold_ids, rng, cfg.answers_per_item, verify)
     accepts = _auto_accepts(s, run.id, c, {c.ids[p] for p, *_ in d.plan}, d.labels, cfg, trust)
     run.routed = len(d.plan)
     run.gold = len(d.gold_ids)
@@ -703,27 +704,39 @@ def _gold(s: Session, project_id: int, target: int, blocked: set[int], rng: np.r
     return gold_ids
 
 
+#: routed reasons whose tasks may show the teacher's answer (never the blind ones: audit, gold, random)
+VERIFY_REASONS = ("routed",)
+
+
 def _queue(s: Session, project_id: int, run_id: int, c: _Candidates, plan: list[tuple[int, str, float, dict[str, Any]]],
-           gold_ids: list[int], rng: np.random.Generator, answers_wanted: int) -> None:  # fmt: skip
-    """The run's tasks, gold checks among them, each taking ``answers_wanted`` answers."""
+           gold_ids: list[int], rng: np.random.Generator, answers_wanted: int, verify: bool) -> None:  # fmt: skip
+    """The run's tasks, gold checks among them, each taking ``answers_wanted`` answers.
+
+    With ``verify``, routed items are verify tasks (the expert sees the teacher's label and accepts or corrects
+    it: faster than labelling from scratch); gold checks, blind audits and random picks stay label tasks, so
+    that neither the experts' accuracy nor the teacher's is measured through the teacher's own answer.
+    """
     queue: list[dict[str, Any]] = []
     for pos, reason, score, extra in plan:
         comps = c.scores.components(pos)
         comps.update(extra)
         comps["confidence"] = c.teacher_rows[pos].confidence if c.known[pos] else None
         comps["suggestion_id"] = c.teacher_rows[pos].id
-        queue.append({"item_id": c.ids[pos], "reason": reason, "score": score, "components": comps})
+        kind = "verify" if verify and reason in VERIFY_REASONS else "label"
+        queue.append({"item_id": c.ids[pos], "reason": reason, "score": score, "components": comps, "kind": kind})
     # gold checks (and the blind audits, drawn first) go to seeded random places so they look like any other task
     for item_id in gold_ids:
         at = int(rng.integers(0, len(queue) + 1))
-        queue.insert(at, {"item_id": item_id, "reason": "gold", "score": 0.0, "components": {"gold": True}})
+        queue.insert(
+            at, {"item_id": item_id, "reason": "gold", "score": 0.0, "components": {"gold": True}, "kind": "label"}
+        )
     if len(queue) > 1:
         queue = [queue[int(i)] for i in rng.permutation(len(queue))]
     if queue:
         s.execute(
             insert(Task),
             [
-                {"project_id": project_id, "route_run_id": run_id, "kind": "label", "status": "queued",
+                {"project_id": project_id, "route_run_id": run_id, "status": "queued",
                  "priority": rank, "answers_wanted": answers_wanted, **task}
                 for rank, task in enumerate(queue)
             ],

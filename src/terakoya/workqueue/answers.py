@@ -29,6 +29,7 @@ from terakoya.people.glossary import guideline_version_in
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, Import, Item, Person, Task, utcnow
+from terakoya.storage.queries import current_suggestion
 from terakoya.workqueue.assignments import OPEN_TASK_STATUSES, lock_task, record_outside_queue
 
 __all__ = [
@@ -395,7 +396,7 @@ def _recorded_columns(s: Session, project_id: int) -> tuple[set[str], set[str]]:
 
 
 def _open_routed(s: Session, project_id: int, limit: int | None) -> Sequence[Row[Task, Item]]:
-    """(task, item) for the open routed label tasks, first in queue order first, at most ``limit``."""
+    """(task, item) for the open routed label and verify tasks, first in queue order first, at most ``limit``."""
     query = (
         select(Task, Item)
         .join(Item, Item.id == Task.item_id)
@@ -403,7 +404,7 @@ def _open_routed(s: Session, project_id: int, limit: int | None) -> Sequence[Row
             Task.project_id == project_id,
             Task.status.in_(OPEN_TASK_STATUSES),
             Task.reason.in_(ROUTED_REASONS),
-            Task.kind == "label",
+            Task.kind.in_(("label", "verify")),
         )
         .order_by(Task.priority, Task.id)
     )
@@ -450,6 +451,15 @@ def _oracle_answers(
     return answers, skipped
 
 
+def _simulated_value(s: Session, task: Task, item_id: int, label: str) -> dict[str, Any]:
+    """The answer's value as the work queue stores it: on a verify task, the teacher's label and whether it stood."""
+    if task.kind != "verify":
+        return {"label": label}
+    suggestion = current_suggestion(s, item_id, "teacher")
+    teacher = suggestion.label if suggestion is not None else None
+    return {"label": label, "teacher_label": teacher, "accepted": teacher == label}
+
+
 def _write_simulated(
     s: Session, project_id: int, settings: Settings, person: str, answers: Sequence[tuple[Task, Item, str]]
 ) -> tuple[int, int, set[int], str]:
@@ -469,8 +479,9 @@ def _write_simulated(
             item_id=item.id,
             person_id=expert.id,
             task_id=task.id,
-            kind="label",
+            kind=task.kind,
             label=value,
+            value=_simulated_value(s, task, item.id, value),
             active_seconds=settings.routing.seconds_per_item,
             simulated=True,
             source="simulate",
