@@ -44,3 +44,18 @@ def test_bad_flag_value_is_clear(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "teacher.concurrency: Input should be greater than or equal to 1 (got 0)" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_user_data_is_printed_as_it_is_never_as_markup(tmp_path: Path) -> None:
+    """Square brackets in data once read as the terminal library's markup: a label `[/x]` crashed the import."""
+    run("init", "fin", cwd=tmp_path)
+    folder = tmp_path / "fin"
+    (folder / "data.csv").write_text("text,label\nProfit rose.,[/x]\nSales fell.,[bold]b\n", encoding="utf-8")
+    out = run("import", "data.csv", "--text-column", "text", "--label-column", "label", cwd=folder)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert "[/x]" in out.stdout and "[bold]b" in out.stdout
+    out = run("answer", "missing[/x].csv", "--person", "x", cwd=folder)
+    assert out.returncode == 1 and "missing[/x].csv" in out.stderr and "Traceback" not in out.stderr
+    out = run("--set", "project.name=[/p]", "status", cwd=folder)
+    assert "Traceback" not in out.stderr + out.stdout

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -107,7 +108,7 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def _kv_table(title: str, rows: dict[str, Any]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = Table(title=escape(title), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows.items():
@@ -115,7 +116,7 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
             value = f"{value:,.4f}" if abs(value) < 10 else f"{value:,.1f}"
         elif isinstance(value, list):
             value = ", ".join(str(v) for v in value)
-        table.add_row(key.replace("_", " "), str(value))
+        table.add_row(escape(key.replace("_", " ")), escape(str(value)))
     return table
 
 
@@ -151,8 +152,8 @@ def init(
     from terakoya.project import Project
 
     project = Project.init(folder, name, db=STATE.db)
-    console.print(f"created {project.settings.project_file}")
-    console.print(f"next: cd {folder} && terakoya import FILE --text-column COL --label-column COL")
+    console.print(f"created {project.settings.project_file}", markup=False)
+    console.print(f"next: cd {folder} && terakoya import FILE --text-column COL --label-column COL", markup=False)
     project.close()
 
 
@@ -242,12 +243,12 @@ def teacher_check(
             project.db, project.project_id, project.settings, models=model, styles=style, limit=limit,
             progress=lambda _name, done, total: update(done, total),
         )  # fmt: skip
-    table = Table(title=f"teacher check on {result.source}", title_justify="left")
+    table = Table(title=escape(f"teacher check on {result.source}"), title_justify="left")
     for col in ("model", "style", "calibration", "accuracy (95% CI)", "macro-F1", "s / item", "cost / item"):
         table.add_column(col, justify="left" if col in {"model", "style", "calibration"} else "right")
     for v in result.scores:
         if v.error:
-            table.add_row(v.model, v.style, "—", f"error: {v.error}", "", "", "")
+            table.add_row(escape(v.model), v.style, "—", escape(f"error: {v.error}"), "", "", "")
             continue
         ci = f" ({100 * v.accuracy_ci[0]:.0f}–{100 * v.accuracy_ci[1]:.0f})" if v.accuracy_ci else ""
         table.add_row(
@@ -331,7 +332,7 @@ def export(
     """Write items with teacher suggestions and human answers."""
     project = _open()
     rows = project.export(path, fmt=fmt, split=split, queued=queued, force=force)
-    console.print(f"wrote {rows:,} items to {path}")
+    console.print(f"wrote {rows:,} items to {path}", markup=False)
     project.close()
 
 
@@ -361,7 +362,7 @@ def evaluate(
     with _progress("evaluating") as update:
         report = project.evaluate(model_path=model, out_dir=out, learning_curve=curve, progress=update)
     render_terminal(report.report, console)
-    console.print(f"report: {report.html_path}\n        {report.json_path}")
+    console.print(f"report: {report.html_path}\n        {report.json_path}", markup=False)
     project.close()
 
 
@@ -378,7 +379,7 @@ def predict(
     from terakoya.serving.predicting import predict_file
 
     rows = predict_file(model, in_path, out_path, text_column=text_column, fmt=fmt, encoding=encoding)
-    console.print(f"wrote {rows:,} predictions to {out_path}")
+    console.print(f"wrote {rows:,} predictions to {out_path}", markup=False)
 
 
 @app.command()
@@ -414,7 +415,7 @@ def settings_cmd() -> None:
 
     table = Table("setting", "default", "meaning", title="settings (terakoya.toml; env TERAKOYA_*; --set)")
     for name, default, desc in settings_reference():
-        table.add_row(name, default, desc)
+        table.add_row(name, escape(default), escape(desc))
     console.print(table)
 
 
@@ -435,7 +436,7 @@ def user_add(
     if password is None:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     create_user(project.db, project.project_id, name=name, email=email, password=password, role=role)
-    console.print(f"added {role} {name}")
+    console.print(f"added {role} {name}", markup=False)
     project.close()
 
 
@@ -445,7 +446,7 @@ def main() -> None:
     except TerakoyaError as exc:
         if STATE.debug:
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("interrupted; finished work was saved")
@@ -461,7 +462,8 @@ def main() -> None:
         if STATE.debug:
             traceback.print_exc()
         err_console.print(
-            f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc} (run again with --debug for the traceback)",
+            f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))} "
+            "(run again with --debug for the traceback)",
             highlight=False,
             soft_wrap=True,
         )
