@@ -210,13 +210,31 @@ def test_duplicates_in_the_file_and_in_the_database(db: Database, tmp_path: Path
     settings = settings_for(tmp_path)
     path = write(
         tmp_path / "answers.csv",
-        "id,label,person\n1,positive,ann\n1,positive,ann\n1,negative,ann\n1,positive,ben\n",
+        "id,label,person\n1,positive,ann\n1,positive,ann\n2,negative,ann\n1,positive,ben\n",
     )
     first = record_answers(db, pid, settings, path)
     assert (first.recorded, first.duplicates) == (3, 1)
     again = record_answers(db, pid, settings, path)
     assert (again.recorded, again.duplicates) == (0, 4)
     assert count(db) == 3
+
+
+def test_one_person_never_has_two_live_answers_that_disagree(db: Database, tmp_path: Path) -> None:
+    """Two labels from one person for one item in a file are an error naming both lines; a later file's new
+    label replaces the person's earlier one (kept, superseded) and the report says so."""
+    pid = db.project_id("p")
+    seed_items(db, pid)
+    settings = settings_for(tmp_path)
+    clash = write(tmp_path / "clash.csv", "id,label,person\n1,positive,ann\n2,neutral,ann\n1,negative,ann\n")
+    with pytest.raises(DataError, match=r"^clash.csv lines 2 and 4: 'ann' answers item '1' twice, with 'positive' "):
+        record_answers(db, pid, settings, clash)
+    assert count(db) == 0
+    record_answers(db, pid, settings, write(tmp_path / "a.csv", "id,label,person\n1,positive,ann\n"))
+    later = record_answers(db, pid, settings, write(tmp_path / "b.csv", "id,label,person\n1,negative,ann\n"))
+    assert later.recorded == 1 and later.notes and "1 earlier answers were replaced" in later.notes[0]
+    with db.session() as s:
+        rows = s.execute(select(Answer.label, Answer.superseded).order_by(Answer.id)).all()
+    assert [tuple(r) for r in rows] == [("positive", True), ("negative", False)]
 
 
 def test_jsonl_with_numeric_ids(db: Database, tmp_path: Path) -> None:

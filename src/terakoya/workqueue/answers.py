@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from terakoya.errors import ConfigError, DataError
@@ -26,6 +26,7 @@ from terakoya.importers.readers import open_rows, require_columns
 from terakoya.kinds import TaskKind, kind_for
 from terakoya.people.accounts import NAME_MAX, SIMULATED_PERSON, get_or_create_person, normal_name
 from terakoya.people.glossary import guideline_version_in
+from terakoya.quality.aggregate import EXPERT_KINDS
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, Import, Item, Person, Task, utcnow
@@ -251,7 +252,20 @@ def _read_answers(
         reader = _AnswerRows(name, settings, labels, kind, cols, columns, default)
         for row in source:
             parsed.append(reader.parse(row.line, row.values))
+    _no_conflicts(name, parsed)
     return parsed
+
+
+def _no_conflicts(name: str, parsed: Sequence[_Parsed]) -> None:
+    """One person gives one label per item in a file: two different ones are an error naming both lines."""
+    first: dict[tuple[str, str], _Parsed] = {}
+    for p in parsed:
+        earlier = first.setdefault((p.external_id, p.person), p)
+        if earlier.label != p.label:
+            raise DataError(
+                f"{name} lines {earlier.line} and {p.line}: {p.person!r} answers item {p.external_id!r} twice, "
+                f"with {earlier.label!r} and {p.label!r}; keep the row with the label they mean and remove the other"
+            )
 
 
 def _find_items(s: Session, project_id: int, name: str, parsed: Sequence[_Parsed]) -> dict[str, int]:
@@ -294,13 +308,15 @@ def _write_file_answers(
     items: dict[str, int],
     people_names: Sequence[str],
     version: str,
-) -> tuple[int, int, set[int]]:
-    """Store the answers not already stored: (recorded, duplicates, ids of the tasks they closed)."""
+) -> tuple[int, int, set[int], int]:
+    """Store the answers not already stored: (recorded, duplicates, ids of the tasks they closed, earlier
+    answers replaced). A person's new label for an item replaces their earlier, different one (it is kept,
+    marked superseded), so that one person never has two live answers that disagree."""
     item_ids = sorted(set(items.values()))
     seen = _stored_keys(s, item_ids)
     tasks = _open_tasks(s, project_id, item_ids)
     people = {n: get_or_create_person(s, n) for n in people_names}
-    recorded = duplicates = 0
+    recorded = duplicates = replaced = 0
     closed: set[int] = set()
     for p in parsed:
         item_id = items[p.external_id]
@@ -309,6 +325,7 @@ def _write_file_answers(
             duplicates += 1
             continue
         seen.add(key)
+        replaced += _supersede_other_labels(s, item_id, people[p.person].id, p.label)
         task = tasks.get(item_id)
         stored = Answer(
             item_id=item_id,
@@ -325,7 +342,24 @@ def _write_file_answers(
         )
         _fill(s, stored, task, people[p.person].id, closed)
         recorded += 1
-    return recorded, duplicates, closed
+    return recorded, duplicates, closed, replaced
+
+
+def _supersede_other_labels(s: Session, item_id: int, person_id: int, label: str) -> int:
+    """Mark the person's live answers on the item with another label superseded; how many."""
+    done = s.execute(
+        update(Answer)
+        .where(
+            Answer.item_id == item_id,
+            Answer.person_id == person_id,
+            Answer.kind.in_(EXPERT_KINDS),
+            Answer.superseded.is_(False),
+            Answer.label != label,
+        )
+        .values(superseded=True)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(done, "rowcount", 0) or 0)
 
 
 def record_answers(
@@ -359,10 +393,18 @@ def record_answers(
         version = guideline_version_in(s, project_id, settings)
         items = _find_items(s, project_id, name, parsed)
         people_names = _check_people(s, name, parsed)
-        recorded, duplicates, closed = _write_file_answers(s, project_id, parsed, items, people_names, version)
-    return AnswerReport(
-        recorded=recorded, duplicates=duplicates, people=people_names, simulated=False, tasks_answered=len(closed)
+        recorded, duplicates, closed, replaced = _write_file_answers(
+            s, project_id, parsed, items, people_names, version
+        )
+    notes = (
+        [f"{replaced} earlier answers were replaced by a different label from the same person (kept as superseded)"]
+        if replaced
+        else []
     )
+    return AnswerReport(
+        recorded=recorded, duplicates=duplicates, people=people_names, simulated=False,
+        tasks_answered=len(closed), notes=notes,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- simulated
