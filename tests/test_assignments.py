@@ -353,7 +353,7 @@ def test_routing_gives_each_new_task_answers_per_item(db_url: str, tmp_path: Pat
     db.close()
 
 
-# ----------------------------------------------------------------------------- the upgrade from 0004
+# ----------------------------------------------------------------------------- upgrades from older databases
 
 
 def _engine_at(url: str, revision: str) -> sa.Engine:
@@ -375,8 +375,8 @@ def _insert(conn: sa.Connection, table: str, **row: Any) -> None:
     conn.execute(sa.text(f"INSERT INTO {table} ({names}) VALUES ({', '.join(':' + n for n in row)})"), row)
 
 
-def _fill_0004(conn: sa.Connection, now: datetime) -> dict[str, Any]:
-    """A project as terakoya 0004 left it: tasks in every state, answers, skips, a student run."""
+def _fill_old(conn: sa.Connection, now: datetime, revision: str) -> dict[str, Any]:
+    """A project as terakoya at ``revision`` left it: tasks in every state, answers, skips, a student run."""
     later, earlier = now + timedelta(minutes=10), now - timedelta(minutes=10)
     _insert(conn, "projects", id=1, name="legacy", created_at=now)
     for pid, name in enumerate(["ann", "bob", "cy", "dee"], start=1):
@@ -425,9 +425,10 @@ def _fill_0004(conn: sa.Connection, now: datetime) -> dict[str, Any]:
     _insert(conn, "task_skips", id=1, project_id=1, item_id=6, person_id=4, task_id=6, created_at=now)
     _insert(conn, "student_runs", id=1, project_id=1, run_id="run-1", kind="linear", path="/runs/1",
             metrics='{"macro_f1": 0.5}', created_at=now)  # fmt: skip
-    _insert(conn, "training_labels", id=1, student_run_id=1, item_id=4, label="positive",
-            target='{"positive": 1.0}', source="expert", weight=3.0, answer_ids="[1]", suggestion_id=None,
-            aggregator="majority")  # fmt: skip
+    if revision >= "0004":  # training labels came with 0004
+        _insert(conn, "training_labels", id=1, student_run_id=1, item_id=4, label="positive",
+                target='{"positive": 1.0}', source="expert", weight=3.0, answer_ids="[1]", suggestion_id=None,
+                aggregator="majority")  # fmt: skip
     if conn.dialect.name == "postgresql":  # rows inserted with explicit ids: move the sequences past them
         for table in ("people", "items", "tasks", "answers", "memberships"):
             conn.execute(sa.text(f"SELECT setval('{table}_id_seq', (SELECT max(id) FROM {table}))"))
@@ -438,25 +439,30 @@ _KEPT = ("projects", "people", "items", "suggestions", "route_runs", "tasks", "a
          "student_runs", "training_labels", "memberships")  # fmt: skip
 
 
-def _snapshot(conn: sa.Connection) -> dict[str, list[tuple[Any, ...]]]:
+def _snapshot(conn: sa.Connection, tables: tuple[str, ...]) -> dict[str, list[tuple[Any, ...]]]:
     return {
-        table: [tuple(row) for row in conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY id"))] for table in _KEPT
+        table: [tuple(row) for row in conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY id"))] for table in tables
     }
 
 
-def test_upgrade_from_0004_keeps_every_row_and_turns_task_states_into_assignments(db_url: str, tmp_path: Path) -> None:
-    engine = _engine_at(db_url, "0004")
+@pytest.mark.parametrize("revision", ["0003", "0004"])
+def test_upgrade_keeps_every_row_and_turns_task_states_into_assignments(
+    db_url: str, tmp_path: Path, revision: str
+) -> None:
+    """0003: the schema before task kinds, training labels and assignments; 0004: before assignments."""
+    engine = _engine_at(db_url, revision)
+    kept = tuple(t for t in _KEPT if revision >= "0004" or t != "training_labels")
     now = utcnow().replace(microsecond=0)
     with engine.begin() as conn:
-        old = _fill_0004(conn, now)
-        before = _snapshot(conn)
+        old = _fill_old(conn, now, revision)
+        before = _snapshot(conn, kept)
     engine.dispose()
 
     db = open_database(db_url)  # the ordinary way in: migrations to head on open
     with db.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() != "0004"
-        after = _snapshot(conn)
-        for table in _KEPT:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() != revision
+        after = _snapshot(conn, kept)
+        for table in kept:
             if table == "tasks":  # the same rows, and one column more
                 assert [row[: len(before[table][0])] for row in after[table]] == before[table]
             else:
