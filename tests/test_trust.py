@@ -24,6 +24,18 @@ def test_kappa_by_hand() -> None:
     assert cohen_kappa(truth, said, 2) == pytest.approx(0.5)
 
 
+def test_a_weak_teacher_not_yet_shown_better_than_chance_keeps_its_labels_for_cross_validation() -> None:
+    """60 % right on 40 binary items: kappa's interval reaches below 0 (routing ignores the teacher) but also well
+    above chance, so its labels are not dropped: cross-validation weighs them."""
+    rng = np.random.default_rng(3)
+    truth = [i % 2 for i in range(40)]
+    said = [t if rng.random() < 0.6 else 1 - t for t in truth]
+    trust = trust_from_pairs(truth, said, LABELS[:2])
+    assert trust.kappa_ci is not None and trust.kappa_ci[0] <= 0.0 < 0.1 < trust.kappa_ci[1]
+    assert trust.trusted is False and not trust.chance_level
+    assert "left to cross-validation" in trust.sentence
+
+
 def test_constant_teacher_is_not_trusted() -> None:
     truth = [i % 3 for i in range(60)]
     trust = trust_from_pairs(truth, [0] * 60, LABELS)
