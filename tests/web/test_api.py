@@ -324,3 +324,26 @@ def test_serve_opens_the_project_folder_and_answers_on_127_0_0_1(tmp_path: Path)
         server.terminate()
         _, err = server.communicate(timeout=10)
     assert b"no owner can sign in yet; add one with: terakoya user add NAME --email you@example.org" in err
+
+
+def test_large_bodies_and_long_passwords_are_refused_before_they_cost_memory(client: TestClient) -> None:
+    """One 100 MB password once took the server from 105 MB to 527 MB; bodies are capped, declared or streamed."""
+    from terakoya.web.app import MAX_BODY_BYTES
+
+    huge = "x" * (MAX_BODY_BYTES + 10)
+    r = client.post("/api/v1/auth/token", json={"login": "olga@example.org", "password": huge})
+    assert error(r)[:2] == (413, "too-large") and "larger than 1,000,000 bytes" in error(r)[2]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the body streams in and is cut off
+        yield b'{"login": "olga@example.org", "password": "'
+        for _ in range(30):
+            yield b"y" * 50_000
+        yield b'"}'
+
+    r = client.post("/api/v1/auth/token", content=chunks(), headers={"Content-Type": "application/json"})
+    assert error(r)[:2] == (413, "too-large")
+    # a long password that fits in a body is simply wrong, without hashing it
+    r = client.post("/api/v1/auth/token", json={"login": "olga@example.org", "password": "p" * 5000})
+    assert error(r)[:2] == (401, "auth")
+    right = client.post("/api/v1/auth/token", json={"login": "olga@example.org", "password": PASSWORD})
+    assert right.status_code == 200

@@ -92,6 +92,7 @@ def _rowcount(result: Any) -> int:
 #: roles, from least to most powerful; each role may do everything the ones before it may
 ROLES: tuple[str, ...] = ("trainer", "reviewer", "owner")
 MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
 #: the longest name a person may have (the column's width); names typed at sign-up are kept to 100
 NAME_MAX = 200
 #: the name simulated answers are recorded under unless another is given
@@ -199,8 +200,8 @@ def _dummy_hash() -> str:
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise DataError(f"the password is too short ({len(password)} characters); use at least {MIN_PASSWORD}")
-    if len(password) > 1024:
-        raise DataError("the password is longer than 1024 characters; use a shorter one")
+    if len(password) > MAX_PASSWORD:
+        raise DataError(f"the password is longer than {MAX_PASSWORD} characters; use a shorter one")
 
 
 def normal_name(name: str) -> str:
@@ -394,6 +395,8 @@ def authenticate(db: Database, project_id: int, login: str, password: str) -> Ac
     wrong = AuthError("the email/name or the password is wrong; check both and try again")
     if not login or not password:
         raise AuthError("enter your email (or name) and your password")
+    if len(password) > MAX_PASSWORD or len(login) > 320:
+        raise wrong  # no account has one this long: not worth hashing
     with db.session() as s:
         person = s.scalar(select(Person).where((Person.email == login.lower()) | (Person.name == normal_name(login))))
         stored = person.password_hash if person is not None else None
