@@ -145,8 +145,13 @@ def test_session_cookies_are_httponly_lax_and_api_writes_need_the_csrf_header(cl
     # forms need the token too
     assert client.post("/me/tokens", data={"name": "x"}).status_code == 403
     assert client.post("/me/tokens", data={"name": "x", "csrf_token": csrf}).status_code == 200
-    # signing out drops the session
+    # signing out ends the session on the server too: a saved copy of the cookie opens nothing afterwards
+    saved = dict(client.cookies)
+    assert client.get("/api/v1/me").status_code == 200
     assert client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
+    assert client.get("/queue", follow_redirects=False).headers["location"] == "/login?next=/queue"
+    client.cookies.update(saved)
+    assert error(client.get("/api/v1/me"))[:2] == (401, "auth")
     assert client.get("/queue", follow_redirects=False).headers["location"] == "/login?next=/queue"
 
 

@@ -38,7 +38,7 @@ from terakoya.errors import (
 from terakoya.settings import PaySettings, Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Person, Project, utcnow
-from terakoya.storage.web_models import ApiToken, Invite, Membership, PayRate, WebSecret
+from terakoya.storage.web_models import ApiToken, Invite, Membership, PayRate, WebSecret, WebSession
 
 __all__ = [
     "NAME_MAX",
@@ -62,6 +62,7 @@ __all__ = [
     "create_owner",
     "create_user",
     "current_pay",
+    "end_web_session",
     "get_account",
     "get_or_create_person",
     "hash_password",
@@ -78,9 +79,11 @@ __all__ = [
     "role_at_least",
     "role_of",
     "set_pay",
+    "start_web_session",
     "update_profile",
     "verify_password",
     "web_secret",
+    "web_session_is_live",
 ]
 
 
@@ -659,6 +662,37 @@ def person_for_token(db: Database, token: str) -> int | None:
         if row.last_used_at is None or now - row.last_used_at > _TOKEN_TOUCH:  # not a write on every request
             s.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
         return int(row.person_id)
+
+
+def start_web_session(db: Database, person_id: int) -> str:
+    """A new signed-in browser for this person; the token goes into the (signed) session cookie."""
+    token = secrets.token_urlsafe(24)
+    with db.session() as s:
+        s.add(WebSession(person_id=person_id, token_hash=_hash_token(token)))
+    return token
+
+
+def web_session_is_live(db: Database, person_id: int, token: str) -> bool:
+    """Whether the session the cookie names exists, belongs to this person and was not ended."""
+    with db.session() as s:
+        found = s.scalar(
+            select(WebSession.id).where(
+                WebSession.token_hash == _hash_token(token),
+                WebSession.person_id == person_id,
+                WebSession.revoked_at.is_(None),
+            )
+        )
+    return found is not None
+
+
+def end_web_session(db: Database, token: str) -> None:
+    """Sign a browser out on the server: its cookie opens nothing afterwards."""
+    with db.session() as s:
+        s.execute(
+            update(WebSession)
+            .where(WebSession.token_hash == _hash_token(token), WebSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
 
 
 def account_for_token(db: Database, project_id: int, token: str) -> Account | None:

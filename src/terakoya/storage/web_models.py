@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from terakoya.storage.models import Base, Task, utcnow
 
-__all__ = ["ApiToken", "Invite", "Membership", "PayRate", "TaskSkip", "WebSecret"]
+__all__ = ["ApiToken", "Invite", "Membership", "PayRate", "TaskSkip", "WebSecret", "WebSession"]
 
 
 class Membership(Base):
@@ -65,6 +65,17 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(100), default="")
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WebSession(Base):
+    """A signed-in browser: the session cookie names it (only its SHA-256 is stored); signing out revokes it."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -25,7 +25,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from terakoya.jobs import JobRunner
-from terakoya.people.accounts import AuthError, Forbidden, RateLimited, account_for_token, get_account, role_at_least
+from terakoya.people.accounts import (
+    AuthError,
+    Forbidden,
+    RateLimited,
+    account_for_token,
+    end_web_session,
+    get_account,
+    role_at_least,
+    start_web_session,
+    web_session_is_live,
+)
 from terakoya.project import ProjectLike
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
@@ -182,7 +192,13 @@ def principal(request: Request) -> Principal | None:
         found = Principal(account.id, account.name, account.role, "token", None)
     else:
         data = _load(request, "session", st.session_cookie, SESSION_MAX_AGE_S)
-        if isinstance(data, dict) and isinstance(data.get("p"), int) and isinstance(data.get("c"), str):
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("p"), int)
+            and isinstance(data.get("c"), str)
+            and isinstance(data.get("s"), str)
+            and web_session_is_live(st.db, data["p"], data["s"])
+        ):
             found = _principal(st, data["p"], "session", data["c"])
     request.state.principal = found
     return found
@@ -287,8 +303,9 @@ def set_session(request: Request, response: Response, person_id: int) -> None:
     """Sign a person in: a fresh session with a fresh CSRF token (also in the CSRF cookie)."""
     st = get_state(request)
     token = secrets.token_urlsafe(24)
+    session = start_web_session(st.db, person_id)
     for name, salt, value in (
-        (st.session_cookie, "session", {"p": person_id, "c": token}),
+        (st.session_cookie, "session", {"p": person_id, "c": token, "s": session}),
         (st.csrf_cookie, "csrf", token),
     ):
         response.set_cookie(
@@ -302,7 +319,11 @@ def set_session(request: Request, response: Response, person_id: int) -> None:
 
 
 def clear_session(request: Request, response: Response) -> None:
+    """Sign out: the session ends on the server (a saved copy of the cookie opens nothing) and in the browser."""
     st = get_state(request)
+    data = _load(request, "session", st.session_cookie, SESSION_MAX_AGE_S)
+    if isinstance(data, dict) and isinstance(data.get("s"), str):
+        end_web_session(st.db, data["s"])
     response.delete_cookie(st.session_cookie, httponly=True, samesite="lax")
     response.delete_cookie(st.csrf_cookie, httponly=True, samesite="lax")
 
