@@ -172,6 +172,36 @@ def test_login_is_rate_limited_per_account_and_address(client: TestClient) -> No
     assert client.post("/api/v1/auth/token", json={"login": "olga", "password": PASSWORD}).status_code == 200
 
 
+def test_simultaneous_wrong_passwords_are_counted_as_they_arrive() -> None:
+    """100 sign-ins at once used to pass the check together while their passwords were being compared."""
+    import threading
+
+    from terakoya.web.security import LoginThrottle
+
+    throttle = LoginThrottle(limit=5, window_s=60)
+    let_through: list[int] = []
+    refused: list[int] = []
+    start = threading.Barrier(100)
+
+    def attempt(i: int) -> None:
+        start.wait()
+        try:
+            throttle.check("tom", "127.0.0.1")
+        except accounts.RateLimited:
+            refused.append(i)
+            return
+        let_through.append(i)  # the password check would run here; none has failed() yet
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (len(let_through), len(refused)) == (5, 95)
+    throttle.succeeded("tom", "127.0.0.1")  # a right password clears the count
+    throttle.check("tom", "127.0.0.1")
+
+
 def test_owner_invites_a_trainer_who_joins_through_the_link(client: TestClient) -> None:
     olga = token_for(client, "olga")
     made = client.post("/api/v1/invites", json={"tags": ["finance"], "days": 3}, headers=olga)

@@ -272,6 +272,8 @@ def serve(
             log.warning("no owner can sign in yet; add one with: terakoya user add NAME --email you@example.org")
         if host not in {"127.0.0.1", "localhost", "::1"}:
             log.warning("serving on %s without HTTPS; put a TLS proxy in front before trainers sign in", host)
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        # proxy headers off: an X-Forwarded-For from a client on this machine would otherwise choose its own
+        # address, and with it its own sign-in rate limit
+        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
     finally:
         project.close()

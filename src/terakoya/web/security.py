@@ -73,7 +73,9 @@ class LoginRequired(Exception):
 class LoginThrottle:
     """At most ``limit`` failed sign-ins per (account, address) in ``window_s`` seconds.
 
-    Kept in memory (one server process per project); a sliding window of failure times per key.
+    Kept in memory (one server process per project); a sliding window of attempt times per key. Every attempt
+    counts as a failure from the moment it is let through (:meth:`check`) until it succeeds: 100 wrong
+    passwords sent at once used to pass the check together while their hashes were still being compared.
     """
 
     def __init__(self, limit: int = 5, window_s: float = 60.0) -> None:
@@ -97,10 +99,10 @@ class LoginThrottle:
                     f"too many failed sign-ins for {login.strip()!r} from your address; wait {wait} seconds "
                     "and try again (or ask the project owner to reset your password)"
                 )
+            fails.append(now)  # counted now; :meth:`succeeded` takes it back
 
     def failed(self, login: str, address: str) -> None:
-        with self._lock:
-            self._recent((login.strip().lower(), address), time.monotonic()).append(time.monotonic())
+        """A wrong password: already counted when :meth:`check` let the attempt through."""
 
     def succeeded(self, login: str, address: str) -> None:
         with self._lock:
