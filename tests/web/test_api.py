@@ -382,3 +382,19 @@ def test_large_bodies_and_long_passwords_are_refused_before_they_cost_memory(cli
     assert error(r)[:2] == (401, "auth")
     right = client.post("/api/v1/auth/token", json={"login": "olga@example.org", "password": PASSWORD})
     assert right.status_code == 200
+
+
+def test_out_of_range_values_are_refused_at_the_edge(client: TestClient) -> None:
+    """Ids beyond 64 bits used to be 500s; a budget of 10**30 and an Infinity pay were accepted."""
+    olga = token_for(client, "olga")
+    for path in ("/api/v1/tasks/99999999999999999999999/skip", "/api/v1/tasks/0/skip"):
+        r = client.post(path, headers=olga)
+        assert error(r)[:2] == (422, "validation"), (path, r.text)
+    assert error(client.get("/api/v1/jobs/99999999999999999999999", headers=olga))[:2] == (422, "validation")
+    r = client.post("/api/v1/jobs", json={"kind": "route", "budget_items": 10**30}, headers=olga)
+    assert error(r)[:2] == (422, "validation") and "budget_items" in error(r)[2]
+    infinite = '{"mode": "per_item", "per_item": Infinity, "per_hour": 0}'
+    r = client.put("/api/v1/pay", content=infinite, headers={**olga, "Content-Type": "application/json"})
+    assert error(r)[:2] == (422, "validation")
+    r = client.put("/api/v1/pay", json={"mode": "per_item", "per_item": 0.1, "currency": "X" * 10_000}, headers=olga)
+    assert error(r)[:2] == (422, "validation")

@@ -18,7 +18,7 @@ from terakoya.people import accounts, glossary
 from terakoya.settings import PaySettings
 from terakoya.web.routes_owner import invite_url
 from terakoya.web.routes_pages import utc_offset
-from terakoya.web.security import Principal, api_user, client_address, get_state
+from terakoya.web.security import Principal, RowId, api_user, client_address, get_state
 
 router = APIRouter(prefix="/api/v1")
 
@@ -69,14 +69,16 @@ class InviteIn(BaseModel):
 
 class PayIn(BaseModel):
     mode: str = Field(description="per_item or per_hour")
-    per_item: float = 0.0
-    per_hour: float = 0.0
-    currency: str | None = None
+    per_item: float = Field(0.0, ge=0, le=1_000_000, allow_inf_nan=False)
+    per_hour: float = Field(0.0, ge=0, le=1_000_000, allow_inf_nan=False)
+    currency: str | None = Field(None, max_length=10)
 
 
 class JobIn(BaseModel):
     kind: str = Field(description="teach | route | train | evaluate")
-    budget_items: int | None = Field(None, description="for route: how many items to send to experts")
+    budget_items: int | None = Field(
+        None, ge=1, le=10_000_000, description="for route: how many items to send to experts"
+    )
 
 
 class ProfileIn(BaseModel):
@@ -186,7 +188,7 @@ def next_task(
 
 
 @router.post("/tasks/{task_id}/answer", tags=["queue"], response_model=workqueue.SubmitResult, summary="Answer a task")
-def answer_task(request: Request, task_id: int, body: AnswerIn, who: Trainer) -> workqueue.SubmitResult:
+def answer_task(request: Request, task_id: RowId, body: AnswerIn, who: Trainer) -> workqueue.SubmitResult:
     st = get_state(request)
     return workqueue.submit_answer(
         st.db,
@@ -203,7 +205,7 @@ def answer_task(request: Request, task_id: int, body: AnswerIn, who: Trainer) ->
 
 
 @router.post("/tasks/{task_id}/flag", tags=["queue"], response_model=workqueue.SubmitResult, summary="Flag a task")
-def flag_task(request: Request, task_id: int, body: FlagIn, who: Trainer) -> workqueue.SubmitResult:
+def flag_task(request: Request, task_id: RowId, body: FlagIn, who: Trainer) -> workqueue.SubmitResult:
     st = get_state(request)
     return workqueue.flag_task(
         st.db,
@@ -220,7 +222,7 @@ def flag_task(request: Request, task_id: int, body: FlagIn, who: Trainer) -> wor
 
 
 @router.post("/tasks/{task_id}/skip", tags=["queue"], response_model=Ok, summary="Skip a task")
-def skip_task(request: Request, task_id: int, who: Trainer) -> Ok:
+def skip_task(request: Request, task_id: RowId, who: Trainer) -> Ok:
     """Give the task back; you will not be shown this item again."""
     st = get_state(request)
     workqueue.skip_task(st.db, st.project_id, st.settings, who.person_id, task_id)
@@ -279,13 +281,13 @@ def propose(request: Request, body: TermIn, who: Trainer) -> glossary.TermView:
 
 
 @router.post("/glossary/{term_id}/approve", tags=["glossary"], response_model=glossary.TermView, summary="Approve")
-def approve(request: Request, term_id: int, who: Reviewer) -> glossary.TermView:
+def approve(request: Request, term_id: RowId, who: Reviewer) -> glossary.TermView:
     st = get_state(request)
     return glossary.decide_term(st.db, st.project_id, term_id, decided_by=who.person_id, approve=True)
 
 
 @router.post("/glossary/{term_id}/reject", tags=["glossary"], response_model=glossary.TermView, summary="Reject")
-def reject(request: Request, term_id: int, who: Reviewer) -> glossary.TermView:
+def reject(request: Request, term_id: RowId, who: Reviewer) -> glossary.TermView:
     st = get_state(request)
     return glossary.decide_term(st.db, st.project_id, term_id, decided_by=who.person_id, approve=False)
 
@@ -330,7 +332,7 @@ def new_token(request: Request, body: TokenIn, who: Trainer) -> TokenOut:
 
 
 @router.delete("/me/tokens/{token_id}", tags=["me"], response_model=Ok, summary="Revoke an API token")
-def drop_token(request: Request, token_id: int, who: Trainer) -> Ok:
+def drop_token(request: Request, token_id: RowId, who: Trainer) -> Ok:
     accounts.revoke_api_token(get_state(request).db, who.person_id, token_id)
     return Ok()
 
@@ -376,7 +378,7 @@ def create_invite(request: Request, body: InviteIn, who: Owner) -> InviteOut:
 
 
 @router.delete("/invites/{invite_id}", tags=["owner"], response_model=Ok, summary="Revoke an invite")
-def drop_invite(request: Request, invite_id: int, who: Owner) -> Ok:
+def drop_invite(request: Request, invite_id: RowId, who: Owner) -> Ok:
     st = get_state(request)
     accounts.revoke_invite(st.db, st.project_id, invite_id)
     return Ok()
@@ -417,6 +419,6 @@ def start_job(request: Request, body: JobIn, who: Owner) -> JobOut:
 
 
 @router.get("/jobs/{job_id}", tags=["owner"], response_model=JobOut, summary="One job's progress")
-def get_job(request: Request, job_id: int, who: Reviewer) -> JobOut:
+def get_job(request: Request, job_id: RowId, who: Reviewer) -> JobOut:
     st = get_state(request)
     return _job_out(jobs.get_job(st.db, st.project_id, job_id))

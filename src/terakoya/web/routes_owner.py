@@ -13,7 +13,7 @@ from terakoya import dashboard, jobs
 from terakoya.errors import DataError, TerakoyaError
 from terakoya.people import accounts
 from terakoya.web.render import render
-from terakoya.web.security import Principal, get_state, page_user
+from terakoya.web.security import Principal, RowId, get_state, page_user
 
 router = APIRouter(include_in_schema=False)
 
@@ -103,7 +103,9 @@ def invite(
 
 
 @router.post("/people/invites/{invite_id}/revoke")
-def revoke_invite(request: Request, invite_id: int, who: Annotated[Principal, Depends(page_user("owner"))]) -> Response:
+def revoke_invite(
+    request: Request, invite_id: RowId, who: Annotated[Principal, Depends(page_user("owner"))]
+) -> Response:
     st = get_state(request)
     accounts.revoke_invite(st.db, st.project_id, invite_id)
     return RedirectResponse("/people?saved=invite", status_code=303)

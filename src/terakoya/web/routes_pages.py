@@ -13,7 +13,7 @@ from terakoya.errors import DataError
 from terakoya.kinds import get_kind
 from terakoya.people import accounts, glossary
 from terakoya.web.render import render
-from terakoya.web.security import Principal, get_state, page_user
+from terakoya.web.security import Principal, RowId, get_state, page_user
 from terakoya.workqueue import FLAG_REASONS, IDLE_CAP_S
 
 router = APIRouter(include_in_schema=False)
@@ -95,7 +95,7 @@ def propose_term(
 @router.post("/glossary/{term_id}/decide")
 def decide_term(
     request: Request,
-    term_id: int,
+    term_id: RowId,
     who: Annotated[Principal, Depends(page_user("reviewer"))],
     decision: Annotated[str, Form()] = "",
 ) -> Response:
@@ -148,6 +148,8 @@ def create_token(
 
 
 @router.post("/me/tokens/{token_id}/revoke")
-def revoke_token(request: Request, token_id: int, who: Annotated[Principal, Depends(page_user("trainer"))]) -> Response:
+def revoke_token(
+    request: Request, token_id: RowId, who: Annotated[Principal, Depends(page_user("trainer"))]
+) -> Response:
     accounts.revoke_api_token(get_state(request).db, who.person_id, token_id)
     return RedirectResponse("/me?saved=token", status_code=303)

@@ -18,8 +18,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path as UrlPart
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -45,6 +46,7 @@ __all__ = [
     "LoginRequired",
     "LoginThrottle",
     "Principal",
+    "RowId",
     "WebState",
     "api_user",
     "check_form_csrf",
@@ -107,6 +109,11 @@ class LoginThrottle:
     def succeeded(self, login: str, address: str) -> None:
         with self._lock:
             self._fails.pop((login.strip().lower(), address), None)
+
+
+#: an id in a URL: a database row id (1 .. 2**63 - 1); anything else is a 422 with the one error shape, never
+#: a 500 from the database ("ids beyond 64 bits" used to overflow in the query)
+RowId = Annotated[int, UrlPart(ge=1, le=2**63 - 1, description="the row's id")]
 
 
 @dataclass
