@@ -630,7 +630,7 @@ def _write_run(
     s.add(run)
     s.flush()
     c = d.candidates
-    verify = cfg.verify_routed and trust.trusted is not False and cfg.trust_teacher != "never"
+    verify = cfg.verify_routed and trust.trusted is not False  # trust_teacher = "never" makes it untrusted
     _queue(s, project_id, run.id, c, d.plan, d.gold_ids, rng, cfg.answers_per_item, verify)
     accepts = _auto_accepts(s, run.id, c, {c.ids[p] for p, *_ in d.plan}, d.labels, cfg, trust)
     run.routed = len(d.plan)

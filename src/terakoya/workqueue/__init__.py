@@ -310,6 +310,13 @@ def _lost_task_message(db: Database, project_id: int, person_id: int, task_id: i
     return f"task {task_id} is not leased to you (its lease ran out or it was skipped); fetch the next task"
 
 
+def teacher_verdict(s: Session, item_id: int, label: str | None) -> dict[str, Any]:
+    """What a verify answer records beside its label: the teacher's current label and whether it stood."""
+    current = current_suggestion(s, item_id, "teacher")
+    teacher = current.label if current is not None else None
+    return {"teacher_label": teacher, "accepted": teacher == label}
+
+
 def _record(
     db: Database,
     project_id: int,
@@ -343,16 +350,12 @@ def _record(
             )
         )
         found = s.execute(select(Task.item_id, Task.kind).where(Task.id == task_id)).first()
-        teacher = None
         if found is not None and (kind or found.kind) == "verify":
-            current = current_suggestion(s, found.item_id, "teacher")
-            teacher = current.label if current is not None else None
+            value = {**value, **teacher_verdict(s, found.item_id, label)}
     seconds = _active_seconds(active_seconds, last, now)
     try:
         if found is not None:
             answer_kind = kind or found.kind
-            if answer_kind == "verify":
-                value = {**value, "teacher_label": teacher, "accepted": teacher == label}
             with db.writing(), db.session() as s:
                 locked = assignments.lock_task(s, task_id, project_id=project_id)
                 if locked and assignments.holds(s, task_id, person_id):

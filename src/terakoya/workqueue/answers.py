@@ -26,11 +26,11 @@ from terakoya.importers.readers import open_rows, require_columns
 from terakoya.kinds import TaskKind, kind_for
 from terakoya.people.accounts import NAME_MAX, SIMULATED_PERSON, get_or_create_person, normal_name
 from terakoya.people.glossary import guideline_version_in
-from terakoya.quality.aggregate import EXPERT_KINDS
+from terakoya.quality.aggregate import live_expert_answer
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, Import, Item, Person, Task, utcnow
-from terakoya.storage.queries import current_suggestion
+from terakoya.workqueue import teacher_verdict
 from terakoya.workqueue.assignments import OPEN_TASK_STATUSES, lock_task, record_outside_queue
 
 __all__ = [
@@ -352,8 +352,7 @@ def _supersede_other_labels(s: Session, item_id: int, person_id: int, label: str
         .where(
             Answer.item_id == item_id,
             Answer.person_id == person_id,
-            Answer.kind.in_(EXPERT_KINDS),
-            Answer.superseded.is_(False),
+            live_expert_answer(),
             Answer.label != label,
         )
         .values(superseded=True)
@@ -497,9 +496,7 @@ def _simulated_value(s: Session, task: Task, item_id: int, label: str) -> dict[s
     """The answer's value as the work queue stores it: on a verify task, the teacher's label and whether it stood."""
     if task.kind != "verify":
         return {"label": label}
-    suggestion = current_suggestion(s, item_id, "teacher")
-    teacher = suggestion.label if suggestion is not None else None
-    return {"label": label, "teacher_label": teacher, "accepted": teacher == label}
+    return {"label": label, **teacher_verdict(s, item_id, label)}
 
 
 def _write_simulated(

@@ -28,7 +28,7 @@ assignments expect that lock to be held.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -178,6 +178,37 @@ def _write_summary(s: Session, task_id: int, wanted: int, rows: Sequence[_Row | 
     return status
 
 
+def _running(row: _Row | _Slot, now: datetime) -> bool:
+    return row.lease_expires_at is None or row.lease_expires_at >= now
+
+
+def _make_room(
+    s: Session, others: Sequence[_Row], wanted: int, now: datetime, *, evictable: Callable[[_Row], bool]
+) -> set[int] | None:
+    """Free one slot for a newcomer: the ids of the leases of ``others`` expired for it (soonest-ending first,
+    only ``evictable`` ones, only as many as needed); None when their answers and the leases that may not be
+    expired already fill every slot."""
+    done = sum(1 for r in others if r.status in DONE)
+    leases = sorted((r for r in others if r.status == LEASED), key=_runs_out)
+    candidates = [r for r in leases if evictable(r)]
+    if done + len(leases) - len(candidates) >= wanted:
+        return None
+    expired = {row.id for row in candidates[: max(0, done + len(leases) + 1 - wanted)]}
+    for row_id in expired:
+        _set(s, row_id, status=EXPIRED, updated_at=now)
+    return expired
+
+
+def _put(s: Session, task_id: int, person_id: int, mine: _Row | None, now: datetime, **values: Any) -> None:
+    """The person's assignment on the task, created or updated with ``values``."""
+    if mine is None:
+        _core(s).execute(
+            insert(Assignment).values(task_id=task_id, person_id=person_id, created_at=now, updated_at=now, **values)
+        )
+    else:
+        _set(s, mine.id, updated_at=now, **values)
+
+
 def take(s: Session, task_id: int, person_id: int, now: datetime, until: datetime) -> bool:
     """Lease a slot of the (locked) task to this person until ``until``, or renew the lease they hold.
 
@@ -193,25 +224,12 @@ def take(s: Session, task_id: int, person_id: int, now: datetime, until: datetim
     expired: set[int] = set()
     if mine is None or mine.status == EXPIRED:
         others = [r for r in rows if r.person_id != person_id]
-        done = sum(1 for r in others if r.status in DONE)
-        leases = sorted((r for r in others if r.status == LEASED), key=_runs_out)
-        running = [r for r in leases if r.lease_expires_at is None or r.lease_expires_at >= now]
-        if done + len(running) >= wanted:
+        ran_out = _make_room(s, others, wanted, now, evictable=lambda r: not _running(r, now))
+        if ran_out is None:
             settle(s, task_id)  # the summary said there was room: bring it up to date
             return False
-        ran_out = [r for r in leases if r not in running]
-        for row in ran_out[: max(0, done + len(leases) + 1 - wanted)]:
-            _set(s, row.id, status=EXPIRED, updated_at=now)
-            expired.add(row.id)
-    if mine is None:
-        _core(s).execute(
-            insert(Assignment).values(
-                task_id=task_id, person_id=person_id, status=LEASED, lease_expires_at=until, created_at=now,
-                updated_at=now,
-            )
-        )  # fmt: skip
-    else:
-        _set(s, mine.id, status=LEASED, lease_expires_at=until, answer_id=None, updated_at=now)
+        expired = ran_out
+    _put(s, task_id, person_id, mine, now, status=LEASED, lease_expires_at=until, answer_id=None)
     # the task was locked open: its summary follows from the rows as changed here, without reading them again
     after = [
         _Slot(r.id, r.person_id, EXPIRED if r.id in expired else r.status, r.lease_expires_at)
@@ -245,11 +263,7 @@ def finish(s: Session, task_id: int, person_id: int, answer_id: int, *, flag: bo
     if _rowcount(done) != 1:
         return False
     if s.info.get(_LOCKED, {}).get(task_id) == 1:  # one answer wanted, and this is it: no need to read the rows
-        _core(s).execute(
-            update(Task)
-            .where(Task.id == task_id)
-            .values(status=FLAGGED if flag else ANSWERED, leased_to=None, lease_expires_at=None)
-        )
+        _write_summary(s, task_id, 1, [_Slot(0, person_id, FLAGGED if flag else ANSWERED, None)])
         return True
     settle(s, task_id)
     return True
@@ -271,17 +285,9 @@ def record_outside_queue(s: Session, task_id: int, person_id: int, answer_id: in
     if mine is not None and mine.status != EXPIRED:
         return False
     others = [r for r in rows if r.person_id != person_id]
-    done = sum(1 for r in others if r.status in DONE)
-    if done >= wanted:
+    if _make_room(s, others, wanted, now, evictable=lambda r: True) is None:
         return False
-    leases = sorted((r for r in others if r.status == LEASED), key=_runs_out)
-    for row in leases[: max(0, done + len(leases) + 1 - wanted)]:
-        _set(s, row.id, status=EXPIRED, updated_at=now)
-    values = {"status": ANSWERED, "answer_id": answer_id, "lease_expires_at": None, "updated_at": now}
-    if mine is None:
-        _core(s).execute(insert(Assignment).values(task_id=task_id, person_id=person_id, created_at=now, **values))
-    else:
-        _set(s, mine.id, **values)
+    _put(s, task_id, person_id, mine, now, status=ANSWERED, lease_expires_at=None, answer_id=answer_id)
     settle(s, task_id)
     return True
 
