@@ -83,7 +83,6 @@ __all__ = [
     "update_profile",
     "verify_password",
     "web_secret",
-    "web_session_is_live",
 ]
 
 
@@ -379,14 +378,23 @@ def role_of(db: Database, project_id: int, person_id: int) -> str | None:
         )
 
 
-def get_account(db: Database, project_id: int, person_id: int) -> Account | None:
-    """The person with their role in ``project_id`` (role None when not a member); None when no such person."""
+def get_account(db: Database, project_id: int, person_id: int, *, session_token: str | None = None) -> Account | None:
+    """The person with their role in ``project_id`` (role None when not a member); None when no such person.
+
+    With ``session_token``, only while that web session of theirs is live (not signed out): one query serves
+    the check and the account on every signed-in request.
+    """
+    query = (
+        select(Person, Membership.role)
+        .outerjoin(Membership, (Membership.person_id == Person.id) & (Membership.project_id == project_id))
+        .where(Person.id == person_id)
+    )
+    if session_token is not None:
+        query = query.join(WebSession, WebSession.person_id == Person.id).where(
+            WebSession.token_hash == _hash_token(session_token), WebSession.revoked_at.is_(None)
+        )
     with db.session() as s:
-        row = s.execute(
-            select(Person, Membership.role)
-            .outerjoin(Membership, (Membership.person_id == Person.id) & (Membership.project_id == project_id))
-            .where(Person.id == person_id)
-        ).first()
+        row = s.execute(query).first()
         if row is None:
             return None
         return _account(row[0], row[1])
@@ -670,19 +678,6 @@ def start_web_session(db: Database, person_id: int) -> str:
     with db.session() as s:
         s.add(WebSession(person_id=person_id, token_hash=_hash_token(token)))
     return token
-
-
-def web_session_is_live(db: Database, person_id: int, token: str) -> bool:
-    """Whether the session the cookie names exists, belongs to this person and was not ended."""
-    with db.session() as s:
-        found = s.scalar(
-            select(WebSession.id).where(
-                WebSession.token_hash == _hash_token(token),
-                WebSession.person_id == person_id,
-                WebSession.revoked_at.is_(None),
-            )
-        )
-    return found is not None
 
 
 def end_web_session(db: Database, token: str) -> None:

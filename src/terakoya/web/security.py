@@ -35,7 +35,6 @@ from terakoya.people.accounts import (
     get_account,
     role_at_least,
     start_web_session,
-    web_session_is_live,
 )
 from terakoya.project import ProjectLike
 from terakoya.settings import Settings
@@ -206,18 +205,12 @@ def principal(request: Request) -> Principal | None:
             and isinstance(data.get("p"), int)
             and isinstance(data.get("c"), str)
             and isinstance(data.get("s"), str)
-            and web_session_is_live(st.db, data["p"], data["s"])
         ):
-            found = _principal(st, data["p"], "session", data["c"])
+            account = get_account(st.db, st.project_id, data["p"], session_token=data["s"])
+            if account is not None:
+                found = Principal(account.id, account.name, account.role, "session", data["c"])
     request.state.principal = found
     return found
-
-
-def _principal(st: WebState, person_id: int, via: str, csrf: str | None) -> Principal | None:
-    account = get_account(st.db, st.project_id, person_id)
-    if account is None:
-        return None
-    return Principal(account.id, account.name, account.role, via, csrf)
 
 
 def _not_member(who: Principal, needed: str) -> Forbidden:
