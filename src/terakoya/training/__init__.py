@@ -114,6 +114,10 @@ class TrainingSet:
     def teacher_items(self) -> int:
         return self.sources.count("teacher")
 
+    def row_weights(self, teacher_scale: float) -> NDArray[np.float64]:
+        """Each row's sample weight when the teacher's labels weigh ``teacher_scale`` times (0: not used)."""
+        return self.weights * np.where(np.asarray(self.sources) == "teacher", teacher_scale, 1.0)
+
     def data_hash(self) -> str:
         """sha256 of the classes and every (item, text, source, weight, target): same data, same hash."""
         digest = hashlib.sha256()
@@ -295,6 +299,8 @@ TEACHER_SCALES = (0.0, 0.1, 0.3, 1.0, 3.0)
 #: confidence thresholds tried for self-training (None: no self-training)
 SELF_TRAINING_THRESHOLDS = (None, 0.9, 0.7)
 MIN_EXPERT_FOR_SEARCH = 20
+#: sample weight of a self-training target (the student's own confident prediction)
+PSEUDO_WEIGHT = 1.0
 
 
 @dataclass
@@ -319,11 +325,11 @@ def _fit_rows(
     use = rows if scale > 0 else rows[sources[rows] == "expert"]
     texts = [data.texts[i] for i in use]
     targets = data.targets[use]
-    weights = data.weights[use] * np.where(sources[use] == "teacher", scale, 1.0)
+    weights = data.row_weights(scale)[use]
     if extra is not None and extra[0]:
         texts = texts + extra[0]
         targets = np.vstack([targets, extra[1]])
-        weights = np.concatenate([weights, np.ones(len(extra[0]))])
+        weights = np.concatenate([weights, np.full(len(extra[0]), PSEUDO_WEIGHT)])
     student = make_student(kind, classes=list(data.classes), **params)
     student.fit(texts, targets, sample_weight=weights)
     return student
@@ -603,9 +609,10 @@ def _record_training_labels(
         return classes[int(vector.argmax())], {c: round(float(v), 6) for c, v in zip(classes, vector, strict=True)}
 
     rows: list[dict[str, Any]] = []
+    weights = data.row_weights(teacher_scale)
     for i, item_id in enumerate(data.item_ids):
         source = data.sources[i]
-        weight = float(data.weights[i]) * (teacher_scale if source == "teacher" else 1.0)
+        weight = float(weights[i])
         if weight <= 0:
             continue
         label, target = target_of(data.targets[i])
@@ -623,7 +630,7 @@ def _record_training_labels(
         rows.append(
             {
                 "student_run_id": run_pk, "item_id": data.unlabelled_ids[int(position)], "label": label,
-                "target": target, "source": "self_training", "weight": 1.0, "answer_ids": [],
+                "target": target, "source": "self_training", "weight": PSEUDO_WEIGHT, "answer_ids": [],
                 "suggestion_id": None, "aggregator": None,
             }
         )  # fmt: skip
