@@ -59,3 +59,64 @@ def test_user_data_is_printed_as_it_is_never_as_markup(tmp_path: Path) -> None:
     assert out.returncode == 1 and "missing[/x].csv" in out.stderr and "Traceback" not in out.stderr
     out = run("--set", "project.name=[/p]", "status", cwd=folder)
     assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_init_records_the_database_so_later_commands_reach_it(tmp_path: Path) -> None:
+    """`--db URL init` once left the next command in the folder to create and fill a second, SQLite database."""
+    out = run("init", "fin", "--db", "sqlite:///shared.db", cwd=tmp_path)  # --db where people type it
+    assert out.returncode == 0, out.stderr
+    folder = tmp_path / "fin"
+    assert f'db = "sqlite:///{(tmp_path / "shared.db").resolve()}"' in (folder / "terakoya.toml").read_text()
+    (folder / "data.csv").write_text("text,label\nProfit rose.,positive\nSales fell.,negative\n", encoding="utf-8")
+    out = run("import", "data.csv", "--label-column", "label", cwd=folder)
+    assert out.returncode == 0, out.stderr
+    assert not (folder / "terakoya.db").exists()
+    assert "items" in run("status", cwd=folder).stdout
+    # a --db / TERAKOYA_DB that disagrees with the file is refused, naming both
+    out = run("status", cwd=folder, env={"TERAKOYA_DB": "sqlite:///other.db"})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "records the database sqlite:///" in out.stderr and "other.db" in out.stderr
+    assert "drop --db / unset TERAKOYA_DB" in out.stderr
+    assert not (folder / "other.db").exists()
+    # the same database given again (here relative to where the command runs) is fine
+    assert run("--db", "sqlite:///../shared.db", "status", cwd=folder).returncode == 0
+
+
+def test_init_keeps_a_password_out_of_the_project_file(tmp_path: Path, postgres_url: str) -> None:
+    with_password = postgres_url.replace("postgres@", "postgres:s3cret@", 1)
+    out = run("--db", with_password, "init", "fin", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "fin" / "terakoya.toml").read_text()
+    assert f'db = "{postgres_url}"' in text and "s3cret" not in text
+    assert "password is not written there" in out.stdout
+    (tmp_path / "fin" / "d.csv").write_text("text\nProfit rose.\n", encoding="utf-8")
+    out = run("import", "d.csv", cwd=tmp_path / "fin")  # the server trusts local connections: no password needed
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "fin" / "terakoya.db").exists()
+
+
+def test_a_project_file_without_a_name_is_refused(tmp_path: Path) -> None:
+    """An empty terakoya.toml silently opened a second project called 'terakoya' in the same database."""
+    (tmp_path / "terakoya.toml").write_text("", encoding="utf-8")
+    out = run("status", cwd=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "the project has no name; add it under [project], e.g. name =" in out.stderr
+    assert not (tmp_path / "terakoya.db").exists()
+
+
+def test_usage_errors_are_printed_as_usage_errors(tmp_path: Path) -> None:
+    out = run("init", "fin", "--bogus", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "No such option: --bogus" in out.stderr and "Usage: terakoya init" in out.stderr
+    assert "unexpected error" not in out.stderr
+
+
+def test_unwritable_export_path_and_non_database_file_are_clear(tmp_path: Path) -> None:
+    run("init", "fin", cwd=tmp_path)
+    folder = tmp_path / "fin"
+    out = run("export", "/proc/no-such-place/x.csv", cwd=folder)
+    assert out.returncode == 1 and "unexpected error" not in out.stderr
+    (folder / "notes.txt").write_text("not a database\n" * 100, encoding="utf-8")
+    out = run("status", cwd=folder, env={"TERAKOYA_DB": "sqlite:///notes.txt"})
+    assert out.returncode == 1 and "unexpected error" not in out.stderr, out.stderr
+    assert "file is not a database; point --db / TERAKOYA_DB" in out.stderr

@@ -23,7 +23,8 @@ def test_layers_in_order(tmp_path: Path) -> None:
     assert load_settings(folder, env={}).teacher.few_shot == 2  # file beats default
     env = {"TERAKOYA_TEACHER__FEW_SHOT": "3", "TERAKOYA_DB": "sqlite:///x.db"}
     s = load_settings(folder, env=env)
-    assert (s.teacher.few_shot, s.db_url) == (3, "sqlite:///x.db")  # env beats file
+    # env beats file; a relative SQLite path is where the command runs, made explicit
+    assert (s.teacher.few_shot, s.db_url) == (3, f"sqlite:///{Path.cwd().resolve() / 'x.db'}")
     s = load_settings(folder, env=env, overrides=parse_overrides(["teacher.few_shot=1"]))
     assert s.teacher.few_shot == 1  # flags beat env
     assert load_settings(folder, env={}).teacher.concurrency == 4  # default

@@ -147,12 +147,23 @@ def _report(title: str, report: Any) -> None:
 def init(
     folder: Annotated[Path, typer.Argument(help="folder to create (its name is the project name)")],
     name: Annotated[str | None, typer.Option(help="project name (default: the folder's name)")] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="SQLAlchemy database URL, recorded in terakoya.toml (env: TERAKOYA_DB)")
+    ] = None,
 ) -> None:
     """Create FOLDER/terakoya.toml: task, labels, guidelines, glossary, teacher, routing."""
     from terakoya.project import Project
 
-    project = Project.init(folder, name, db=STATE.db)
+    url = db or STATE.db or os.environ.get("TERAKOYA_DB") or None
+    project = Project.init(folder, name, db=url)
     console.print(f"created {project.settings.project_file}", markup=False)
+    if url:
+        console.print(f"the database {project.db.safe_url} is recorded in it", markup=False)
+        if "***" in project.db.safe_url:
+            console.print(
+                "its password is not written there: later commands take it from TERAKOYA_DB, PGPASSWORD or ~/.pgpass",
+                markup=False,
+            )
     console.print(f"next: cd {folder} && terakoya import FILE --text-column COL --label-column COL", markup=False)
     project.close()
 
@@ -398,6 +409,19 @@ def demo(
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
+    secure_cookies: Annotated[
+        bool | None,
+        typer.Option(
+            "--secure-cookies/--no-secure-cookies",
+            help="mark cookies Secure always / never (default: on requests that came over HTTPS)",
+        ),
+    ] = None,
+    trust_proxy: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated addresses of your TLS proxy, whose X-Forwarded-For/-Proto headers are believed"
+        ),
+    ] = None,
 ) -> None:
     """Start the web workbench for experts and the owner's dashboard."""
     from terakoya.web import serve as run_server
@@ -405,7 +429,14 @@ def serve(
     project = _open()
     folder = project.dir
     project.close()
-    run_server(folder, host=host, port=port, overrides=_overrides())
+    run_server(
+        folder,
+        host=host,
+        port=port,
+        overrides=_overrides(),
+        secure_cookies=secure_cookies,
+        trusted_proxies=trust_proxy,
+    )
 
 
 @app.command("settings")
@@ -442,7 +473,7 @@ def user_add(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        app(standalone_mode=False, prog_name="terakoya")
     except TerakoyaError as exc:
         if STATE.debug:
             traceback.print_exc()
@@ -456,9 +487,11 @@ def main() -> None:
     except Exception as exc:  # click's usage errors and genuine bugs
         import click
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException | typer.TyperException):  # typer carries its own copy of click
+            show, code = getattr(exc, "show", None), getattr(exc, "exit_code", 2)
+            if callable(show):
+                show()
+                sys.exit(code if isinstance(code, int) else 2)
         if STATE.debug:
             traceback.print_exc()
         err_console.print(

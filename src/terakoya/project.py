@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from sqlalchemy import distinct, func, select
 
 from terakoya.project_file import append_labels, write_new_project
-from terakoya.settings import Settings, load_settings
+from terakoya.settings import Settings, db_url_as_recorded, load_settings
 from terakoya.storage import Database, open_database
 from terakoya.storage.models import Answer, AutoAccept, Item, StudentRun, Suggestion, Task
 from terakoya.storage.queries import items_by_split, labelled_items
@@ -86,9 +86,13 @@ class Project:
 
     @classmethod
     def init(cls, folder: Path, name: str | None = None, *, db: str | None = None) -> Project:
-        """Create ``folder/terakoya.toml`` (and the database) and open the new project."""
+        """Create ``folder/terakoya.toml`` (and the database) and open the new project.
+
+        ``db`` (a URL) is recorded in the file, without its password, so that every later command in the folder
+        reaches the same database.
+        """
         folder = folder.resolve()
-        write_new_project(folder, name or folder.name)
+        write_new_project(folder, name or folder.name, db=db_url_as_recorded(db, Path.cwd()) if db else None)
         overrides = {"db": db} if db else None
         return cls.open(folder, overrides=overrides)
 

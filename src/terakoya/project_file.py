@@ -23,7 +23,8 @@ def _toml_str(value: str) -> str:
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
-def render_template(name: str, labels: Iterable[tuple[str, str]] = ()) -> str:
+def render_template(name: str, labels: Iterable[tuple[str, str]] = (), *, db: str | None = None) -> str:
+    """The commented terakoya.toml of a new project (``db``: a URL as :func:`db_url_as_recorded` gives it)."""
     label_blocks = "".join(f"\n[[labels]]\nname = {_toml_str(n)}\ndescription = {_toml_str(d)}\n" for n, d in labels)
     if not label_blocks:
         label_blocks = (
@@ -31,6 +32,12 @@ def render_template(name: str, labels: Iterable[tuple[str, str]] = ()) -> str:
             "# Or declare them here, with a description the teacher and the experts will read:\n"
             '# [[labels]]\n# name = "positive"\n# description = "good news for the company or its investors"\n'
         )
+    db_line = (
+        f"db = {_toml_str(db)}   # where the data lives"
+        + ("" if db.startswith("sqlite") else "; a password comes from TERAKOYA_DB, PGPASSWORD or ~/.pgpass")
+        if db
+        else '# db = "postgresql+psycopg://user@host/dbname"   # default: SQLite file terakoya.db in this folder'
+    )
     return f"""# Terakoya project file. Every setting is listed by `terakoya settings`.
 # Layers: defaults -> this file -> TERAKOYA_* environment -> command-line flags (--set section.key=value).
 
@@ -38,7 +45,7 @@ def render_template(name: str, labels: Iterable[tuple[str, str]] = ()) -> str:
 name = {_toml_str(name)}
 language = "en"          # main language of the texts ("en", "ja", ...)
 seed = 0
-# db = "postgresql+psycopg://user@host/dbname"   # default: SQLite file terakoya.db in this folder
+{db_line}
 
 [task]
 kind = "classify.v1"     # one label per text, from the labels below
@@ -86,7 +93,9 @@ currency = "USD"
 """
 
 
-def write_new_project(folder: Path, name: str, labels: Iterable[tuple[str, str]] = ()) -> Path:
+def write_new_project(
+    folder: Path, name: str, labels: Iterable[tuple[str, str]] = (), *, db: str | None = None
+) -> Path:
     if not _NAME.match(name):
         raise ConfigError(
             f"project name {name!r} is not usable; use letters, digits, '.', '_' or '-' (e.g. fin-sentiment)"
@@ -95,7 +104,7 @@ def write_new_project(folder: Path, name: str, labels: Iterable[tuple[str, str]]
     if path.exists():
         raise ConfigError(f"{path} already exists; open it with `terakoya status`, or choose another folder")
     folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_template(name, labels), encoding="utf-8")
+    path.write_text(render_template(name, labels, db=db), encoding="utf-8")
     return path
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "PROJECT_FILE",
     "EvaluationSettings",
     "Example",
+    "ImportSettings",
     "LabelSpec",
     "PaySettings",
     "RoutingSettings",
@@ -31,6 +32,7 @@ __all__ = [
     "StudentSettings",
     "TaskSettings",
     "TeacherSettings",
+    "db_url_as_recorded",
     "find_project_dir",
     "load_settings",
     "parse_overrides",
@@ -225,6 +227,15 @@ class EvaluationSettings(_Section):
     timing_items: int = Field(200, ge=1, description="items used to time single-item latency and throughput")
 
 
+class ImportSettings(_Section):
+    max_text_chars: int = Field(
+        20_000,
+        ge=1,
+        description="longest item text, in characters, that `terakoya import` accepts; a longer one stops the "
+        "import with an error naming its line, and nothing is imported",
+    )
+
+
 class Settings(BaseModel):
     """The whole configuration of one project."""
 
@@ -244,6 +255,8 @@ class Settings(BaseModel):
     student: StudentSettings = Field(default_factory=StudentSettings)
     pay: PaySettings = Field(default_factory=PaySettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    #: ``import`` is a Python keyword: the section is ``[import]`` in the file, ``settings.import_`` in code
+    import_: ImportSettings = Field(default_factory=ImportSettings, alias="import")
 
     #: where the project lives (not part of the file)
     project_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -345,6 +358,11 @@ def _read_file(path: Path) -> dict[str, Any]:
         extra = set(guidelines) - {"text"}
         if extra:
             raise ConfigError(f"{path}: [guidelines] takes only 'text'; remove {', '.join(sorted(extra))}")
+    if "name" not in project:
+        raise ConfigError(
+            f'{path}: the project has no name; add it under [project], e.g. name = "{path.parent.name}" '
+            "(or recreate the file with `terakoya init`)"
+        )
     return {**project, **data}
 
 
@@ -373,6 +391,44 @@ def find_project_dir(start: Path | None = None) -> Path:
     )
 
 
+def _absolute_db_url(url: str, base: Path) -> str:
+    """``url`` with a relative SQLite path made absolute against ``base`` (other URLs unchanged)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix):
+        rest = url.removeprefix(prefix)
+        path, sep, query = rest.partition("?")
+        if path and path != ":memory:" and not Path(path).is_absolute():
+            return f"{prefix}{(base / path).resolve()}{sep}{query}"
+    return url
+
+
+def db_url_as_recorded(url: str, base: Path) -> str:
+    """How a database URL is written into terakoya.toml and compared: no password, SQLite paths absolute."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    url = _absolute_db_url(url, base)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # opening it reports what is wrong
+    if parsed.password is None:
+        return url
+    return parsed._replace(password=None).render_as_string(hide_password=False)  # URL is a NamedTuple
+
+
+def _check_same_database(path: Path, recorded: Any, given: Any, project_dir: Path) -> None:
+    """A project's data lives in one database: a --db / TERAKOYA_DB that disagrees with the file is refused."""
+    if not (isinstance(recorded, str) and isinstance(given, str)):
+        return
+    if db_url_as_recorded(recorded, project_dir) != db_url_as_recorded(given, Path.cwd()):
+        raise ConfigError(
+            f"{path} records the database {db_url_as_recorded(recorded, project_dir)}, but --db / TERAKOYA_DB "
+            f"points at {db_url_as_recorded(given, Path.cwd())}; a project keeps its data in one database: "
+            "drop --db / unset TERAKOYA_DB, or change db in the file if the data has moved"
+        )
+
+
 def load_settings(
     project_dir: Path | None = None,
     *,
@@ -395,8 +451,13 @@ def load_settings(
             f"no {PROJECT_FILE} in {project_dir}; run `terakoya init NAME` to create a project there, "
             "or pass --project PATH"
         )
-    layered = _deep_merge(data, _env_layer(env))
-    layered = _deep_merge(layered, overrides or {})
+    outer = _deep_merge(_env_layer(env), overrides or {})
+    if isinstance(data.get("db"), str):
+        _check_same_database(path, data["db"], outer.get("db"), project_dir)
+        data["db"] = _absolute_db_url(data["db"], project_dir)
+    if isinstance(outer.get("db"), str):
+        outer["db"] = _absolute_db_url(outer["db"], Path.cwd())
+    layered = _deep_merge(data, outer)
     try:
         return Settings.model_validate({**layered, "project_dir": project_dir})
     except ValidationError as exc:
@@ -408,9 +469,10 @@ def settings_reference() -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
 
     def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, field in model.model_fields.items():
-            if name == "project_dir":
+        for attr, field in model.model_fields.items():
+            if attr == "project_dir":
                 continue
+            name = field.alias or attr
             ann = field.annotation
             if isinstance(ann, type) and issubclass(ann, BaseModel) and ann is not LabelSpec:
                 walk(ann, f"{prefix}{name}.")

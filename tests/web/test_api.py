@@ -287,6 +287,8 @@ def test_report_is_served_when_evaluate_wrote_one(client: TestClient, project: W
     (project.dir / "secret.txt").write_text("no")
     assert client.get("/report/..%2Fsecret.txt").status_code == 404
     assert client.get("/report/../secret.txt").status_code == 404
+    for odd in ("report.json%00", "%00", "report.json%0A", "a%00b.png"):  # NUL bytes were 500s
+        assert client.get(f"/report/{odd}").status_code == 404, odd
 
 
 def test_pages_render_for_their_roles(client: TestClient) -> None:
@@ -398,3 +400,26 @@ def test_out_of_range_values_are_refused_at_the_edge(client: TestClient) -> None
     assert error(r)[:2] == (422, "validation")
     r = client.put("/api/v1/pay", json={"mode": "per_item", "per_item": 0.1, "currency": "X" * 10_000}, headers=olga)
     assert error(r)[:2] == (422, "validation")
+
+
+@pytest.mark.parametrize(
+    ("setting", "scheme", "secure"),
+    [(None, "https", True), (None, "http", False), (True, "http", True), (False, "https", False)],
+)
+def test_cookies_are_secure_behind_https_by_default(
+    project: WebProject, setting: bool | None, scheme: str, secure: bool
+) -> None:
+    make_trainer(project, "tom")
+    with TestClient(create_app(project, secure_cookies=setting), base_url=f"{scheme}://testserver") as c:
+        page = c.get("/login")
+        cookies = [page.headers["set-cookie"]]
+        if scheme == "https" or not secure:  # a client sends a Secure cookie back over HTTPS only
+            r = c.post(
+                "/login",
+                data={"login": "tom", "password": PASSWORD, "next": "/", "csrf_token": csrf_of(page.text)},
+                follow_redirects=False,
+            )
+            assert r.status_code == 303
+            cookies += [v for k, v in r.headers.multi_items() if k == "set-cookie"]
+            assert len(cookies) == 3
+        assert all(("; secure" in c.lower()) is secure for c in cookies), cookies

@@ -265,7 +265,12 @@ def export_items(
     if not path.parent.is_dir():
         raise ConfigError(f"folder {path.parent} does not exist; create it or choose another output path")
     pages = iter_export_rows(db, project_id, split=split, queued=queued, classes=classes)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write in {path.parent} ({exc.strerror}); choose an output path in a folder you can write to"
+        ) from exc
     tmp = Path(tmp_name)
     try:
         if kind == "parquet":

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from terakoya.errors import ConfigError, MissingDependency
@@ -86,6 +86,11 @@ class Database:
             raise ConfigError(
                 f"cannot open the database {self.safe_url}: {exc.orig}; check --db / TERAKOYA_DB "
                 "and that the server is running"
+            ) from exc
+        except DatabaseError as exc:  # e.g. SQLite's "file is not a database"
+            raise ConfigError(
+                f"cannot open the database {self.safe_url}: {exc.orig}; point --db / TERAKOYA_DB (or db in "
+                "terakoya.toml) at a Terakoya database, or at a file that does not exist yet"
             ) from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer per file; PostgreSQL orders concurrent writes itself

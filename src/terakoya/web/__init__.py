@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["create_app", "serve"]
 
 
-def create_app(project: ProjectLike, *, secure_cookies: bool = False) -> FastAPI:
+def create_app(project: ProjectLike, *, secure_cookies: bool | None = None) -> FastAPI:
     """The FastAPI app for an open project (see :func:`terakoya.web.app.create_app`)."""
     try:
         from terakoya.web.app import create_app as build
@@ -28,9 +28,22 @@ def create_app(project: ProjectLike, *, secure_cookies: bool = False) -> FastAPI
 
 
 def serve(
-    project_dir: Path, *, host: str = "127.0.0.1", port: int = 8000, overrides: dict[str, Any] | None = None
+    project_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    overrides: dict[str, Any] | None = None,
+    secure_cookies: bool | None = None,
+    trusted_proxies: str | None = None,
 ) -> None:
-    """Serve the workbench of the project in ``project_dir`` until interrupted."""
+    """Serve the workbench of the project in ``project_dir`` until interrupted (see :func:`terakoya.web.app.serve`)."""
     from terakoya.web.app import serve as run
 
-    run(project_dir, host=host, port=port, overrides=overrides)
+    run(
+        project_dir,
+        host=host,
+        port=port,
+        overrides=overrides,
+        secure_cookies=secure_cookies,
+        trusted_proxies=trusted_proxies,
+    )

@@ -196,12 +196,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return _error_json(500, "internal", message)
 
 
-def create_app(project: ProjectLike, *, secure_cookies: bool = False) -> FastAPI:
+def create_app(project: ProjectLike, *, secure_cookies: bool | None = None) -> FastAPI:
     """The web app for one open project (a :class:`~terakoya.project.Project`, or anything :class:`ProjectLike`).
 
     The owner's job buttons run ``project.teach/route/train/evaluate`` in the background (:mod:`terakoya.jobs`),
-    and the settings are read again after each job. ``secure_cookies`` marks cookies Secure (set it when the
-    app is served over HTTPS).
+    and the settings are read again after each job. ``secure_cookies``: True marks every cookie Secure, False
+    none; None (the default) marks them Secure on requests that came over HTTPS (directly, or through a proxy
+    that :func:`serve` was told to trust).
     """
     from terakoya.web import routes_api, routes_auth, routes_owner, routes_pages
 
@@ -256,8 +257,14 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     overrides: dict[str, Any] | None = None,
+    secure_cookies: bool | None = None,
+    trusted_proxies: str | None = None,
 ) -> None:
-    """Open the project in ``project_dir`` and serve its workbench until interrupted."""
+    """Open the project in ``project_dir`` and serve its workbench until interrupted.
+
+    ``trusted_proxies`` (comma-separated addresses, e.g. the TLS proxy's) are the only clients whose
+    ``X-Forwarded-For`` / ``X-Forwarded-Proto`` headers are believed; by default nobody's are.
+    """
     try:
         import uvicorn
     except ModuleNotFoundError as exc:  # pragma: no cover - part of the web extra
@@ -267,13 +274,20 @@ def serve(
 
     project = Project.open(project_dir, overrides=overrides)
     try:
-        app = create_app(project)
+        app = create_app(project, secure_cookies=secure_cookies)
         if not any(m.role == "owner" for m in list_members(project.db, project.project_id)):
             log.warning("no owner can sign in yet; add one with: terakoya user add NAME --email you@example.org")
-        if host not in {"127.0.0.1", "localhost", "::1"}:
+        if host not in {"127.0.0.1", "localhost", "::1"} and not trusted_proxies:
             log.warning("serving on %s without HTTPS; put a TLS proxy in front before trainers sign in", host)
-        # proxy headers off: an X-Forwarded-For from a client on this machine would otherwise choose its own
-        # address, and with it its own sign-in rate limit
-        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+        # proxy headers only from the proxies named: an X-Forwarded-For from any other client would choose its
+        # own address, and with it its own sign-in rate limit
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=trusted_proxies or None,
+        )
     finally:
         project.close()

@@ -149,9 +149,11 @@ def report(request: Request, who: Annotated[Principal, Depends(page_user("review
 @router.get("/report/{name}")
 def report_file(request: Request, name: str, who: Annotated[Principal, Depends(page_user("reviewer"))]) -> Response:
     """Other files of the latest report (report.json, plots), by plain file name only."""
-    st = get_state(request)
-    folder = st.dir.joinpath(*REPORT_DIR).resolve()
+    missing = accounts.NotFound(f"the latest report has no file called {name!r}; open /report")
+    if not _REPORT_FILE.fullmatch(name):  # checked before the name touches the file system (NUL, '/', '..')
+        raise missing
+    folder = get_state(request).dir.joinpath(*REPORT_DIR).resolve()
     path = (folder / name).resolve()
-    if not _REPORT_FILE.match(name) or path.parent != folder or not path.is_file():
-        raise accounts.NotFound(f"the latest report has no file called {name!r}; open /report")
+    if path.parent != folder or not path.is_file():
+        raise missing
     return FileResponse(path)

@@ -123,7 +123,14 @@ class WebState:
     secret: str
     runner: JobRunner
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
-    secure_cookies: bool = False
+    #: True: always Secure; False: never; None (the default): Secure whenever the request came over HTTPS
+    secure_cookies: bool | None = None
+
+    def cookie_secure(self, request: Request) -> bool:
+        """Whether cookies set in answer to ``request`` carry ``Secure``."""
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return request.url.scheme == "https"
 
     @property
     def db(self) -> Database:
@@ -287,7 +294,7 @@ def remember_csrf(request: Request, response: Response) -> None:
             max_age=SESSION_MAX_AGE_S,
             httponly=True,
             samesite="lax",
-            secure=st.secure_cookies,
+            secure=st.cookie_secure(request),
         )
 
 
@@ -316,7 +323,7 @@ def set_session(request: Request, response: Response, person_id: int) -> None:
             max_age=SESSION_MAX_AGE_S,
             httponly=True,
             samesite="lax",
-            secure=st.secure_cookies,
+            secure=st.cookie_secure(request),
         )
 
 
@@ -326,8 +333,9 @@ def clear_session(request: Request, response: Response) -> None:
     data = _load(request, "session", st.session_cookie, SESSION_MAX_AGE_S)
     if isinstance(data, dict) and isinstance(data.get("s"), str):
         end_web_session(st.db, data["s"])
-    response.delete_cookie(st.session_cookie, httponly=True, samesite="lax")
-    response.delete_cookie(st.csrf_cookie, httponly=True, samesite="lax")
+    secure = st.cookie_secure(request)
+    response.delete_cookie(st.session_cookie, httponly=True, samesite="lax", secure=secure)
+    response.delete_cookie(st.csrf_cookie, httponly=True, samesite="lax", secure=secure)
 
 
 def client_address(request: Request) -> str:
