@@ -2,11 +2,14 @@
 
     python -m bench.load                      # 50 trainers, 5,000 queued tasks, SQLite
     python -m bench.load --trainers 10 --think-ms 500 --seconds 20
+    python -m bench.load --postgres --workers 4 --kill-one-after 10   # a throwaway PostgreSQL cluster, 4 processes
 
 A temporary project (terakoya.toml + SQLite file) gets queued tasks and trainers with API tokens; the server runs
 in its own process (``terakoya.web.serve``, what `terakoya serve` calls). Each trainer is an async httpx client that
 fetches the next task, answers it and submits, for a bounded number of iterations or seconds; some submits are sent
-twice on purpose. Reported: p50/p99 latency of next-task and submit, answers per second, and a count check
+twice on purpose, and a submit whose connection broke is sent again with the same idempotency key, as the
+workbench does. ``--kill-one-after S`` kills one of the ``--workers`` server processes with SIGKILL after S seconds.
+Reported: p50/p99 latency of next-task and submit, answers per second, and a count check
 (answers acknowledged == answers stored, no idempotency key stored twice, no task answered twice).
 Writes bench/results/load.json and bench/results/load.png. Only 127.0.0.1 is contacted.
 """
@@ -63,7 +66,7 @@ def _pct(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def build_project(folder: Path, *, tasks: int, trainers: int) -> list[str]:
+def build_project(folder: Path, *, tasks: int, trainers: int, db: str | None = None) -> list[str]:
     """A project folder with ``tasks`` queued tasks and ``trainers`` people; returns their API tokens."""
     from terakoya.people import accounts
     from terakoya.project_file import write_new_project
@@ -72,7 +75,7 @@ def build_project(folder: Path, *, tasks: int, trainers: int) -> list[str]:
     from terakoya.storage.models import Item, Person, Suggestion, Task
     from terakoya.storage.web_models import Membership
 
-    write_new_project(folder, "load", [(name, f"{name} news") for name in LABELS])
+    write_new_project(folder, "load", [(name, f"{name} news") for name in LABELS], db=db)
     settings = load_settings(folder, env={})
     db = open_database(settings.db_url)
     pid = db.project_id(settings.name)
@@ -120,11 +123,34 @@ def build_project(folder: Path, *, tasks: int, trainers: int) -> list[str]:
     return tokens
 
 
-def serve(folder: Path, port: int) -> None:
+def serve(folder: Path, port: int, workers: int) -> None:
     """The server process: exactly what `terakoya serve` runs."""
     from terakoya.web import serve as run
 
-    run(folder, host="127.0.0.1", port=port)
+    run(folder, host="127.0.0.1", port=port, workers=workers)
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (the server's worker processes), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+async def _kill_one_later(server_pid: int, after_s: float, killed: list[int]) -> None:
+    import signal
+
+    await asyncio.sleep(after_s)
+    workers = [p for p in _children(server_pid) if "uvicorn" not in Path(f"/proc/{p}/comm").read_text()]
+    if workers:
+        os.kill(workers[-1], signal.SIGKILL)
+        killed.append(workers[-1])
 
 
 async def trainer(
@@ -158,10 +184,16 @@ async def trainer(
         body = {"label": label, "idempotency_key": uuid.uuid4().hex, "active_seconds": think_s or 1.0}
         url = f"/api/v1/tasks/{task['task_id']}/answer"
         start = time.perf_counter()
-        try:
-            r = await client.post(url, json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            tally.error(f"submit: {type(exc).__name__}")
+        r = None
+        for attempt in range(6):  # a broken connection (a killed worker) is retried with the same key
+            try:
+                r = await client.post(url, json=body, headers=headers)
+                break
+            except httpx.HTTPError as exc:
+                tally.error(f"submit: {type(exc).__name__} (sent again)")
+                await asyncio.sleep(0.2 * (attempt + 1))
+        if r is None:
+            tally.error("submit: gave up after 6 tries")
             continue
         tally.submit_ms.append((time.perf_counter() - start) * 1000)
         if r.status_code != 200:
@@ -180,10 +212,17 @@ async def trainer(
                 tally.error(f"resend: HTTP {again.status_code}")
 
 
-async def drive(base: str, tokens: list[str], args: argparse.Namespace) -> tuple[Tally, float]:
+async def drive(
+    base: str, tokens: list[str], args: argparse.Namespace, server_pid: int, killed: list[int]
+) -> tuple[Tally, float]:
     import httpx
 
     tally = Tally()
+    killer = (
+        asyncio.ensure_future(_kill_one_later(server_pid, args.kill_one_after, killed))
+        if args.kill_one_after is not None
+        else None
+    )
     limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens))
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30.0) as client:
         t0 = time.perf_counter()
@@ -204,6 +243,8 @@ async def drive(base: str, tokens: list[str], args: argparse.Namespace) -> tuple
             )
         )
         elapsed = time.perf_counter() - t0
+    if killer is not None:
+        killer.cancel()
     return tally, elapsed
 
 
@@ -282,23 +323,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resend", type=float, default=0.05, help="share of submits deliberately sent twice")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary project folder")
+    parser.add_argument("--postgres", action="store_true", help="on a throwaway PostgreSQL cluster (default: SQLite)")
+    parser.add_argument("--db", help="an empty database to fill instead (a SQLAlchemy URL)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes sharing the queue")
+    parser.add_argument("--kill-one-after", type=float, help="SIGKILL one server process after this many seconds")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, args.workers)
         return 0
+    if args.kill_one_after is not None and args.workers < 2:
+        raise SystemExit("--kill-one-after needs --workers 2 or more (someone has to carry on)")
+    if args.db or not args.postgres:
+        return run(args, args.db)
+    from bench.postgres import temporary_cluster
 
+    with temporary_cluster() as url:
+        return run(args, url)
+
+
+def run(args: argparse.Namespace, db: str | None) -> int:
+    """One load run against a fresh project (on ``db``, or a SQLite file)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     folder = Path(tempfile.mkdtemp(prefix="terakoya-load-"))
     print(f"building {args.tasks} tasks and {args.trainers} trainers in {folder} ...", flush=True)
-    tokens = build_project(folder, tasks=args.tasks, trainers=args.trainers)
+    tokens = build_project(folder, tasks=args.tasks, trainers=args.trainers, db=db)
     port = _free_port()
+    killed: list[int] = []
+    log_path = folder / "server.log"
+    log_file = log_path.open("wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "bench.load", "--serve", str(folder), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "bench.load",
+            "--serve",
+            str(folder),
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log_file,  # a file, not a pipe: the server's worker processes hold it open too
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -312,11 +381,11 @@ def main(argv: list[str] | None = None) -> int:
             except httpx.HTTPError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                err = server.stderr.read().decode() if server.stderr else ""
-                raise SystemExit(f"the server did not start:\n{err[-2000:]}")
+                server.kill()
+                raise SystemExit(f"the server did not start; its log: {log_path}")
             time.sleep(0.2)
         print(f"server on {base}; {args.trainers} trainers working ...", flush=True)
-        tally, elapsed = asyncio.run(drive(base, tokens, args))
+        tally, elapsed = asyncio.run(drive(base, tokens, args, server.pid, killed))
     finally:
         server.terminate()
         try:
@@ -329,7 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         "tasks": args.tasks,
         "iterations": args.iterations,
         "think_ms": args.think_ms,
-        "database": "sqlite (WAL, synchronous=FULL)",
+        "database": "postgresql (throwaway cluster, fsync off)" if db else "sqlite (WAL, synchronous=FULL)",
+        "workers": args.workers,
+        "killed_worker_pids": killed,
         "seconds": round(elapsed, 2),
         "requests": {"next": len(tally.next_ms), "submit": len(tally.submit_ms)},
         "latency_ms": {
@@ -350,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "load.json").write_text(json.dumps(result, indent=2) + "\n")
-    title = f"{args.trainers} trainers, SQLite, think {args.think_ms:g} ms"
+    title = f"{args.trainers} trainers, {'PostgreSQL' if db else 'SQLite'}, {args.workers} process(es)"
+    title += f", think {args.think_ms:g} ms" + (", one process killed" if killed else "")
     plot(tally, elapsed, args.out / "load.png", title)
     lat = result["latency_ms"]
     rows = [

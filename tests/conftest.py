@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,19 +13,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the bench/ helpers (a throwaway PostgreSQL cluster) serve the tests too
+    sys.path.insert(0, str(ROOT))
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TEST_OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
 
 
 @pytest.fixture(scope="session")
@@ -38,40 +26,17 @@ def postgres_server() -> Iterator[str]:
     if url := os.environ.get("TERAKOYA_TEST_POSTGRES"):
         yield url
         return
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL binaries not found (/usr/lib/postgresql/*/bin); `make test` installs them as root")
-    as_root = os.geteuid() == 0
-    if as_root and shutil.which("runuser") is None:
-        pytest.skip("running as root without runuser: cannot start PostgreSQL (initdb refuses root)")
-    folder = Path(tempfile.mkdtemp(prefix="terakoya-pg-"))
-    port = _free_port()
+    from bench.postgres import NoPostgres, temporary_cluster
 
-    def run(*args: str) -> None:
-        cmd = [str(bindir / args[0]), *args[1:]]
-        if as_root:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, capture_output=True)
-
+    cluster = temporary_cluster()
     try:
-        if as_root:
-            shutil.chown(folder, "postgres", "postgres")
-        run("initdb", "-D", f"{folder}/data", "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8",
-            "--no-sync")  # fmt: skip
-        run(
-            "pg_ctl", "-D", f"{folder}/data", "-l", f"{folder}/log", "-w",
-            "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-            "start",
-        )  # fmt: skip
-    except (subprocess.CalledProcessError, KeyError, LookupError) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        detail = getattr(exc, "stderr", b"") or b""
-        pytest.skip(f"could not start a PostgreSQL cluster: {exc} {detail.decode(errors='replace')[:300]}")
+        url = cluster.__enter__()
+    except NoPostgres as exc:
+        pytest.skip(str(exc))
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield url
     finally:
-        run("pg_ctl", "-D", f"{folder}/data", "-m", "fast", "-w", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
+        cluster.__exit__(None, None, None)
 
 
 @pytest.fixture

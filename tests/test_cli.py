@@ -120,3 +120,13 @@ def test_unwritable_export_path_and_non_database_file_are_clear(tmp_path: Path) 
     out = run("status", cwd=folder, env={"TERAKOYA_DB": "sqlite:///notes.txt"})
     assert out.returncode == 1 and "unexpected error" not in out.stderr, out.stderr
     assert "file is not a database; point --db / TERAKOYA_DB" in out.stderr
+
+
+def test_the_text_size_limit_is_a_setting_the_import_command_reads(tmp_path: Path) -> None:
+    run("init", "fin", cwd=tmp_path)
+    folder = tmp_path / "fin"
+    (folder / "d.csv").write_text("text\nshort\n" + "x" * 50 + "\n", encoding="utf-8")
+    out = run("--set", "import.max_text_chars=20", "import", "d.csv", cwd=folder)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "line 3" in out.stderr and "20" in out.stderr
+    assert run("--set", "import.max_text_chars=100", "import", "d.csv", cwd=folder).returncode == 0

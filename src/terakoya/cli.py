@@ -422,6 +422,10 @@ def serve(
             help="comma-separated addresses of your TLS proxy, whose X-Forwarded-For/-Proto headers are believed"
         ),
     ] = None,
+    workers: Annotated[int, typer.Option(help="web processes sharing the queue (PostgreSQL recommended)")] = 1,
+    jobs: Annotated[
+        bool, typer.Option("--jobs/--no-jobs", help="run background jobs here (--no-jobs: `terakoya worker` runs them)")
+    ] = True,
 ) -> None:
     """Start the web workbench for experts and the owner's dashboard."""
     from terakoya.web import serve as run_server
@@ -436,7 +440,35 @@ def serve(
         overrides=_overrides(),
         secure_cookies=secure_cookies,
         trusted_proxies=trust_proxy,
+        workers=workers,
+        run_jobs=jobs,
     )
+
+
+@app.command("worker")
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="run the queued jobs, then stop")] = False,
+    poll: Annotated[float, typer.Option(help="seconds between looks at the jobs table")] = 2.0,
+) -> None:
+    """Run background jobs (teach, route, train, evaluate) that the web app queued; as many as you like."""
+    import signal
+
+    from terakoya.jobs import JobRunner
+
+    if poll <= 0:
+        raise ConfigError(f"--poll {poll} must be more than 0 seconds, e.g. --poll 2")
+    project = _open()
+    runner = JobRunner(project.db, project.project_id, project=project, after_each=project.reload_settings, poll_s=poll)
+    err_console.print(f"worker {runner.name} serving the jobs of project {project.settings.name}", markup=False)
+    try:
+        if once:
+            ran = runner.run_available()
+            console.print(f"ran {ran} job(s)", markup=False)
+            return
+        signal.signal(signal.SIGTERM, lambda *_: runner.shutdown())
+        runner.serve()
+    finally:
+        project.close()
 
 
 @app.command("settings")

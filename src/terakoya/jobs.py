@@ -1,4 +1,4 @@
-"""Background jobs (teach, route, train, evaluate) run one at a time in a worker thread.
+"""Background jobs (teach, route, train, evaluate), queued in the jobs table and run one at a time per project.
 
 A job is a row of ``jobs``: queued -> running -> done | failed, with ``done``/``total``/``message`` written
 as it goes (the web page polls them) and a JSON ``result`` at the end. The work itself is any callable
@@ -11,26 +11,30 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import queue
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 
-from terakoya.errors import DataError, TerakoyaError
+from terakoya.errors import DataError, StateError, TerakoyaError
 from terakoya.people.accounts import NotFound
 from terakoya.project import ProjectLike
 from terakoya.storage.db import Database
-from terakoya.storage.models import Job, utcnow
+from terakoya.storage.models import Job, Project, utcnow
 
 __all__ = [
+    "HEARTBEAT_S",
     "JOB_KINDS",
+    "STALE_AFTER_S",
+    "ClaimedJob",
     "JobAction",
     "JobArgs",
     "JobFn",
@@ -38,9 +42,12 @@ __all__ = [
     "JobView",
     "ProgressFn",
     "action_for",
+    "claim_next",
     "create_job",
+    "default_worker_name",
     "fail_interrupted",
     "get_job",
+    "heartbeat",
     "jsonable",
     "list_jobs",
     "run_job",
@@ -153,9 +160,19 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def create_job(db: Database, project_id: int, kind: str) -> int:
+def create_job(db: Database, project_id: int, kind: str, args: JobArgs | None = None) -> int:
+    """Queue a job; any runner of the project (a server's thread or a `terakoya worker`) may claim it."""
     with db.session() as s:
-        job = Job(project_id=project_id, kind=kind, status="queued", done=0, total=0, message="waiting", result={})
+        job = Job(
+            project_id=project_id,
+            kind=kind,
+            status="queued",
+            done=0,
+            total=0,
+            message="waiting",
+            result={},
+            args=dataclasses.asdict(args or JobArgs()),
+        )
         s.add(job)
         s.flush()
         return job.id
@@ -175,25 +192,77 @@ def list_jobs(db: Database, project_id: int, *, limit: int = 20) -> list[JobView
         return [_view(j) for j in rows]
 
 
-def fail_interrupted(db: Database, project_id: int) -> int:
-    """Mark jobs left queued or running by a server that stopped as failed; returns how many."""
+#: a running job whose runner has not said it is alive for this long is taken for dead
+STALE_AFTER_S = 60.0
+HEARTBEAT_S = 10.0
+INTERRUPTED = "the process running this job stopped before it finished; start it again"
+
+
+def fail_interrupted(db: Database, project_id: int, *, stale_after_s: float = STALE_AFTER_S) -> int:
+    """Mark running jobs whose runner stopped (no heartbeat for ``stale_after_s``) as failed; returns how many.
+
+    Queued jobs stay queued: the next runner claims them, so a job asked for just before a restart still runs.
+    """
+    cutoff = utcnow() - timedelta(seconds=stale_after_s)
     with db.session() as s:
         done = s.execute(
             update(Job)
-            .where(Job.project_id == project_id, Job.status.in_(("queued", "running")))
-            .values(
-                status="failed",
-                message="the server stopped while this job was waiting or running; start it again",
-                finished_at=utcnow(),
+            .where(
+                Job.project_id == project_id,
+                Job.status == "running",
+                or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff),
             )
+            .values(status="failed", message=INTERRUPTED, finished_at=utcnow())
         )
         return _rowcount(done)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    args: JobArgs
+
+
+def claim_next(db: Database, project_id: int, worker: str) -> ClaimedJob | None:
+    """Take the project's oldest queued job for ``worker``, or None; one job of a project runs at a time.
+
+    The claim is one UPDATE that takes the oldest queued job only while none of the project's jobs runs — atomic
+    on SQLite (one writer); on PostgreSQL claims of one project first lock its row (``FOR UPDATE``), so two
+    workers never both see "nothing running". Nothing is claimed twice, and jobs run in the order asked for.
+    Jobs whose runner died are failed first (:func:`fail_interrupted`).
+    """
+    fail_interrupted(db, project_id)
+    oldest = select(func.min(Job.id)).where(Job.project_id == project_id, Job.status == "queued").scalar_subquery()
+    running = select(Job.id).where(Job.project_id == project_id, Job.status == "running").exists()
+    claim = (
+        update(Job)
+        .where(Job.id == oldest, Job.status == "queued", ~running)
+        .values(status="running", message="started", claimed_by=worker[:200], heartbeat_at=utcnow())
+        .returning(Job.id, Job.kind, Job.args)
+    )
+    with db.writing(), db.session() as s:
+        if db.dialect == "postgresql":
+            s.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+        row = s.execute(claim).first()
+    if row is None:
+        return None
+    budget = dict(row.args or {}).get("budget_items")
+    return ClaimedJob(row.id, row.kind, JobArgs(budget_items=int(budget) if budget is not None else None))
+
+
+def heartbeat(db: Database, job_id: int) -> None:
+    """Say that the runner of a running job is alive."""
+    with db.session() as s:
+        s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(heartbeat_at=utcnow()))
 
 
 def run_job(db: Database, project_id: int, job_id: int, fn: JobFn) -> JobView:
     """Run ``fn`` here and now as job ``job_id``, recording progress, result or failure."""
     with db.session() as s:
-        s.execute(update(Job).where(Job.id == job_id).values(status="running", message="started"))
+        s.execute(
+            update(Job).where(Job.id == job_id).values(status="running", message="started", heartbeat_at=utcnow())
+        )
     last_write = 0.0
 
     def progress(done: int, total: int, message: str = "") -> None:
@@ -204,9 +273,14 @@ def run_job(db: Database, project_id: int, job_id: int, fn: JobFn) -> JobView:
         last_write = now
         with db.session() as s:
             s.execute(
-                update(Job).where(Job.id == job_id).values(done=int(done), total=int(total), message=message[:1000])
+                update(Job)
+                .where(Job.id == job_id)
+                .values(done=int(done), total=int(total), message=message[:1000], heartbeat_at=utcnow())
             )
 
+    beating = threading.Event()
+    beat = threading.Thread(target=_beat, args=(db, job_id, beating), name=f"terakoya-job-{job_id}", daemon=True)
+    beat.start()
     try:
         result = fn(progress)
     except TerakoyaError as exc:
@@ -219,6 +293,9 @@ def run_job(db: Database, project_id: int, job_id: int, fn: JobFn) -> JobView:
         converted = jsonable(result)
         payload = converted if isinstance(converted, dict) else {"value": converted}
         status, message = "done", "finished"
+    finally:
+        beating.set()
+        beat.join()
     with db.session() as s:
         values: dict[str, Any] = {"status": status, "message": message[:1000], "result": payload}
         values["finished_at"] = utcnow()
@@ -228,6 +305,14 @@ def run_job(db: Database, project_id: int, job_id: int, fn: JobFn) -> JobView:
             if job is not None and job.total == 0:
                 job.done = job.total = 1
     return get_job(db, project_id, job_id)
+
+
+def _beat(db: Database, job_id: int, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            heartbeat(db, job_id)
+        except Exception:  # a missed beat is retried; the job itself goes on
+            log.warning("could not record the heartbeat of job %s", job_id, exc_info=True)
 
 
 def action_for(project: ProjectLike, kind: str, *, budget_items: int | None = None) -> JobFn:
@@ -245,56 +330,126 @@ def action_for(project: ProjectLike, kind: str, *, budget_items: int | None = No
     return job
 
 
-class JobRunner:
-    """Runs the jobs of one project one after the other in a single worker thread.
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
-    The thread is a daemon: stopping the server does not wait for a long training run; such a job is
-    marked failed by :func:`fail_interrupted` when the server starts again.
+
+class JobRunner:
+    """Claims and runs the jobs of one project, one after the other, in a worker thread.
+
+    Any number of runners may serve one project (threads of several web processes, `terakoya worker`
+    processes): they take jobs from the table with :func:`claim_next`, so each job runs once, in the order
+    it was asked for. ``start`` queues a job (with ``fn`` it runs that callable instead of the project's
+    stage, here — for tests and scripts); ``run_jobs=False`` makes a runner that only queues, for a server
+    whose jobs run in `terakoya worker` processes. The thread is a daemon: stopping a server does not wait
+    for a long training run; the next runner fails such a job once its heartbeat is stale.
     """
 
-    def __init__(self, db: Database, project_id: int, *, after_each: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        project_id: int,
+        *,
+        project: ProjectLike | None = None,
+        after_each: Callable[[], None] | None = None,
+        run_jobs: bool = True,
+        name: str | None = None,
+        poll_s: float = 2.0,
+    ) -> None:
         self.db = db
         self.project_id = project_id
+        self.project = project
         self.after_each = after_each
-        self._queue: queue.Queue[tuple[int, JobFn] | None] = queue.Queue()
+        self.run_jobs = run_jobs
+        self.name = name or default_worker_name()
+        self.poll_s = poll_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._finished: dict[int, threading.Event] = {}
+        self._local: dict[int, JobFn] = {}
 
-    def start(self, kind: str, fn: JobFn) -> JobView:
-        job_id = create_job(self.db, self.project_id, kind)
-        with self._lock:
-            self._finished[job_id] = threading.Event()
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._work, name="terakoya-jobs", daemon=True)
-                self._thread.start()
-        self._queue.put((job_id, fn))
+    def start(self, kind: str, fn: JobFn | None = None, *, budget_items: int | None = None) -> JobView:
+        """Queue a job of ``kind`` (checked as :func:`action_for` checks it) and wake this runner."""
+        if fn is None and self.project is not None:
+            action_for(self.project, kind, budget_items=budget_items)  # refuses a bad kind or budget now
+        job_id = create_job(self.db, self.project_id, kind, JobArgs(budget_items=budget_items))
+        if fn is not None:
+            self._local[job_id] = fn
+        if self.run_jobs:
+            self.begin()
         return get_job(self.db, self.project_id, job_id)
 
-    def _work(self) -> None:
-        while (entry := self._queue.get()) is not None:
-            job_id, fn = entry
+    def begin(self) -> None:
+        """Start the worker thread (if it is not running) and have it look for queued jobs now."""
+        self._ensure_thread()
+        self._wake.set()
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self.serve, name="terakoya-jobs", daemon=True)
+                self._thread.start()
+
+    def run_available(self) -> int:
+        """Run queued jobs until none is left (or another runner holds the project's running one)."""
+        ran = 0
+        while not self._stop.is_set() and (claimed := claim_next(self.db, self.project_id, self.name)):
+            self._run(claimed)
+            ran += 1
+        return ran
+
+    def serve(self) -> None:
+        """Run jobs as they come until :meth:`shutdown` (what the thread and `terakoya worker` do)."""
+        while not self._stop.is_set():
             try:
-                run_job(self.db, self.project_id, job_id, fn)
-                if self.after_each is not None:
-                    self.after_each()
-            except Exception:  # the database itself failed; keep serving the other jobs
-                log.exception("could not record job %s", job_id)
-            finally:
-                self._finished[job_id].set()
+                self.run_available()
+            except Exception:  # the database itself failed; try again at the next poll
+                log.exception("could not claim a job")
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    def _run(self, claimed: ClaimedJob) -> None:
+        fn = self._local.pop(claimed.id, None)
+        if fn is None:
+            fn = self._action(claimed)
+        try:
+            run_job(self.db, self.project_id, claimed.id, fn)
+            if self.after_each is not None:
+                self.after_each()
+        except Exception:  # the database itself failed; keep serving the other jobs
+            log.exception("could not record job %s", claimed.id)
+
+    def _action(self, claimed: ClaimedJob) -> JobFn:
+        try:
+            if self.project is None:
+                raise StateError(f"job {claimed.id} was queued with no project to run it; start it again")
+            return action_for(self.project, claimed.kind, budget_items=claimed.args.budget_items)
+        except TerakoyaError as exc:
+            refused = exc
+
+            def fail(progress: ProgressFn) -> object:
+                raise refused
+
+            return fail
 
     def wait(self, job_id: int, timeout: float | None = None) -> JobView:
-        """Block until a job started here ends (for tests and scripts)."""
-        event = self._finished.get(job_id)
-        if event is not None and not event.wait(timeout):
-            raise TimeoutError(f"job {job_id} did not finish within {timeout} seconds")
-        return get_job(self.db, self.project_id, job_id)
+        """Block until a job ends, whoever runs it (for tests and scripts)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            view = get_job(self.db, self.project_id, job_id)
+            if view.status in {"done", "failed"}:
+                return view
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} did not finish within {timeout} seconds")
+            time.sleep(0.05)
 
     def shutdown(self, *, wait: bool = False, timeout: float | None = None) -> None:
-        """Stop the worker after the job in hand (waiting for it only when ``wait``)."""
+        """Stop claiming after the job in hand (waiting for it only when ``wait``)."""
+        self._stop.set()
+        self._wake.set()
         with self._lock:
             thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            if wait:
-                thread.join(timeout)
+        if thread is not None and wait:
+            thread.join(timeout)

@@ -162,6 +162,7 @@ class Project:
             delimiter=delimiter,
             header_names=header_names,
             skip_empty=skip_empty,
+            max_text_chars=self.settings.import_.max_text_chars,
             progress=progress,
         )
         if not self.settings.labels and report.labels_seen:

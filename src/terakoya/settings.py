@@ -42,7 +42,13 @@ __all__ = [
 PROJECT_FILE = "terakoya.toml"
 ENV_PREFIX = "TERAKOYA_"
 #: TERAKOYA_* variables that are not settings
-ENV_RESERVED = {"TERAKOYA_DEBUG", "TERAKOYA_PROJECT", "TERAKOYA_PASSWORD", "TERAKOYA_TEST_POSTGRES"}
+ENV_RESERVED = {
+    "TERAKOYA_DEBUG",
+    "TERAKOYA_PROJECT",
+    "TERAKOYA_PASSWORD",
+    "TERAKOYA_TEST_POSTGRES",
+    "TERAKOYA_SERVE_CONFIG",  # what `terakoya serve --workers N` hands its processes
+}
 
 
 class _Section(BaseModel):

@@ -316,6 +316,7 @@ class Job(Base):
     """A long-running job (teach, route, train, evaluate) with progress, for the web app."""
 
     __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status", "status", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(30))
@@ -326,3 +327,8 @@ class Job(Base):
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    #: what the owner chose (e.g. a route budget), so that any process can run the job from the row alone
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: the process running it, and when it last said it was alive (a stale heartbeat means it died)
+    claimed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

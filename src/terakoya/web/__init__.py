@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["create_app", "serve"]
 
 
-def create_app(project: ProjectLike, *, secure_cookies: bool | None = None) -> FastAPI:
+def create_app(project: ProjectLike, *, secure_cookies: bool | None = None, run_jobs: bool = True) -> FastAPI:
     """The FastAPI app for an open project (see :func:`terakoya.web.app.create_app`)."""
     try:
         from terakoya.web.app import create_app as build
@@ -24,7 +24,7 @@ def create_app(project: ProjectLike, *, secure_cookies: bool | None = None) -> F
         from terakoya.errors import MissingDependency
 
         raise MissingDependency.for_extra(exc.name or "fastapi", "web", "the web workbench") from exc
-    return build(project, secure_cookies=secure_cookies)
+    return build(project, secure_cookies=secure_cookies, run_jobs=run_jobs)
 
 
 def serve(
@@ -35,6 +35,8 @@ def serve(
     overrides: dict[str, Any] | None = None,
     secure_cookies: bool | None = None,
     trusted_proxies: str | None = None,
+    workers: int = 1,
+    run_jobs: bool = True,
 ) -> None:
     """Serve the workbench of the project in ``project_dir`` until interrupted (see :func:`terakoya.web.app.serve`)."""
     from terakoya.web.app import serve as run
@@ -46,4 +48,6 @@ def serve(
         overrides=overrides,
         secure_cookies=secure_cookies,
         trusted_proxies=trusted_proxies,
+        workers=workers,
+        run_jobs=run_jobs,
     )

@@ -7,6 +7,7 @@ Errors: every :class:`~terakoya.errors.TerakoyaError` becomes ``{"error": {"code
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -196,20 +197,23 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return _error_json(500, "internal", message)
 
 
-def create_app(project: ProjectLike, *, secure_cookies: bool | None = None) -> FastAPI:
+def create_app(project: ProjectLike, *, secure_cookies: bool | None = None, run_jobs: bool = True) -> FastAPI:
     """The web app for one open project (a :class:`~terakoya.project.Project`, or anything :class:`ProjectLike`).
 
     The owner's job buttons run ``project.teach/route/train/evaluate`` in the background (:mod:`terakoya.jobs`),
     and the settings are read again after each job. ``secure_cookies``: True marks every cookie Secure, False
     none; None (the default) marks them Secure on requests that came over HTTPS (directly, or through a proxy
-    that :func:`serve` was told to trust).
+    that :func:`serve` was told to trust). ``run_jobs=False``: this process only queues jobs, and
+    `terakoya worker` processes run them.
     """
     from terakoya.web import routes_api, routes_auth, routes_owner, routes_pages
 
     state = WebState(
         project=project,
         secret=web_secret(project.db, project.project_id),
-        runner=JobRunner(project.db, project.project_id, after_each=project.reload_settings),
+        runner=JobRunner(
+            project.db, project.project_id, project=project, after_each=project.reload_settings, run_jobs=run_jobs
+        ),
         throttle=LoginThrottle(),
         secure_cookies=secure_cookies,
     )
@@ -218,7 +222,9 @@ def create_app(project: ProjectLike, *, secure_cookies: bool | None = None) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stale = fail_interrupted(state.db, state.project_id)
         if stale:
-            log.warning("%d job(s) from an earlier run were marked failed", stale)
+            log.warning("%d job(s) whose process stopped were marked failed", stale)
+        if run_jobs:
+            state.runner.begin()  # jobs queued before a restart run now
         yield
         state.runner.shutdown(wait=False)
 
@@ -251,6 +257,20 @@ def create_app(project: ProjectLike, *, secure_cookies: bool | None = None) -> F
     return app
 
 
+_SERVE_ENV = "TERAKOYA_SERVE_CONFIG"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of ``terakoya serve --workers N`` (uvicorn imports it by name there)."""
+    import json
+
+    from terakoya.project import Project
+
+    config = json.loads(os.environ[_SERVE_ENV])
+    project = Project.open(Path(config["project_dir"]), overrides=config["overrides"])
+    return create_app(project, secure_cookies=config["secure_cookies"], run_jobs=config["run_jobs"])
+
+
 def serve(
     project_dir: Path,
     *,
@@ -259,35 +279,55 @@ def serve(
     overrides: dict[str, Any] | None = None,
     secure_cookies: bool | None = None,
     trusted_proxies: str | None = None,
+    workers: int = 1,
+    run_jobs: bool = True,
 ) -> None:
     """Open the project in ``project_dir`` and serve its workbench until interrupted.
 
     ``trusted_proxies`` (comma-separated addresses, e.g. the TLS proxy's) are the only clients whose
-    ``X-Forwarded-For`` / ``X-Forwarded-Proto`` headers are believed; by default nobody's are.
+    ``X-Forwarded-For`` / ``X-Forwarded-Proto`` headers are believed; by default nobody's are. ``workers``
+    processes share the queue (each lease and answer is one transaction, so nothing is leased twice);
+    ``run_jobs=False`` leaves background jobs to `terakoya worker` processes.
     """
     try:
         import uvicorn
     except ModuleNotFoundError as exc:  # pragma: no cover - part of the web extra
         raise MissingDependency.for_extra("uvicorn", "web", "terakoya serve") from exc
+    import json
+
     from terakoya.people.accounts import list_members
     from terakoya.project import Project
 
+    if workers < 1:
+        raise ConfigError(f"--workers {workers} is not a number of processes; use 1 or more")
     project = Project.open(project_dir, overrides=overrides)
     try:
-        app = create_app(project, secure_cookies=secure_cookies)
         if not any(m.role == "owner" for m in list_members(project.db, project.project_id)):
             log.warning("no owner can sign in yet; add one with: terakoya user add NAME --email you@example.org")
         if host not in {"127.0.0.1", "localhost", "::1"} and not trusted_proxies:
             log.warning("serving on %s without HTTPS; put a TLS proxy in front before trainers sign in", host)
+        if workers > 1 and project.db.dialect == "sqlite":
+            log.warning("%d processes on one SQLite file take turns to write; PostgreSQL serves them better", workers)
         # proxy headers only from the proxies named: an X-Forwarded-For from any other client would choose its
         # own address, and with it its own sign-in rate limit
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level="info",
-            proxy_headers=bool(trusted_proxies),
-            forwarded_allow_ips=trusted_proxies or None,
+        options: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "log_level": "info",
+            "proxy_headers": bool(trusted_proxies),
+            "forwarded_allow_ips": trusted_proxies or None,
+        }
+        if workers == 1:
+            uvicorn.run(create_app(project, secure_cookies=secure_cookies, run_jobs=run_jobs), **options)
+            return
+        os.environ[_SERVE_ENV] = json.dumps(
+            {
+                "project_dir": str(project.dir),
+                "overrides": overrides or {},
+                "secure_cookies": secure_cookies,
+                "run_jobs": run_jobs,
+            }
         )
+        uvicorn.run("terakoya.web.app:app_from_environment", factory=True, workers=workers, **options)
     finally:
         project.close()
