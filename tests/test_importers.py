@@ -110,9 +110,82 @@ def test_errors_late_in_the_file_leave_the_project_unchanged(db_url: str, tmp_pa
     good = write_csv(tmp_path / "late.csv", [(f"y{i}", f"Yet another {i}.", "neutral") for i in range(3000)])
     broken = tmp_path / "late_enc.csv"
     broken.write_bytes(good.read_bytes() + "z1,Nestlé fell.,neutral\n".encode("latin-1"))
-    with pytest.raises(EncodingError, match=r"^late_enc.csv is not valid utf-8: byte 0xe9 at offset \d+ \(line 3002\)"):
+    with pytest.raises(EncodingError, match=r"^late_enc.csv is not valid utf-8: byte 0xe9 at offset \d+ \(line 3002, "):
         import_file(db, pid, broken, id_column="id", label_column="label")
     assert counts(db, pid) == before
+    db.close()
+
+
+def test_a_text_longer_than_the_limit_stops_the_import(db_url: str, tmp_path: Path) -> None:
+    """A text of any length used to become one item (a 200 MB line was one item)."""
+    db = open_database(db_url)
+    pid = db.project_id("news")
+    import_file(db, pid, write_csv(tmp_path / "first.csv", labelled(10)), id_column="id", label_column="label")
+    before = counts(db, pid)
+    rows = [(f"x{i}", f"Another sentence {i}.", "neutral") for i in range(3000)]
+    rows[2500] = ("x2500", "word " * 5_000 + "end", "neutral")  # 25,003 characters, over the default 20,000
+    path = write_csv(tmp_path / "long.csv", rows)
+    with pytest.raises(DataError) as err:
+        import_file(db, pid, path, id_column="id", label_column="label")
+    assert str(err.value) == (
+        "long.csv line 2502: the text in column 'text' is 25,003 characters long, longer than the limit of 20,000 "
+        "(setting import.max_text_chars); split it into shorter texts, or raise the limit: add "
+        "max_text_chars = 30000 under [import] in terakoya.toml, or pass --set import.max_text_chars=30000"
+    )
+    assert counts(db, pid) == before  # nothing stored: not the rows before it, not the import
+    with pytest.raises(DataError, match=r"^long.csv line 1002: the text in column 'text' is 22 characters long, "):
+        import_file(db, pid, path, id_column="id", max_text_chars=21)
+    assert counts(db, pid) == before
+    report = import_file(db, pid, path, id_column="id", max_text_chars=30_000)
+    assert report.added == 3000
+    with db.session() as s:
+        assert s.scalar(select(func.max(func.length(Item.text)))) == 25_003
+    db.close()
+
+
+def test_nul_characters_are_removed_and_noted(db_url: str, tmp_path: Path) -> None:
+    """NUL used to reach the database as is (PostgreSQL refuses it in a text column); now it is removed."""
+    db = open_database(db_url)
+    pid = db.project_id("news")
+    path = write_csv(
+        tmp_path / "nul.csv",
+        [
+            ("a\x001", "Profit\x00 rose.", "posi\x00tive", "wire\x00"),
+            ("a2", "Sales fell.", "negative", "blog"),
+            ("a3", "Costs\x00\x00 were flat.", "neutral", "x"),
+        ],
+        header=("id", "text", "label", "source"),
+    )
+    report = import_file(db, pid, path, id_column="id", label_column="label", allowed_labels=LABELS)
+    assert (report.added, report.labels_seen) == (3, LABELS)
+    assert report.notes == [
+        "NUL characters (\\x00) were removed from 2 rows of nul.csv, the first on line 2, as no database text can "
+        "hold them; check that those rows read as intended (a file full of them is usually UTF-16: then pass "
+        "--encoding utf-16)"
+    ]
+    with db.session() as s:
+        got = s.execute(select(Item.external_id, Item.text, Item.gold_label, Item.meta).order_by(Item.id)).all()
+    assert got == [
+        ("a1", "Profit rose.", "positive", {"source": "wire"}),
+        ("a2", "Sales fell.", "negative", {"source": "blog"}),
+        ("a3", "Costs were flat.", "neutral", {"source": "x"}),
+    ]
+    jl = tmp_path / "nul.jsonl"
+    jl.write_text(
+        json.dumps({"text": "Guidance\u0000 cut.", "tags": ["a\u0000b"]}) + "\n" + json.dumps({"text": "\u0000"}) + "\n"
+    )
+    report = import_file(db, pid, jl, skip_empty=True)  # a text of NUL alone is empty once they are removed
+    assert (report.added, report.skipped_empty) == (1, 1)
+    assert report.notes[0].startswith(
+        "NUL characters (\\x00) were removed from 2 rows of nul.jsonl, the first on line 1,"
+    )
+    with db.session() as s:
+        assert s.execute(select(Item.text, Item.meta).order_by(Item.id.desc())).first() == (
+            "Guidance cut.",
+            {"tags": ["ab"]},
+        )
+    clean = import_file(db, pid, write_csv(tmp_path / "clean.csv", labelled(3)), id_column="id")
+    assert clean.notes == []
     db.close()
 
 
@@ -229,6 +302,10 @@ def test_unknown_label_missing_column_and_empty_text(db: Database, tmp_path: Pat
     assert str(err.value) == (
         "column 'text' not found in news.csv; columns are: id, sentence, label — pass --text-column sentence"
     )
+    reviews = write_csv(tmp_path / "r.csv", [("1", "Great kettle, boils fast.")], header=("item_id", "review"))
+    with pytest.raises(DataError) as err:
+        import_file(db, pid, reviews)
+    assert str(err.value).endswith("columns are: item_id, review — pass --text-column review")  # was: item_id
     with pytest.raises(DataError) as err:
         import_file(db, pid, path, text_column="sentence", meta_columns=["source"])
     assert str(err.value).startswith("column 'source' not found in news.csv; columns are: id, sentence, label")

@@ -97,8 +97,9 @@ def test_bad_encoding_names_byte_offset_line_and_fix(tmp_path: Path) -> None:
             for row in src:
                 seen.append(row)
     assert str(err.value) == (
-        f"news.csv is not valid utf-8: byte 0xe9 at offset {offset} (line 17); "
-        "pass --encoding latin-1 (or the file's real encoding)"
+        f"news.csv is not valid utf-8: byte 0xe9 at offset {offset} (line 17, column 6); no common encoding reads "
+        "the file cleanly (it may mix encodings, or not be a text file); fix the bytes on that line, or pass "
+        "--encoding with the file's real encoding (e.g. cp1252, shift_jis, utf-16)"
     )
     assert len(seen) == 15  # every good row before the bad byte came through
     assert rows_of(path, encoding="latin-1")[-1] == Row(17, {"text": "Nestl\u00e9", "label": "neg"})
@@ -111,7 +112,60 @@ def test_bad_encoding_offset_exact_across_chunk_boundaries(tmp_path: Path) -> No
     path.write_bytes(body + b"ab\xff\n")
     with pytest.raises(EncodingError) as err:
         rows_of(path)
-    assert f"byte 0xff at offset {len(body) + 2} (line 4)" in str(err.value)
+    assert f"byte 0xff at offset {len(body) + 2} (line 4, column 3)" in str(err.value)
+
+
+JAPANESE = [
+    ("1", "東京株式市場で日経平均株価は大幅に上昇した。", "positive"),
+    ("2", "円安が進み、輸入物価の上昇が懸念されている。", "negative"),
+    ("3", "新製品の発表会は来週の月曜日に開かれる予定だ。", "neutral"),
+]
+
+
+def test_shift_jis_files_suggest_their_encoding(tmp_path: Path) -> None:
+    """The hint names the encoding the file is really in (it used to suggest latin-1 for every file)."""
+    csv_path = tmp_path / "ニュース.csv"
+    csv_path.write_bytes(b"id,text,label\r\n" + "".join(",".join(r) + "\r\n" for r in JAPANESE).encode("cp932"))
+    with pytest.raises(EncodingError) as err:
+        rows_of(csv_path)
+    assert str(err.value) == (
+        "ニュース.csv is not valid utf-8: byte 0x93 at offset 17 (line 2, column 3); "
+        "it looks like cp932: pass --encoding cp932"
+    )
+    assert [r.values["text"] for r in rows_of(csv_path, encoding="cp932")] == [r[1] for r in JAPANESE]
+    jsonl = tmp_path / "news.jsonl"
+    lines = [json.dumps({"id": i, "text": t, "label": lab}, ensure_ascii=False) for i, t, lab in JAPANESE]
+    jsonl.write_bytes("\n".join(lines).encode("shift_jis"))
+    with pytest.raises(EncodingError) as err:
+        open_rows(jsonl)  # the first line is read on opening, for the columns
+    assert str(err.value).startswith("news.jsonl is not valid utf-8: byte 0x93 at offset 21 (line 1, column 22);")
+    assert str(err.value).endswith("it looks like cp932: pass --encoding cp932")
+    assert [r.values["text"] for r in rows_of(jsonl, encoding="shift_jis")] == [r[1] for r in JAPANESE]
+
+
+def test_encoding_hint_for_utf16_and_for_a_bad_byte_far_into_the_file(tmp_path: Path) -> None:
+    utf16 = tmp_path / "u.csv"
+    utf16.write_text("text,label\nhello there,pos\n", encoding="utf-16")
+    with pytest.raises(EncodingError, match=r"^u.csv is not valid utf-8: byte 0xff at offset 0 \(line 1, column 1\); "):
+        open_rows(utf16)
+    with pytest.raises(EncodingError) as err:
+        open_rows(utf16)
+    assert str(err.value).endswith("it looks like utf-16: pass --encoding utf-16")
+    # a Windows-1252 file whose first accented letter comes after the first 256 KiB
+    far = tmp_path / "far.csv"
+    body = "text\n" + "plain ascii line\n" * 20_000 + "Das Café in München schließt früh.\n" * 3
+    far.write_bytes(body.encode("cp1252"))
+    with pytest.raises(EncodingError) as err:
+        rows_of(far)
+    assert str(err.value).endswith("it looks like cp1252: pass --encoding cp1252")
+    assert rows_of(far, encoding="cp1252")[-1].values["text"] == "Das Café in München schließt früh."
+
+
+def test_a_line_of_many_megabytes_reads_whole(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    long_text = "word " * 700_000  # 3.5 MB: spans several read chunks
+    path.write_text(f'text,label\n"{long_text}",pos\nshort,neg\n', encoding="utf-8")
+    assert rows_of(path) == [Row(2, {"text": long_text, "label": "pos"}), Row(3, {"text": "short", "label": "neg"})]
 
 
 def test_jsonl_malformed_line_names_line_and_column(tmp_path: Path) -> None:
@@ -132,6 +186,57 @@ def test_jsonl_line_that_is_not_an_object(tmp_path: Path) -> None:
     arr.write_text('[{"text": "a"},\n{"text": "b"}]\n', encoding="utf-8")
     with pytest.raises(DataError, match="holds one JSON array, not one JSON object per line"):
         open_rows(arr)
+
+
+def test_jsonl_lines_python_cannot_read_are_data_errors(tmp_path: Path) -> None:
+    """Found by tests/test_fuzz_files.py: each of these used to escape as ValueError, RecursionError or
+    UnicodeEncodeError (a lone surrogate reached the text hash, or the database)."""
+    path = tmp_path / "odd.jsonl"
+    cases = {
+        '{"text": ' + "1" * 5000 + "}": "odd.jsonl line 2: a number has more than 4300 digits, too long to read; "
+        "write it as a string, or fix that line",
+        '{"text": ' + "[" * 50_000 + "]" * 50_000 + "}": "odd.jsonl line 2: the JSON is nested too deeply to read; "
+        "fix that line",
+        '{"text": "half \\ud83d of an emoji"}': "odd.jsonl line 2: the JSON holds \\ud83d, half of a UTF-16 surrogate "
+        "pair, which is not a character (an escaped emoji needs both halves, e.g. \\ud83d\\ude00); fix that line",
+        '{"\\udc00": "a key too"}': "odd.jsonl line 2: the JSON holds \\udc00, half of a UTF-16 surrogate pair, which "
+        "is not a character (an escaped emoji needs both halves, e.g. \\ud83d\\ude00); fix that line",
+    }
+    for line, message in cases.items():
+        path.write_text('{"text": "fine \\ud83d\\ude00"}\n' + line + "\n", encoding="utf-8")
+        with pytest.raises(DataError) as err:
+            rows_of(path)
+        assert str(err.value) == message
+    path.write_text('{"text": "fine \\ud83d\\ude00"}\n', encoding="utf-8")
+    assert rows_of(path) == [Row(1, {"text": "fine \U0001f600"})]
+
+
+def test_utf16_without_a_byte_order_mark_is_an_encoding_error(tmp_path: Path) -> None:
+    """Found by fuzzing: --encoding utf-16 on a file without a BOM raised a bare UnicodeError."""
+    path = tmp_path / "le.csv"
+    path.write_bytes("text\nhello\n".encode("utf-16-le"))
+    with pytest.raises(EncodingError) as err:
+        rows_of(path, encoding="utf-16")
+    assert str(err.value) == (
+        "le.csv is not valid utf-16 (UTF-16 stream does not start with BOM); "
+        "pass --encoding utf-16-le (or utf-16-be) for a file without a byte order mark"
+    )
+    assert rows_of(path, encoding="utf-16-le") == [Row(2, {"text": "hello"})]
+
+
+def test_nul_characters_are_removed_by_the_reader_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "n.jsonl"
+    path.write_text('{"text": "a\\u0000b", "tags": ["x\\u0000"]}\n{"text": "clean"}\n{"text": "\\u0000"}\n')
+    with open_rows(path) as src:
+        assert list(src) == [
+            Row(1, {"text": "ab", "tags": ["x"]}),
+            Row(2, {"text": "clean"}),
+            Row(3, {"text": ""}),
+        ]
+        assert (src.nul_rows, src.first_nul_line) == (2, 1)
+        assert src.notes()[0].startswith(
+            "NUL characters (\\x00) were removed from 2 rows of n.jsonl, the first on line 1"
+        )
 
 
 def test_jsonl_rows_and_columns(tmp_path: Path) -> None:
@@ -180,6 +285,51 @@ def test_require_columns_suggests_the_closest_unclaimed_column(tmp_path: Path) -
     with open_rows(path) as src, pytest.raises(DataError) as err:
         require_columns(src, path, {"--text-column": "sentence", "--label-column": "Label "})
     assert str(err.value).endswith("— pass --label-column label")
+
+
+def test_a_missing_text_column_suggests_a_text_never_an_id(tmp_path: Path) -> None:
+    """The suggestion used to be the closest name by spelling, whatever it held: 'id', 'item_id', 'label'."""
+    path = tmp_path / "reviews.csv"
+    path.write_text(
+        "item_id,stars,review,lang\n"
+        "a1,5,Great little kettle; boils fast and looks good.,en\n"
+        "a2,1,Broke after two weeks. Do not buy.,en\n"
+        "a3,3,素晴らしいが少し高い。,ja\n",
+        encoding="utf-8",
+    )
+    with open_rows(path) as src, pytest.raises(DataError) as err:
+        require_columns(src, path, {"--text-column": "text"})
+    assert str(err.value) == (
+        "column 'text' not found in reviews.csv; columns are: item_id, stars, review, lang — pass --text-column review"
+    )
+    body = tmp_path / "body.jsonl"
+    body.write_text('{"id": 1, "body": "Profit rose sharply in the quarter."}\n', encoding="utf-8")
+    with open_rows(body) as src, pytest.raises(DataError) as err:
+        require_columns(src, body, {"--text-column": "text"})
+    assert str(err.value).endswith("— pass --text-column body")
+    # a name close by spelling that holds no texts is passed over too
+    test_col = tmp_path / "flags.csv"
+    test_col.write_text("id,test,comment\n1,0,Sales fell a little.\n2,1,Costs were flat.\n", encoding="utf-8")
+    with open_rows(test_col) as src, pytest.raises(DataError) as err:
+        require_columns(src, test_col, {"--text-column": "text"})
+    assert str(err.value).endswith("— pass --text-column comment")
+
+
+def test_no_plausible_text_column_lists_the_columns_without_a_guess(tmp_path: Path) -> None:
+    path = tmp_path / "ids.csv"
+    path.write_text("id,label\n1,pos\n2,neg\n", encoding="utf-8")
+    with open_rows(path) as src, pytest.raises(DataError) as err:
+        require_columns(src, path, {"--text-column": "text"})
+    assert (
+        str(err.value)
+        == "column 'text' not found in ids.csv; columns are: id, label — pass --text-column with one of them"
+    )
+    with open_rows(path) as src, pytest.raises(DataError) as err:
+        require_columns(src, path, {"--text-column": "label", "--id-column": "uid", "--label-column": None})
+    assert str(err.value).endswith("— pass --id-column id")  # near by spelling: still suggested for other flags
+    with open_rows(path) as src, pytest.raises(DataError) as err:
+        require_columns(src, path, {"--text-column": "label", "--label-column": "gold"})
+    assert str(err.value).endswith("— pass --label-column with one of them")  # no near name: no guess
 
 
 def test_empty_file_and_flag_errors(tmp_path: Path) -> None:

@@ -4,6 +4,11 @@ Two passes over the file. The first checks every row (text, label, id) and keeps
 (a 64-bit prefix of the text hash, a label index, a 64-bit id key), from which duplicates and the seeded,
 stratified split are decided. The second pass reads the file again and inserts the new items in chunks.
 Any error, on any line, rolls the whole import back: the project is left as it was.
+
+Two rules about what a text may be. It may be at most ``import.max_text_chars`` characters long (a longer one
+is an error naming its line, and nothing is imported). NUL characters (``\\x00``) are removed from every cell
+by the reader (:meth:`~terakoya.importers.readers.RowSource.notes`): no database text column can hold them
+(PostgreSQL refuses them); the report's ``notes`` say how many rows lost one, and where the first was.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from terakoya.errors import ConfigError, DataError
 from terakoya.importers.readers import RowSource, open_rows, require_columns
+from terakoya.settings import ImportSettings
 from terakoya.storage.models import Import, Item, Project, utcnow
 
 if TYPE_CHECKING:
@@ -57,6 +63,8 @@ class ImportReport:
     seconds: float
     skipped_empty: int = 0
     label_counts: dict[str, int] = field(default_factory=dict)  # rows per gold label in the file
+    #: what was changed or worth knowing, as sentences (e.g. NUL characters removed)
+    notes: list[str] = field(default_factory=list)
 
 
 def normalize_text(text: str) -> str:
@@ -147,6 +155,7 @@ class _Rows:
         import_id: int,
         allowed: Sequence[str],
         skip_empty: bool,
+        max_text_chars: int,
     ) -> None:
         self.source = source
         self.name = source.name
@@ -155,9 +164,17 @@ class _Rows:
         self.allowed = list(allowed)
         self.allowed_set = set(allowed)
         self.skip_empty = skip_empty
+        self.max_text_chars = max_text_chars
 
     def text(self, line: int, values: dict[str, Any]) -> str | None:
         text = _cell(values.get(self.cols.text))
+        if len(text) > self.max_text_chars:
+            raise DataError(
+                f"{self.name} line {line}: the text in column {self.cols.text!r} is {len(text):,} characters long, "
+                f"longer than the limit of {self.max_text_chars:,} (setting import.max_text_chars); split it into "
+                f"shorter texts, or raise the limit: add max_text_chars = {_raised_limit(len(text))} under [import] "
+                f"in terakoya.toml, or pass --set import.max_text_chars={_raised_limit(len(text))}"
+            )
         if text.strip():
             return text
         if self.skip_empty:
@@ -208,9 +225,15 @@ class _Rows:
         return {c: _json_safe(values.get(c)) for c in self.cols.meta}
 
     def __iter__(self) -> Iterator[tuple[int, int, dict[str, Any]]]:
-        """(row index, line, values) for every row of the file."""
+        """(row index, line, values) for every row of the file (NUL characters already removed by the reader)."""
         for index, row in enumerate(self.source):
             yield index, row.line, row.values
+
+
+def _raised_limit(length: int) -> int:
+    """A round limit at or above ``length``, to suggest."""
+    step = int(10 ** max(3, len(str(length)) - 1))
+    return -(-length // step) * step
 
 
 def _existing_keys(session: Session, project_id: int, column: Any, key: Callable[[str], int]) -> npt.NDArray[np.uint64]:
@@ -489,6 +512,7 @@ def _finish_import(
     skipped: int,
     counts: dict[str, int],
     progress: Callable[[int], None] | None,
+    notes: list[str],
 ) -> ImportReport:
     """Store the import's counts and report them (its seconds are filled in after the commit)."""
     n = len(plan.hashes)
@@ -512,6 +536,7 @@ def _finish_import(
         seconds=0.0,
         skipped_empty=skipped,
         label_counts=dict(sorted(plan.label_counts.items())),
+        notes=notes,
     )
 
 
@@ -534,17 +559,22 @@ def import_file(
     header_names: Sequence[str] | None = None,
     skip_empty: bool = False,
     progress: Callable[[int], None] | None = None,
+    max_text_chars: int | None = None,
 ) -> ImportReport:
     """Add the rows of ``path`` to the project as items; ``fraction`` of them go to ``split``, the rest to the other.
 
     The split is seeded and stratified by gold label. Rows whose normalised text is already in the file or the
     project are skipped and counted as duplicates. ``allowed_labels`` empty or None accepts any label.
     ``progress(rows)`` is called during the writing pass with the number of rows handled so far.
+    ``max_text_chars`` is the longest text accepted (None: the default of the ``import.max_text_chars`` setting).
     Everything happens in one transaction: on any error the project is unchanged.
     """
     started = time.perf_counter()
     path = Path(path)
     _check_options(split, fraction)
+    limit = ImportSettings().max_text_chars if max_text_chars is None else max_text_chars
+    if limit < 1:
+        raise ConfigError(f"import.max_text_chars must be 1 or more, got {limit}; set it in terakoya.toml [import]")
     cols = _Columns(
         text_column, id_column or None, label_column or None, list(meta_columns) if meta_columns is not None else None
     )
@@ -572,10 +602,12 @@ def import_file(
                     "skip_empty": skip_empty,
                 },
             )
-            rows = _Rows(source, cols, record.id, allowed_labels or [], skip_empty)
+            rows = _Rows(source, cols, record.id, allowed_labels or [], skip_empty, limit)
             plan = _Plan()
             decision = _plan_rows(session, project_id, rows, plan, fraction, seed)
             counts = _write_items(session, project_id, rows, plan, decision, split, progress)
-            report = _finish_import(session, record, path, source, plan, decision.skipped, counts, progress)
+            report = _finish_import(
+                session, record, path, source, plan, decision.skipped, counts, progress, source.notes()
+            )
     report.seconds = time.perf_counter() - started  # the commit included
     return report

@@ -11,16 +11,18 @@ import codecs
 import csv
 import difflib
 import json
+import re
 import shlex
+import sys
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from terakoya.errors import ConfigError, DataError, EncodingError
+from terakoya.errors import ConfigError, DataError, EncodingError, TerakoyaError
 
-__all__ = ["FORMATS", "Row", "RowSource", "detect_format", "open_rows", "require_columns"]
+__all__ = ["FORMATS", "Row", "RowSource", "detect_format", "guess_encoding", "open_rows", "require_columns"]
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 
@@ -87,6 +89,32 @@ def _codec_name(encoding: str) -> str:
         ) from exc
 
 
+class _Lines:
+    """Decoded text cut into lines ending with "\\n"; the piece of a line not ended yet is kept as parts.
+
+    Keeping parts (rather than ``rest + text`` per chunk) keeps a very long line linear to read.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def feed(self, text: str) -> Iterator[str]:
+        start = 0
+        while (end := text.find("\n", start)) != -1:
+            if self.parts:
+                self.parts.append(text[start : end + 1])
+                yield "".join(self.parts)
+                self.parts.clear()
+            else:
+                yield text[start : end + 1]
+            start = end + 1
+        if start < len(text):
+            self.parts.append(text[start:])
+
+    def pending(self) -> str:
+        return "".join(self.parts)
+
+
 def _text_lines(path: Path, encoding: str) -> Generator[str]:
     """The file's lines (ending with their "\\n"), decoded incrementally so a bad byte's offset is exact.
 
@@ -97,7 +125,7 @@ def _text_lines(path: Path, encoding: str) -> Generator[str]:
     decoder = codecs.getincrementaldecoder(codec)(errors="strict")
     consumed = 0  # bytes handed to the decoder so far
     newlines = 0  # b"\n" among them
-    rest = ""
+    lines = _Lines()
     first = True
     with path.open("rb") as fh:
         while True:
@@ -112,31 +140,143 @@ def _text_lines(path: Path, encoding: str) -> Generator[str]:
                 text = decoder.decode(chunk, final)
             except UnicodeDecodeError as exc:
                 data = exc.object  # the decoder's pending bytes + this chunk
-                good = data[: exc.start].decode(codec, errors="replace")
-                buf = rest + good
-                start = 0
-                while (end := buf.find("\n", start)) != -1:
-                    yield buf[start : end + 1]
-                    start = end + 1
+                yield from lines.feed(data[: exc.start].decode(codec, errors="replace"))
                 offset = consumed - len(pending) + exc.start
                 line = newlines - pending.count(b"\n") + data[: exc.start].count(b"\n") + 1
+                column = len(lines.pending()) + 1  # in characters: the line's start decoded fine
                 bad = data[exc.start] if exc.start < len(data) else 0
                 raise EncodingError(
-                    f"{path.name} is not valid {encoding}: byte 0x{bad:02x} at offset {offset} (line {line}); "
-                    "pass --encoding latin-1 (or the file's real encoding)"
+                    f"{path.name} is not valid {encoding}: byte 0x{bad:02x} at offset {offset} "
+                    f"(line {line}, column {column}); {_encoding_fix(path, codec, offset)}"
                 ) from None
+            except UnicodeError as exc:  # not a bad byte: UTF-16 and UTF-32 need a byte order mark to start
+                fix = (
+                    f"pass --encoding {codec}-le (or {codec}-be) for a file without a byte order mark"
+                    if codec in {"utf-16", "utf-32"}
+                    else _encoding_fix(path, codec, consumed)
+                )
+                raise EncodingError(f"{path.name} is not valid {encoding} ({exc}); {fix}") from None
             consumed += len(chunk)
             newlines += chunk.count(b"\n")
-            buf = rest + text
-            start = 0
-            while (end := buf.find("\n", start)) != -1:
-                yield buf[start : end + 1]
-                start = end + 1
-            rest = buf[start:]
+            yield from lines.feed(text)
             if final:
                 break
-    if rest:
+    if rest := lines.pending():
         yield rest
+
+
+#: the encodings a suggestion is chosen from, most likely first (Python's codec names)
+_LIKELY_ENCODINGS = (
+    "utf_8", "utf_16", "utf_32", "cp1252", "latin_1", "iso8859_15", "cp932", "shift_jis", "euc_jp", "iso2022_jp",
+    "gb18030", "big5", "euc_kr", "cp1251", "koi8_r", "cp1250", "cp1253", "cp1254", "cp1255", "cp1256", "cp1257",
+)  # fmt: skip
+_SNIFF_BYTES = 1 << 18
+
+
+def _whole_lines(data: bytes, *, at_start: bool, at_end: bool) -> bytes:
+    """``data`` cut to whole lines, so a multi-byte character is not cut in two where samples are joined."""
+    if not at_start and (cut := data.find(b"\n")) != -1:
+        data = data[cut + 1 :]
+    if not at_end and (cut := data.rfind(b"\n")) != -1:
+        data = data[: cut + 1]
+    return data
+
+
+def _sniff_sample(path: Path, offset: int) -> bytes:
+    """The file's start and the lines around ``offset``: what an encoding is guessed from."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+        if len(head) >= size:
+            return head
+        sample = _whole_lines(head, at_start=True, at_end=False)
+        if offset >= len(head) - _SNIFF_BYTES // 4:
+            start = max(len(sample), offset - _SNIFF_BYTES // 2)
+            fh.seek(start)
+            around = fh.read(_SNIFF_BYTES)
+            sample += _whole_lines(around, at_start=False, at_end=start + len(around) >= size)
+    return sample
+
+
+def guess_encoding(path: Path, *, offset: int = 0) -> str | None:
+    """The encoding charset-normalizer finds for ``path`` (its start, and the lines around ``offset``), or None.
+
+    Only common encodings are considered; among equally good fits the most common one is named (cp1252 before
+    cp1250, cp932 before shift_jis). The name is Python's (``codecs.lookup(...).name``), usable as --encoding.
+    """
+    from charset_normalizer import from_bytes
+
+    sample = _sniff_sample(path, offset)
+    if not sample:
+        return None
+    found = from_bytes(sample, cp_isolation=list(_LIKELY_ENCODINGS))
+    best = found.best()
+    if best is None:
+        return None
+    fits: set[str] = set()
+    for match in found:
+        if match.chaos <= best.chaos and match.coherence >= best.coherence:
+            fits.update(codecs.lookup(name).name for name in match.could_be_from_charset)
+    for name in _LIKELY_ENCODINGS:
+        codec = codecs.lookup(name).name
+        if codec in fits:
+            try:
+                sample.decode(codec)
+            except UnicodeDecodeError:
+                continue
+            return codec
+    return None
+
+
+def _encoding_fix(path: Path, codec: str, offset: int) -> str:
+    """How to fix an undecodable file: the encoding it looks like, else how to find it."""
+    try:
+        found = guess_encoding(path, offset=offset)
+    except OSError:
+        found = None
+    if found is not None and found != codec:
+        return f"it looks like {found}: pass --encoding {found}"
+    return (
+        "no common encoding reads the file cleanly (it may mix encodings, or not be a text file); fix the bytes "
+        "on that line, or pass --encoding with the file's real encoding (e.g. cp1252, shift_jis, utf-16)"
+    )
+
+
+_NUL = "\x00"
+
+
+def _strip_nul(value: Any) -> Any:
+    """``value`` with NUL removed from every string in it (lists and dict values too); the same object if none."""
+    if isinstance(value, str):
+        return value.replace(_NUL, "") if _NUL in value else value
+    if isinstance(value, dict):
+        if all(_strip_nul(v) is v for v in value.values()):  # the common case: nothing copied
+            return value
+        return {k: _strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        if all(_strip_nul(v) is v for v in value):
+            return value
+        return [_strip_nul(v) for v in value]
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first unpaired surrogate in a parsed JSON value (keys included): JSON escapes can make one."""
+    if isinstance(value, str):
+        found = _SURROGATE.search(value)
+        return found.group() if found else None
+    items: list[Any] = []
+    if isinstance(value, dict):
+        items = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        items = value
+    for item in items:
+        if (half := _lone_surrogate(item)) is not None:
+            return half
+    return None
 
 
 def _check_file(path: Path) -> None:
@@ -177,6 +317,9 @@ class RowSource:
                 raise ConfigError(f"header names apply to CSV and TSV files only; {path.name} is {fmt}")
             self._check_unique(self.header_names, "header names", "rename one of them")
         self._open: list[Generator[Row]] = []
+        #: rows of the last complete read that held a NUL character, and the line of the first
+        self.nul_rows = 0
+        self.first_nul_line: int | None = None
         self.columns: list[str] = self._read_columns()
 
     @property
@@ -199,13 +342,50 @@ class RowSource:
 
     def __iter__(self) -> Iterator[Row]:
         if self.format == "parquet":
-            rows = self._parquet_rows()
+            raw = self._parquet_rows()
         elif self.format == "jsonl":
-            rows = self._jsonl_rows()
+            raw = self._jsonl_rows()
         else:
-            rows = self._csv_rows(header=False)
+            raw = self._csv_rows(header=False)
+        rows = self._without_nul(raw)
         self._open.append(rows)
         return rows
+
+    def _without_nul(self, rows: Generator[Row]) -> Generator[Row]:
+        """The rows with NUL characters removed from every string value, counted for :meth:`notes`.
+
+        No database text can hold NUL (PostgreSQL refuses it), and it is never part of a real text.
+        """
+        self.nul_rows = 0
+        self.first_nul_line = None
+        try:
+            for row in rows:
+                try:  # the fast test, for rows of strings (CSV, TSV)
+                    if _NUL not in "".join(row.values.values()):
+                        yield row
+                        continue
+                except TypeError:  # other values too (JSON, Parquet): look inside them
+                    pass
+                values = _strip_nul(row.values)
+                if values is not row.values:
+                    self.nul_rows += 1
+                    if self.first_nul_line is None:
+                        self.first_nul_line = row.line
+                    row = Row(row.line, values)
+                yield row
+        finally:
+            rows.close()
+
+    def notes(self) -> list[str]:
+        """What the last complete read changed, as sentences for a report (NUL characters removed)."""
+        if not self.nul_rows:
+            return []
+        rows = "1 row" if self.nul_rows == 1 else f"{self.nul_rows:,} rows"
+        return [
+            f"NUL characters (\\x00) were removed from {rows} of {self.name}, the first on line "
+            f"{self.first_nul_line}, as no database text can hold them; check that those rows read as intended "
+            "(a file full of them is usually UTF-16: then pass --encoding utf-16)"
+        ]
 
     # --- columns -------------------------------------------------------------------------------------
 
@@ -287,17 +467,7 @@ class RowSource:
             for number, line in enumerate(lines, start=1):
                 if not line.strip():
                     continue
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    if number == 1 and line.lstrip().startswith("["):
-                        raise DataError(
-                            f"{self.name} holds one JSON array, not one JSON object per line; "
-                            "write it as JSON Lines (one object per line)"
-                        ) from None
-                    raise DataError(
-                        f"{self.name} line {number}, column {exc.colno}: invalid JSON ({exc.msg}); fix that line"
-                    ) from None
+                value = self._json_line(number, line)
                 if not isinstance(value, dict):
                     kind = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
                         type(value), "a number"
@@ -309,6 +479,31 @@ class RowSource:
                 yield Row(number, value)
         finally:
             lines.close()
+
+    def _json_line(self, number: int, line: str) -> Any:
+        where = f"{self.name} line {number}"
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == 1 and line.lstrip().startswith("["):
+                raise DataError(
+                    f"{self.name} holds one JSON array, not one JSON object per line; "
+                    "write it as JSON Lines (one object per line)"
+                ) from None
+            raise DataError(f"{where}, column {exc.colno}: invalid JSON ({exc.msg}); fix that line") from None
+        except ValueError:  # the one other ValueError json raises: an integer too long to convert
+            raise DataError(
+                f"{where}: a number has more than {sys.get_int_max_str_digits()} digits, too long to read; "
+                "write it as a string, or fix that line"
+            ) from None
+        except RecursionError:
+            raise DataError(f"{where}: the JSON is nested too deeply to read; fix that line") from None
+        if "\\u" in line and (half := _lone_surrogate(value)) is not None:
+            raise DataError(
+                f"{where}: the JSON holds \\u{ord(half):04x}, half of a UTF-16 surrogate pair, which is not a "
+                "character (an escaped emoji needs both halves, e.g. \\ud83d\\ude00); fix that line"
+            )
+        return value
 
     # --- Parquet -------------------------------------------------------------------------------------
 
@@ -370,10 +565,89 @@ def open_rows(
     return RowSource(path, detect_format(path, fmt), encoding=encoding, delimiter=delimiter, header_names=header_names)
 
 
+_ID_LIKE = re.compile(r"(?:.*[\W_])?(?:ids?|uuid|guid|key|idx|index|no|num|number|row|rownum)", re.IGNORECASE)
+_TOKEN = re.compile(r"[\w\-:./#@+=,;]*", re.ASCII)  # one ASCII word, number, code or URL: not a text
+_NUMBER = re.compile(r"[\s\d.,:/%+\-eE]*")  # numbers, dates, times
+#: column names that say "a text is here", for files whose texts are single words
+_TEXT_NAMES = frozenset({
+    "text", "texts", "sentence", "sentences", "review", "reviews", "body", "content", "comment", "comments",
+    "message", "msg", "tweet", "title", "headline", "description", "document", "doc", "abstract", "summary",
+    "question", "answer", "utterance", "prompt", "query", "passage", "paragraph", "caption", "snippet", "post",
+})  # fmt: skip
+_SAMPLE_ROWS = 200
+
+
+def _id_like(column: str) -> bool:
+    """``id``, ``item_id``, ``uuid``, ``row number``, ``itemId``: a name that says the column holds keys."""
+    return bool(_ID_LIKE.fullmatch(column.strip())) or column.strip().endswith("Id")
+
+
+@dataclass
+class _ColumnSample:
+    filled: int = 0  # cells with a value
+    words: int = 0  # strings that are not numbers or dates
+    texts: list[int] = field(default_factory=list)  # lengths of the strings that are more than one ASCII token
+
+    @property
+    def is_text(self) -> bool:
+        return bool(self.texts) and 2 * len(self.texts) >= self.filled
+
+    @property
+    def is_words(self) -> bool:
+        return self.words > 0 and 2 * self.words >= self.filled
+
+
+def _sample_columns(source: RowSource, columns: Sequence[str]) -> dict[str, _ColumnSample]:
+    """What the first rows hold in each of ``columns``."""
+    found = {c: _ColumnSample() for c in columns}
+    rows = iter(source)
+    try:
+        for number, row in enumerate(rows):
+            if number >= _SAMPLE_ROWS:
+                break
+            for column, sample in found.items():
+                value = row.values.get(column)
+                if value is None or value == "":
+                    continue
+                sample.filled += 1
+                if not isinstance(value, str) or _NUMBER.fullmatch(value):
+                    continue
+                sample.words += 1
+                if not _TOKEN.fullmatch(value.strip()):
+                    sample.texts.append(len(value))
+    except TerakoyaError:
+        pass  # a bad row further on: judge by the rows before it (the import reports that row by itself)
+    finally:
+        if isinstance(rows, Generator):
+            rows.close()
+    return found
+
+
+def _text_column_guess(source: RowSource, columns: Sequence[str], near: str | None) -> str | None:
+    """The column of ``columns`` that most plausibly holds the texts, or None; never an id-like column.
+
+    ``near`` (a name close by spelling to the one asked for) wins when it holds words. Else the column whose
+    cells are mostly more than one word (or non-ASCII), longest on average; else one named like a text column.
+    """
+    candidates = [c for c in columns if not _id_like(c)]
+    if not candidates:
+        return None
+    samples = _sample_columns(source, candidates)
+    if near is not None and near in samples and samples[near].is_words:
+        return near
+    texts = {c: sum(s.texts) / len(s.texts) for c, s in samples.items() if s.is_text}
+    if texts:
+        return max(texts, key=lambda c: texts[c])
+    named = [c for c, s in samples.items() if s.is_words and c.strip().lower() in _TEXT_NAMES]
+    return named[0] if named else None
+
+
 def require_columns(source: RowSource, path: Path, wanted: dict[str, str | None]) -> None:
     """Check that every wanted column exists; ``wanted`` maps a flag (``--text-column``) to a column (None: unused).
 
-    A missing column raises a DataError that lists the columns and suggests the closest unclaimed one.
+    A missing column raises a DataError that lists the columns and suggests an unclaimed one where one fits:
+    the same name but for case and spelling, or, for ``--text-column``, the column that plausibly holds texts
+    (never an id-like one). With no good guess it lists the columns and suggests none.
     """
     name = Path(path).name
     columns = list(source.columns)
@@ -384,8 +658,10 @@ def require_columns(source: RowSource, path: Path, wanted: dict[str, str | None]
         if col is None or col in columns:
             continue
         free = [c for c in columns if c not in claimed]
-        # closest by spelling, case-insensitively; with no near match, the best of the rest is still a useful hint
-        lowered = {c.lower(): c for c in free}
-        match = difflib.get_close_matches(col.lower(), list(lowered), n=1, cutoff=0.0)
-        hint = f"pass {flag} {shlex.quote(lowered[match[0]])}" if match else f"pass {flag} with one of them"
+        lowered = {c.strip().lower(): c for c in free}
+        match = difflib.get_close_matches(col.strip().lower(), list(lowered), n=1, cutoff=0.6)
+        guess: str | None = lowered[match[0]] if match else None
+        if flag == "--text-column":
+            guess = _text_column_guess(source, free, guess)
+        hint = f"pass {flag} {shlex.quote(guess)}" if guess is not None else f"pass {flag} with one of them"
         raise DataError(f"column {col!r} not found in {name}; columns are: {_list_columns(columns)} — {hint}")

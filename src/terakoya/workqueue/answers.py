@@ -13,6 +13,7 @@ and belong to a person flagged ``simulated``, so that no report can mistake them
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,9 +209,9 @@ class _AnswerRows:
             raw = values.get(cols.seconds)
             try:
                 seconds = _seconds(raw)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer beyond any float
                 raise DataError(
-                    f"{where}: seconds {raw!r} is not a number of seconds (0 or more); "
+                    f"{where}: seconds {reprlib.repr(raw)} is not a number of seconds (0 or more); "
                     f"fix the {cols.seconds!r} column or leave the cell empty"
                 ) from None
         return _Parsed(line, external_id, answer.label or label, person, answer.rationale, seconds, answer.value)
@@ -237,8 +238,8 @@ def _read_answers(
     default: str | None,
     fmt: str | None,
     encoding: str,
-) -> list[_Parsed]:
-    """Every row of the file, checked; nothing is written here."""
+) -> tuple[list[_Parsed], list[str]]:
+    """Every row of the file, checked, and notes on what reading changed (NUL removed); nothing is written here."""
     name = path.name
     parsed: list[_Parsed] = []
     with open_rows(path, fmt=fmt, encoding=encoding) as source:
@@ -252,8 +253,9 @@ def _read_answers(
         reader = _AnswerRows(name, settings, labels, kind, cols, columns, default)
         for row in source:
             parsed.append(reader.parse(row.line, row.values))
+        notes = source.notes()
     _no_conflicts(name, parsed)
-    return parsed
+    return parsed, notes
 
 
 def _no_conflicts(name: str, parsed: Sequence[_Parsed]) -> None:
@@ -383,7 +385,7 @@ def record_answers(
     name = path.name
     default = normal_name(default_person or "") or None
     cols = _AnswerColumns(id_column, label_column, person_column, rationale_column, seconds_column)
-    parsed = _read_answers(path, settings, labels, kind, cols, default, fmt, encoding)
+    parsed, read_notes = _read_answers(path, settings, labels, kind, cols, default, fmt, encoding)
     if not parsed:
         return AnswerReport(recorded=0, duplicates=0, people=[], simulated=False, notes=[f"{name} has no rows"])
 
@@ -395,7 +397,7 @@ def record_answers(
         recorded, duplicates, closed, replaced = _write_file_answers(
             s, project_id, parsed, items, people_names, version
         )
-    notes = (
+    notes = read_notes + (
         [f"{replaced} earlier answers were replaced by a different label from the same person (kept as superseded)"]
         if replaced
         else []
