@@ -1,56 +1,105 @@
 """What the owner watches and what each trainer sees of their own work.
 
-- :func:`dashboard_data`: the funnel (imported -> teacher-labeled -> auto-accepted / routed -> answered ->
-  used in the student), the teacher-vs-expert confusion matrix, recent disagreements and flags, and a table
-  of trainers (items, active time, items per hour, cost, accuracy on gold items).
-- :func:`trainer_stats`: one person's items, active time and earnings today, this week and in total.
+- :func:`dashboard_data`: the counters (each explained in :data:`COUNTER_HELP`), the funnel (imported ->
+  teacher-labeled -> auto-accepted / routed -> answered -> used in the student, :data:`FUNNEL_STEPS`), the
+  teacher-vs-expert confusion matrix, recent disagreements and flags, a table of trainers (answers, flags,
+  active time, cost, accuracy on gold items), and two charts: the student's and the teacher's accuracy on the
+  gold items per training run, and expert hours and cost per day.
+- :func:`trainer_stats`: one person's paid items, active time and earnings today, this week and in total.
 
 Gold items are test-split items with a ``gold_label``; a trainer's gold accuracy is over those they answered.
-Earnings follow the pay in force (:func:`terakoya.people.accounts.current_pay`): per answered item, or per active hour.
+What counts as an answer, a flag, active time and earnings is the one pay rule of :mod:`terakoya.people.payouts`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.orm import aliased
 
 from terakoya.people.accounts import current_pay
+from terakoya.people.payouts import Work, earnings, rule_text, work_by_day, work_by_person
 from terakoya.quality.aggregate import live_expert_answer
 from terakoya.routing.trust import TeacherTrust, measure_trust
 from terakoya.settings import PaySettings, Settings
 from terakoya.storage.db import Database
-from terakoya.storage.models import Answer, AutoAccept, Item, Person, StudentRun, Suggestion, Task, utcnow
+from terakoya.storage.models import (
+    Answer,
+    Assignment,
+    AutoAccept,
+    Item,
+    Person,
+    StudentRun,
+    Suggestion,
+    Task,
+    utcnow,
+)
 from terakoya.storage.queries import current_suggestion_ids, items_by_split, labelled_items
 from terakoya.storage.web_models import Membership
 from terakoya.workqueue import QueueCounts, queue_counts, remaining_for
+from terakoya.workqueue.assignments import LEASED, OPEN_TASK_STATUSES
 
 __all__ = [
+    "COUNTER_HELP",
+    "FUNNEL_STEPS",
     "Confusion",
     "Dashboard",
+    "DayWork",
     "Disagreement",
     "FlagRow",
     "Funnel",
     "PeriodStats",
+    "RunAccuracy",
     "TrainerRow",
     "TrainerStats",
+    "Working",
     "dashboard_data",
-    "earnings",
     "trainer_stats",
 ]
 
-_WORK_KINDS = ("label", "verify", "flag")
 #: keys of StudentRun.metrics that may hold the number of items the student was trained on
 TRAIN_ITEM_KEYS = ("train_items", "n_train", "train_size")
+#: days shown in the chart of expert hours and cost
+CHART_DAYS = 30
+#: training runs shown in the chart of student and teacher accuracy
+CHART_RUNS = 20
+
+#: what each counter at the top of the dashboard counts, shown beside it (and listed in docs/web.md)
+COUNTER_HELP: dict[str, str] = {
+    "queued": "Tasks waiting for an expert. A task whose lease ran out counts here again.",
+    "being_worked": "Tasks an expert holds right now: only leases that have not run out count.",
+    "answered": "Tasks with every answer they ask for. Flagged tasks are counted apart.",
+    "flagged": "Tasks an expert flagged as broken or unclear; not counted as answered.",
+    "expert_answers": "Label and verify answers that stand (undone ones do not count; flags are not answers). "
+    "The total of the Answers column.",
+    "expert_time": "Active time on every answer and flag, undone ones included. The total of the Active time column.",
+    "expert_cost": "What the pay rule gives for all work so far, simulated experts included. "
+    "The total of the Cost column.",
+    "terms": "Glossary terms experts proposed, waiting for a reviewer.",
+}
+
+#: the funnel's steps: (field of :class:`Funnel`, label, what it counts)
+FUNNEL_STEPS: tuple[tuple[str, str, str], ...] = (
+    ("imported", "imported", "Items in the project, pool and test split."),
+    ("teacher_labeled", "teacher-labeled", "Items whose current teacher suggestion carries a label."),
+    ("auto_accepted", "auto-accepted", "Pool items whose teacher label was taken without an expert."),
+    ("routed", "routed to experts", "Items with at least one task for experts."),
+    ("answered", "answered by experts", "Items with at least one expert answer that stands (flags are not answers)."),
+    ("used_in_student", "used in the student", "Items the latest student was trained on."),
+)
 
 
 @dataclass(frozen=True)
 class PeriodStats:
+    #: paid items: answers that stand, and flags (see :mod:`terakoya.people.payouts`)
     items: int
     active_seconds: float
     earnings: float
+    #: of ``items``, the flags
+    flags: int = 0
 
 
 @dataclass(frozen=True)
@@ -111,14 +160,52 @@ class TrainerRow:
     person_id: int
     name: str
     role: str | None
-    items: int
+    #: expert answers that stand
+    answers: int
+    #: flags that stand
+    flags: int
     active_seconds: float
+    #: answers and flags per active hour
     items_per_hour: float | None
     cost: float
     gold_answered: int
     gold_correct: int
     gold_accuracy: float | None
     simulated: bool
+
+
+@dataclass(frozen=True)
+class Working:
+    """Tasks being worked now: held under a lease that has not run out."""
+
+    tasks: int
+    people: int
+    #: per task held, seconds from now until its last running lease runs out (the page counts down with them)
+    ends_in_s: list[float]
+
+
+@dataclass(frozen=True)
+class RunAccuracy:
+    """One training run: the student's and the teacher's accuracy on the same gold test items."""
+
+    run_id: str
+    kind: str
+    at: datetime
+    #: gold test items both the student of this run and the teacher (as it stood then) labelled
+    items: int
+    student_accuracy: float | None
+    teacher_accuracy: float | None
+
+
+@dataclass(frozen=True)
+class DayWork:
+    """Everyone's work on one UTC day, and what the pay rule gives for it."""
+
+    day: date
+    answers: int
+    flags: int
+    active_hours: float
+    cost: float
 
 
 @dataclass(frozen=True)
@@ -129,17 +216,21 @@ class Dashboard:
     flags: list[FlagRow]
     trainers: list[TrainerRow]
     queue: QueueCounts
+    working: Working
     pay: PaySettings
+    #: the pay rule in one sentence
+    rule: str
     total_cost: float
+    #: totals of the trainers table: answers, flags and active seconds
+    expert_answers: int
+    expert_flags: int
+    expert_seconds: float
     proposed_terms: int
+    runs: list[RunAccuracy]
+    days: list[DayWork]
+    lease_minutes: float
     #: the teacher against the experts' blind (audit and gold) answers
     trust: TeacherTrust | None = None
-
-
-def earnings(pay: PaySettings, items: int, active_seconds: float) -> float:
-    if pay.mode == "per_hour":
-        return round(active_seconds / 3600.0 * pay.per_hour, 2)
-    return round(items * pay.per_item, 2)
 
 
 def _period_starts(now: datetime, utc_offset_minutes: int) -> tuple[datetime, datetime]:
@@ -160,36 +251,21 @@ def trainer_stats(
     now: datetime | None = None,
     utc_offset_minutes: int = 0,
 ) -> TrainerStats:
-    """This person's answered items, active time and earnings today, this week and in total.
+    """This person's paid items, active time and earnings today, this week and in total.
 
-    Items count answers that stand (not undone); active time counts every answer, undone ones included,
-    since the time was spent. Days and weeks start at midnight in the person's time zone.
+    Items count answers and flags that stand (not undone); active time counts every answer, undone ones
+    included, since the time was spent (:mod:`terakoya.people.payouts`). Days and weeks start at midnight in
+    the person's time zone.
     """
     now = now or utcnow()
     day, week = _period_starts(now, utc_offset_minutes)
     pay = current_pay(db, project_id, settings)
-    standing = Answer.superseded.is_(False)
-    seconds = func.coalesce(Answer.active_seconds, 0.0)
 
-    def period(since: datetime | None) -> tuple[Any, Any]:
-        inside = standing if since is None else and_(standing, Answer.created_at >= since)
-        spent = seconds if since is None else case((Answer.created_at >= since, seconds), else_=0.0)
-        return func.sum(case((inside, 1), else_=0)), func.sum(spent)
+    def stats(since: datetime | None) -> PeriodStats:
+        work = work_by_person(db, project_id, since=since, person_id=person_id).get(person_id, Work())
+        return PeriodStats(work.paid_items, work.active_seconds, earnings(pay, work), work.flags)
 
-    columns = [*period(day), *period(week), *period(None)]
-    with db.session() as s:
-        row = s.execute(
-            select(*columns)
-            .join(Item, Item.id == Answer.item_id)
-            .where(Answer.person_id == person_id, Item.project_id == project_id, Answer.kind.in_(_WORK_KINDS))
-        ).one()
-    values = [float(v or 0) for v in row]
-
-    def stats(i: int) -> PeriodStats:
-        items, secs = int(values[i]), round(values[i + 1], 1)
-        return PeriodStats(items, secs, earnings(pay, items, secs))
-
-    return TrainerStats(person_id, stats(0), stats(2), stats(4), remaining_for(db, project_id, person_id), pay)
+    return TrainerStats(person_id, stats(day), stats(week), stats(None), remaining_for(db, project_id, person_id), pay)
 
 
 def _current_teacher(project_id: int) -> Any:
@@ -304,56 +380,110 @@ def _flags(s: Any, project_id: int, limit: int) -> list[FlagRow]:
     ]
 
 
-def _trainers(s: Any, project_id: int, pay: PaySettings) -> list[TrainerRow]:
-    standing = Answer.superseded.is_(False)
-    work = s.execute(
-        select(
-            Answer.person_id,
-            func.sum(case((standing, 1), else_=0)),
-            func.sum(func.coalesce(Answer.active_seconds, 0.0)),
-        )
-        .join(Item, Item.id == Answer.item_id)
-        .where(Item.project_id == project_id, Answer.kind.in_(_WORK_KINDS))
-        .group_by(Answer.person_id)
-    ).all()
-    gold = s.execute(
-        select(Answer.person_id, func.count(), func.sum(case((Answer.label == Item.gold_label, 1), else_=0)))
-        .join(Item, Item.id == Answer.item_id)
-        .where(
-            Item.project_id == project_id,
-            Item.split == "test",
-            Item.gold_label.isnot(None),
-            live_expert_answer(),
-        )
-        .group_by(Answer.person_id)
-    ).all()
+def _trainers(db: Database, s: Any, project_id: int, pay: PaySettings) -> list[TrainerRow]:
+    work = work_by_person(db, project_id)
     members = s.execute(
         select(Person.id, Person.name, Person.simulated, Membership.role)
         .outerjoin(Membership, (Membership.person_id == Person.id) & (Membership.project_id == project_id))
-        .where(Person.id.in_([r[0] for r in work]) | Membership.id.isnot(None))
+        .where(Person.id.in_(list(work)) | Membership.id.isnot(None))
     ).all()
-    by_work = {pid: (int(n or 0), float(sec or 0.0)) for pid, n, sec in work}
-    by_gold = {pid: (int(n or 0), int(ok or 0)) for pid, n, ok in gold}
     out = []
     for pid, name, simulated, role in members:
-        items, secs = by_work.get(pid, (0, 0.0))
-        g_n, g_ok = by_gold.get(pid, (0, 0))
+        w = work.get(pid, Work())
+        done, hours = w.answers + w.flags, w.active_seconds / 3600.0
         out.append(
             TrainerRow(
-                pid,
-                name,
-                role,
-                items,
-                round(secs, 1),
-                round(items / (secs / 3600.0), 1) if secs > 0 else None,
-                earnings(pay, items, secs),
-                g_n,
-                g_ok,
-                (g_ok / g_n) if g_n else None,
-                bool(simulated),
+                person_id=pid,
+                name=name,
+                role=role,
+                answers=w.answers,
+                flags=w.flags,
+                active_seconds=w.active_seconds,
+                items_per_hour=round(done / hours, 1) if hours > 0 else None,
+                cost=earnings(pay, w),
+                gold_answered=w.gold_answered,
+                gold_correct=w.gold_correct,
+                gold_accuracy=w.gold_accuracy,
+                simulated=bool(simulated),
             )
         )
-    return sorted(out, key=lambda r: (-r.items, r.name))
+    return sorted(out, key=lambda r: (-(r.answers + r.flags), r.name))
+
+
+def _working(s: Any, project_id: int, now: datetime) -> Working:
+    """Open tasks held under a lease that has not run out: a lease that ran out stays ``leased`` on its
+    assignment until someone takes the slot (:mod:`terakoya.workqueue.assignments`), but nobody is working it."""
+    running = and_(
+        Assignment.status == LEASED,
+        or_(Assignment.lease_expires_at.is_(None), Assignment.lease_expires_at >= now),
+    )
+    rows = s.execute(
+        select(Assignment.task_id, Assignment.person_id, Assignment.lease_expires_at)
+        .join(Task, Task.id == Assignment.task_id)
+        .where(Task.project_id == project_id, Task.status.in_(OPEN_TASK_STATUSES), running)
+    ).all()
+    ends: dict[int, float] = {}
+    for task_id, _, until in rows:
+        left = (until - now).total_seconds() if until is not None else float("inf")
+        ends[task_id] = max(ends.get(task_id, 0.0), left)
+    finite = sorted(round(v, 1) for v in ends.values() if v != float("inf"))
+    return Working(len(ends), len({r[1] for r in rows}), finite)
+
+
+def _runs(s: Any, project_id: int, limit: int) -> list[RunAccuracy]:
+    """The newest ``limit`` training runs, oldest first, each with the student's and the teacher's accuracy on
+    the gold test items both labelled; the teacher as it stood when the run was trained (its newest suggestion
+    from before the run, by the current-suggestion rule)."""
+    runs = s.scalars(
+        select(StudentRun).where(StudentRun.project_id == project_id).order_by(StudentRun.id.desc()).limit(limit)
+    ).all()
+    out = []
+    for run in reversed(runs):
+        student_ids = current_suggestion_ids(project_id, "student", split="test", agent=run.run_id).subquery()
+        teacher_ids = (
+            current_suggestion_ids(project_id, "teacher", split="test")
+            .where(Suggestion.created_at <= run.created_at)
+            .subquery()
+        )
+        student, teacher = aliased(Suggestion), aliased(Suggestion)
+        n, student_ok, teacher_ok = s.execute(
+            select(
+                func.count(),
+                func.sum(case((student.label == Item.gold_label, 1), else_=0)),
+                func.sum(case((teacher.label == Item.gold_label, 1), else_=0)),
+            )
+            .select_from(Item)
+            .join(student, student.item_id == Item.id)
+            .join(student_ids, student_ids.c.sid == student.id)
+            .join(teacher, teacher.item_id == Item.id)
+            .join(teacher_ids, teacher_ids.c.sid == teacher.id)
+            .where(
+                Item.project_id == project_id,
+                Item.split == "test",
+                Item.gold_label.is_not(None),
+                student.label.is_not(None),
+                teacher.label.is_not(None),
+            )
+        ).one()
+        n = int(n or 0)
+        out.append(
+            RunAccuracy(
+                run.run_id,
+                run.kind,
+                run.created_at,
+                n,
+                int(student_ok or 0) / n if n else None,
+                int(teacher_ok or 0) / n if n else None,
+            )
+        )
+    return out
+
+
+def _days(db: Database, project_id: int, pay: PaySettings, today: date, days: int) -> list[DayWork]:
+    return [
+        DayWork(day, w.answers, w.flags, round(w.active_seconds / 3600.0, 2), earnings(pay, w))
+        for day, w in work_by_day(db, project_id, start=today - timedelta(days=days - 1), end=today)
+    ]
 
 
 def dashboard_data(
@@ -362,27 +492,38 @@ def dashboard_data(
     """Everything the owner's dashboard shows, in one call."""
     from terakoya.storage.models import GlossaryTerm
 
+    now = now or utcnow()
     pay = current_pay(db, project_id, settings)
     with db.session() as s:
         funnel = _funnel(s, project_id)
         confusion = _confusion(s, project_id, settings)
         disagreements = _disagreements(s, project_id, recent)
         flags = _flags(s, project_id, recent)
-        trainers = _trainers(s, project_id, pay)
+        trainers = _trainers(db, s, project_id, pay)
+        working = _working(s, project_id, now)
+        runs = _runs(s, project_id, CHART_RUNS)
         proposed = s.scalar(
             select(func.count())
             .select_from(GlossaryTerm)
             .where(GlossaryTerm.project_id == project_id, GlossaryTerm.status == "proposed")
         )
     return Dashboard(
-        funnel,
-        confusion,
-        disagreements,
-        flags,
-        trainers,
-        queue_counts(db, project_id, now=now),
-        pay,
-        round(sum(t.cost for t in trainers), 2),
-        int(proposed or 0),
-        measure_trust(db, project_id, settings) if len(settings.label_names) >= 2 else None,
+        funnel=funnel,
+        confusion=confusion,
+        disagreements=disagreements,
+        flags=flags,
+        trainers=trainers,
+        queue=queue_counts(db, project_id, now=now),
+        working=working,
+        pay=pay,
+        rule=rule_text(pay),
+        total_cost=round(sum(t.cost for t in trainers), 2),
+        expert_answers=sum(t.answers for t in trainers),
+        expert_flags=sum(t.flags for t in trainers),
+        expert_seconds=round(sum(t.active_seconds for t in trainers), 1),
+        proposed_terms=int(proposed or 0),
+        runs=runs,
+        days=_days(db, project_id, pay, now.date(), CHART_DAYS),
+        lease_minutes=settings.routing.lease_minutes,
+        trust=measure_trust(db, project_id, settings) if len(settings.label_names) >= 2 else None,
     )

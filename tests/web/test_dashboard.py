@@ -7,12 +7,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from terakoya import dashboard, jobs, workqueue
 from terakoya.errors import DataError, TeacherError
-from terakoya.people import accounts, glossary
+from terakoya.people import accounts, glossary, payouts
 from terakoya.project import Project
-from terakoya.storage.models import StudentRun
+from terakoya.storage.models import Job, StudentRun, utcnow
 
 from .conftest import WebProject, build_project, exact, make_trainer
 
@@ -94,10 +95,15 @@ def test_dashboard_funnel_confusion_gold_and_flags(project: WebProject) -> None:
     assert {x.expert_label for x in d.disagreements} == {"negative", "neutral"} and len(d.disagreements) == 8
     assert [(f.reason, f.comment, f.person_name) for f in d.flags] == [("broken", "cut off", "tom")]
     rows = {t.name: t for t in d.trainers}
-    assert (rows["tom"].items, rows["una"].items) == (6, 5)
+    # a flag is not an answer; it is paid as an item because the pay rule says so (payouts.FLAGS_PAID_AS_ITEMS)
+    assert [(rows[n].answers, rows[n].flags) for n in ("tom", "una")] == [(5, 1), (5, 0)]
     assert sum(r.gold_answered for r in d.trainers) == 2
     assert d.queue == workqueue.QueueCounts(queued=1, leased=0, answered=10, flagged=1)
-    assert d.total_cost == pytest.approx(1.1)
+    # the counters agree: tasks answered, expert answers (the Answers column) and items answered by experts
+    assert (d.expert_answers, d.expert_flags) == (d.queue.answered, d.queue.flagged) == (10, 1)
+    assert d.funnel.answered == d.expert_answers
+    assert payouts.FLAGS_PAID_AS_ITEMS and d.total_cost == pytest.approx(1.1)
+    assert d.rule.startswith("0.10 USD per paid item: each expert answer that stands and each flag")
 
 
 def test_gold_accuracy_is_measured_on_test_items_with_a_gold_label(project: WebProject) -> None:
@@ -198,14 +204,20 @@ def test_jobs_record_progress_results_and_failures(project: WebProject) -> None:
     runner.shutdown(wait=True, timeout=5)
 
 
-def test_jobs_left_running_by_a_stopped_server_are_marked_failed(project: WebProject) -> None:
-    job_id = jobs.create_job(project.db, project.project_id, "train")
+def test_jobs_whose_process_stopped_are_marked_failed_and_queued_ones_wait(project: WebProject) -> None:
+    queued = jobs.create_job(project.db, project.project_id, "train")
+    dead, alive = (jobs.create_job(project.db, project.project_id, "teach") for _ in range(2))
+    old = utcnow() - timedelta(seconds=jobs.STALE_AFTER_S + 5)
+    with project.db.session() as s:
+        s.execute(update(Job).where(Job.id == dead).values(status="running", heartbeat_at=old))
+        s.execute(update(Job).where(Job.id == alive).values(status="running", heartbeat_at=utcnow()))
     assert jobs.fail_interrupted(project.db, project.project_id) == 1
-    job = jobs.get_job(project.db, project.project_id, job_id)
-    assert (job.status, job.message) == (
+    views = {i: jobs.get_job(project.db, project.project_id, i) for i in (queued, dead, alive)}
+    assert (views[dead].status, views[dead].message) == (
         "failed",
-        "the server stopped while this job was waiting or running; start it again",
+        "the process running this job stopped before it finished; start it again",
     )
+    assert (views[queued].status, views[alive].status) == ("queued", "running")
 
 
 def test_each_job_kind_calls_its_stage_through_the_typed_path(project: WebProject) -> None:
@@ -290,3 +302,127 @@ def test_each_job_kind_reaches_the_real_project_stage(tmp_path: Path) -> None:
             "`terakoya import data.csv --label-column label --split test --fraction 0.2`",
         ),
     }
+
+
+def test_being_worked_counts_only_leases_that_have_not_run_out(project: WebProject) -> None:
+    tom, una = make_trainer(project, "tom"), make_trainer(project, "una")
+    start = datetime(2026, 11, 16, 9, 0)
+    lease = timedelta(minutes=project.settings.routing.lease_minutes)
+    assert workqueue.lease_next(project.db, project.project_id, project.settings, tom.id, now=start)
+    assert workqueue.lease_next(project.db, project.project_id, project.settings, una.id, now=start + lease / 2)
+
+    def board(at: datetime) -> dashboard.Dashboard:
+        return dashboard.dashboard_data(project.db, project.project_id, project.settings, now=at)
+
+    soon = board(start + timedelta(minutes=1))
+    assert (soon.working.tasks, soon.working.people) == (2, 2) and soon.queue.queued == 10
+    # the page counts each task down to the moment its lease runs out
+    assert soon.working.ends_in_s == [
+        (lease - timedelta(minutes=1)).total_seconds(),
+        (lease * 1.5).total_seconds() - 60,
+    ]
+    # tom's lease ran out: his assignment still says leased (until someone takes the slot), but nobody works it
+    later = board(start + lease + timedelta(seconds=1))
+    assert (later.working.tasks, later.working.people, later.queue.queued) == (1, 1, 11)
+    assert board(start + lease * 2).working == dashboard.Working(0, 0, [])
+
+
+def test_charts_show_accuracy_per_training_run_and_expert_hours_and_cost_per_day(project: WebProject) -> None:
+    from sqlalchemy import func, select
+
+    from terakoya.storage.models import Item, Suggestion
+
+    with project.db.session() as s:
+        gold = dict(s.execute(select(Item.id, Item.gold_label).where(Item.split == "test")).all())
+        taught = s.scalar(select(func.max(Suggestion.created_at)))
+    assert sorted(gold.values()) == ["neutral", "positive"]  # the teacher says positive for every item: 1 of 2
+    neutral = next(i for i, label in gold.items() if label == "neutral")
+    first, second = taught + timedelta(hours=1), taught + timedelta(hours=3)
+
+    def student(run: str, at: datetime, labels: dict[int, str]) -> None:
+        with project.db.session() as s:
+            s.add(StudentRun(project_id=project.project_id, run_id=run, kind="linear", path="x", created_at=at))
+            for item_id, label in labels.items():
+                s.add(
+                    Suggestion(
+                        item_id=item_id, agent_kind="student", agent=run, prompt_version="", label=label,
+                        probabilities={label: 1.0}, confidence=1.0, created_at=at,
+                    )
+                )  # fmt: skip
+
+    student("r1", first, {i: "neutral" for i in gold})
+    with project.db.session() as s:  # the teacher, taught again between the runs, gets the neutral item right
+        s.add(
+            Suggestion(
+                item_id=neutral, agent_kind="teacher", agent="tiny", prompt_version="v2", label="neutral",
+                probabilities={"neutral": 0.9}, confidence=0.9, created_at=first + timedelta(hours=1),
+            )
+        )  # fmt: skip
+    student("r2", second, dict(gold))
+    tom = make_trainer(project, "tom")
+    day = datetime(2026, 11, 16, 9, 0)
+    work(project, tom.id, ["positive"] * 2, start=day, gap_s=90)
+    after = work(project, tom.id, ["negative"], start=day + timedelta(days=1), gap_s=90)
+    task = workqueue.lease_next(project.db, project.project_id, project.settings, tom.id, now=after)
+    assert task is not None
+    workqueue.flag_task(
+        project.db, project.project_id, project.settings, tom.id, task.task_id, reason="broken",
+        active_seconds=60, now=after + timedelta(seconds=60),
+    )  # fmt: skip
+
+    d = dashboard.dashboard_data(project.db, project.project_id, project.settings, now=day + timedelta(days=2))
+    assert [(r.run_id, r.items, r.student_accuracy, r.teacher_accuracy) for r in d.runs] == [
+        ("r1", 2, 0.5, 0.5),  # the teacher as it stood when r1 was trained
+        ("r2", 2, 1.0, 1.0),
+    ]
+    assert len(d.days) == dashboard.CHART_DAYS and d.days[-1].day == (day + timedelta(days=2)).date()
+    by_day = {x.day: x for x in d.days if x.answers or x.flags}
+    assert by_day == {
+        day.date(): dashboard.DayWork(day.date(), 2, 0, 0.05, 0.2),  # 2 x 90 s
+        (day + timedelta(days=1)).date(): dashboard.DayWork((day + timedelta(days=1)).date(), 1, 1, 0.04, 0.2),
+    }
+    # the days add up to the trainers table, and a flag is paid as an item because the pay rule says so
+    assert sum(x.cost for x in d.days) == d.total_cost == 0.4
+    stats = dashboard.trainer_stats(project.db, project.project_id, project.settings, tom.id, now=day)
+    assert (stats.total.items, stats.total.flags) == (4, 1)
+
+
+def test_the_dashboard_page_explains_every_counter_and_puts_the_budget_beside_route(project: WebProject) -> None:
+    import html
+    import json
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from terakoya.web import create_app
+
+    from .conftest import PASSWORD, sign_in
+
+    accounts.create_owner(project.db, project.project_id, "olga", "olga@example.org", PASSWORD)
+    with TestClient(create_app(project)) as client:
+        sign_in(client, "olga")
+        page = client.get("/dashboard").text
+    for key, text in dashboard.COUNTER_HELP.items():
+        assert html.escape(text) in page, key
+    for field, _, text in dashboard.FUNNEL_STEPS:
+        assert html.escape(text) in page and f'id="funnel-{field}"' in page, field
+    # the budget box sits in the route job's own form, right beside its button
+    route = re.search(r'<form[^>]*id="job-route">(.*?)</form>', page, re.S)
+    assert route is not None
+    assert re.search(
+        r'id="run-route">Run route</button>\s*<label class="budget"[^>]*>budget\s*<input[^>]*name="budget_items"',
+        route.group(1),
+    )
+    assert all("budget_items" not in f for f in re.findall(r'<form[^>]*id="job-(?!route)\w+">.*?</form>', page, re.S))
+    data = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', page, re.S)
+    assert data is not None
+    charts = json.loads(data.group(1))
+    assert set(charts) == {"runs", "days", "currency"} and len(charts["days"]) == dashboard.CHART_DAYS
+
+
+def test_every_counter_and_funnel_step_is_explained_in_the_docs() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "web.md").read_text()
+    for key, text in dashboard.COUNTER_HELP.items():
+        assert f"| {text} |" in docs, f"counter {key} is not explained in docs/web.md"
+    for field, label, text in dashboard.FUNNEL_STEPS:
+        assert f"| {label} | {text} |" in docs, f"funnel step {field} is not explained in docs/web.md"

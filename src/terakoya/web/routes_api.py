@@ -7,16 +7,17 @@ Authenticate with ``Authorization: Bearer <token>`` (scripts) or the session coo
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from terakoya import dashboard, jobs, workqueue
-from terakoya.people import accounts, glossary
+from terakoya.errors import DataError
+from terakoya.people import accounts, glossary, payouts
 from terakoya.settings import PaySettings
-from terakoya.web.routes_owner import invite_url
+from terakoya.web.routes_owner import csv_response, invite_url
 from terakoya.web.routes_pages import utc_offset
 from terakoya.web.security import Principal, RowId, api_user, client_address, get_state
 
@@ -72,6 +73,28 @@ class PayIn(BaseModel):
     per_item: float = Field(0.0, ge=0, le=1_000_000, allow_inf_nan=False)
     per_hour: float = Field(0.0, ge=0, le=1_000_000, allow_inf_nan=False)
     currency: str | None = Field(None, max_length=10)
+
+
+_PAY_FIELDS = {"mode": "mode", "per_item": "per item", "per_hour": "per hour", "currency": "currency"}
+
+
+def pay_from_form(*, mode: str, per_item: str, per_hour: str, currency: str) -> PayIn:
+    """The owner's pay form, checked by :class:`PayIn`, the rules ``PUT /api/v1/pay`` applies to its body; a
+    DataError that names each wrong field and what it takes."""
+    try:
+        return PayIn.model_validate(
+            {"mode": mode, "per_item": per_item.strip() or "0", "per_hour": per_hour.strip() or "0",
+             "currency": currency.strip() or None}
+        )  # fmt: skip
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_PAY_FIELDS.get(str(e['loc'][0]), str(e['loc'][0])) if e['loc'] else 'pay'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise DataError(
+            f"pay is not valid — {problems}; amounts are numbers from 0 to 1,000,000, "
+            "the currency at most 10 characters"
+        ) from None
 
 
 class JobIn(BaseModel):
@@ -405,6 +428,25 @@ def put_pay(request: Request, body: PayIn, who: Owner) -> PaySettings:
     )
 
 
+@router.get("/payouts", tags=["owner"], response_model=payouts.PayoutStatement, summary="Payout statement")
+def payout_statement(
+    request: Request,
+    who: Owner,
+    start: Annotated[str | None, Query(description="first day, YYYY-MM-DD (default: the 1st of the month)")] = None,
+    end: Annotated[str | None, Query(description="last day, included, YYYY-MM-DD (default: today, UTC)")] = None,
+    format: Annotated[Literal["json", "csv"], Query(description="json, or csv for a spreadsheet")] = "json",
+) -> Any:
+    """What each person earned in the period by the pay in force: answers, flags, active hours, gold accuracy,
+    amount and the rule applied. Simulated experts are left out."""
+    st = get_state(request)
+    statement = payouts.payout_statement(
+        st.db, st.project_id, st.settings, start=payouts.parse_day(start, "start"), end=payouts.parse_day(end, "end")
+    )
+    if format == "csv":
+        return csv_response(statement)
+    return statement
+
+
 @router.get("/jobs", tags=["owner"], response_model=list[JobOut], summary="Recent jobs")
 def list_jobs(request: Request, who: Reviewer) -> list[JobOut]:
     st = get_state(request)
@@ -415,7 +457,7 @@ def list_jobs(request: Request, who: Reviewer) -> list[JobOut]:
 def start_job(request: Request, body: JobIn, who: Owner) -> JobOut:
     """Run teach, route, train or evaluate in the background; poll GET /api/v1/jobs/{id} for progress."""
     st = get_state(request)
-    return _job_out(st.runner.start(body.kind, jobs.action_for(st.project, body.kind, budget_items=body.budget_items)))
+    return _job_out(st.runner.start(body.kind, budget_items=body.budget_items))
 
 
 @router.get("/jobs/{job_id}", tags=["owner"], response_model=JobOut, summary="One job's progress")

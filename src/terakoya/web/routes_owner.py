@@ -1,9 +1,9 @@
-"""Owner and reviewer pages: the dashboard with jobs, people and pay, and the scrutiny report."""
+"""Owner and reviewer pages: the dashboard with jobs, people and pay, payout statements, and the scrutiny report."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse
@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from terakoya import dashboard, jobs
 from terakoya.errors import DataError, TerakoyaError
-from terakoya.people import accounts
+from terakoya.people import accounts, payouts
 from terakoya.web.render import render
 from terakoya.web.security import Principal, RowId, get_state, page_user
 
@@ -21,8 +21,25 @@ REPORT_DIR = ("reports", "latest")
 _REPORT_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def served_base_url(request: Request) -> str:
+    """The address this server answers on, as the server itself knows it (the socket it was started on,
+    ``terakoya serve --host/--port``), never the request's Host header, which the client chooses: a link built
+    from it could send an invited person to someone else's site. Empty when the server has no address."""
+    server = request.scope.get("server")
+    if not server:
+        return ""
+    host, port = str(server[0]), server[1]
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    scheme = request.url.scheme
+    return f"{scheme}://{host}" + ("" if port in (None, _DEFAULT_PORTS.get(scheme)) else f":{port}")
+
+
 def invite_url(request: Request, token: str) -> str:
-    return str(request.base_url).rstrip("/") + f"/invite/{token}"
+    return served_base_url(request) + f"/invite/{token}"
 
 
 @router.get("/dashboard")
@@ -37,8 +54,24 @@ def dashboard_page(request: Request, who: Annotated[Principal, Depends(page_user
         "error": request.query_params.get("error"),
         "report_ready": (st.dir.joinpath(*REPORT_DIR) / "report.html").is_file(),
         "max_cell": max([max(row, default=0) for row in data.confusion.matrix], default=0),
+        "help": dashboard.COUNTER_HELP,
+        "funnel_steps": dashboard.FUNNEL_STEPS,
+        "charts": _charts(data),
     }
     return render(request, "dashboard.html", ctx, page="dashboard")
+
+
+def _charts(data: dashboard.Dashboard) -> dict[str, Any]:
+    """The charts' numbers as JSON for dashboard.js (the page shows the same numbers in tables)."""
+    return {
+        "runs": [
+            {"run": r.run_id, "at": r.at.isoformat(), "items": r.items, "student": r.student_accuracy,
+             "teacher": r.teacher_accuracy}
+            for r in data.runs
+        ],
+        "days": [{"day": d.day.isoformat(), "hours": d.active_hours, "cost": d.cost} for d in data.days],
+        "currency": data.pay.currency,
+    }  # fmt: skip
 
 
 @router.post("/dashboard/jobs")
@@ -49,7 +82,7 @@ def start_job(
     budget_items: Annotated[int | None, Form()] = None,
 ) -> Response:
     st = get_state(request)
-    st.runner.start(kind, jobs.action_for(st.project, kind, budget_items=budget_items))
+    st.runner.start(kind, budget_items=budget_items)
     return RedirectResponse("/dashboard#jobs", status_code=303)
 
 
@@ -58,12 +91,24 @@ def people_page(request: Request, who: Annotated[Principal, Depends(page_user("o
     return _people(request, new_link=None, error=None, status_code=200)
 
 
-def _people(request: Request, *, new_link: str | None, error: str | None, status_code: int) -> Response:
+def _people(
+    request: Request,
+    *,
+    new_link: str | None,
+    error: str | None,
+    status_code: int,
+    pay_form: dict[str, str] | None = None,
+) -> Response:
+    """The people page; ``pay_form`` keeps what the owner typed into the pay form when it was refused."""
     st = get_state(request)
+    pay = accounts.current_pay(st.db, st.project_id, st.settings)
     ctx = {
         "members": accounts.list_members(st.db, st.project_id),
         "invites": accounts.list_invites(st.db, st.project_id),
-        "pay": accounts.current_pay(st.db, st.project_id, st.settings),
+        "pay": pay,
+        "rule": payouts.rule_text(pay),
+        "pay_form": pay_form
+        or {"mode": pay.mode, "per_item": str(pay.per_item), "per_hour": str(pay.per_hour), "currency": pay.currency},
         "language": st.settings.language,
         "new_link": new_link,
         "error": error,
@@ -116,25 +161,75 @@ def set_pay(
     request: Request,
     who: Annotated[Principal, Depends(page_user("owner"))],
     mode: Annotated[str, Form()] = "per_item",
-    per_item: Annotated[float, Form()] = 0.0,
-    per_hour: Annotated[float, Form()] = 0.0,
+    per_item: Annotated[str, Form()] = "0",
+    per_hour: Annotated[str, Form()] = "0",
     currency: Annotated[str, Form()] = "",
 ) -> Response:
+    """The same values as ``PUT /api/v1/pay`` accepts, checked by the same rules; a refusal is shown on the page."""
+    from terakoya.web.routes_api import pay_from_form  # the API module imports this one
+
     st = get_state(request)
+    typed = {"mode": mode, "per_item": per_item, "per_hour": per_hour, "currency": currency}
     try:
+        body = pay_from_form(**typed)
         accounts.set_pay(
             st.db,
             st.project_id,
             st.settings,
-            mode=mode,
-            per_item=per_item,
-            per_hour=per_hour,
-            currency=currency or None,
+            mode=body.mode,
+            per_item=body.per_item,
+            per_hour=body.per_hour,
+            currency=body.currency or None,
             set_by=who.person_id,
         )
     except TerakoyaError as exc:
-        return _people(request, new_link=None, error=exc.message, status_code=422)
+        return _people(request, new_link=None, error=exc.message, status_code=422, pay_form=typed)
     return RedirectResponse("/people?saved=pay", status_code=303)
+
+
+# ----------------------------------------------------------------------------- payouts
+
+
+@router.get("/payouts")
+def payouts_page(
+    request: Request, who: Annotated[Principal, Depends(page_user("owner"))], start: str = "", end: str = ""
+) -> Response:
+    st = get_state(request)
+    error, status = None, 200
+    try:
+        statement = payouts.payout_statement(
+            st.db,
+            st.project_id,
+            st.settings,
+            start=payouts.parse_day(start, "start"),
+            end=payouts.parse_day(end, "end"),
+        )
+    except DataError as exc:  # shown above the form, with this month's statement below
+        error, status = exc.message, 422
+        statement = payouts.payout_statement(st.db, st.project_id, st.settings)
+    ctx = {"s": statement, "error": error, "start": statement.start.isoformat(), "end": statement.end.isoformat()}
+    return render(request, "payouts.html", ctx, status_code=status, page="payouts")
+
+
+@router.get("/payouts.csv")
+def payouts_csv(
+    request: Request, who: Annotated[Principal, Depends(page_user("owner"))], start: str = "", end: str = ""
+) -> Response:
+    st = get_state(request)
+    statement = payouts.payout_statement(
+        st.db, st.project_id, st.settings, start=payouts.parse_day(start, "start"), end=payouts.parse_day(end, "end")
+    )
+    return csv_response(statement)
+
+
+def csv_response(statement: payouts.PayoutStatement) -> Response:
+    """A payout statement as a CSV download (:func:`terakoya.people.payouts.statement_csv`)."""
+    name = f"payouts-{statement.start.isoformat()}-{statement.end.isoformat()}.csv"
+    return Response(
+        payouts.statement_csv(statement),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+    )
 
 
 @router.get("/report")
