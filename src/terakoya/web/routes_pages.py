@@ -1,4 +1,5 @@
-"""Trainer pages: the work queue, the guidelines and glossary, and 'My work' (time, earnings, profile, tokens)."""
+"""Trainer pages: the work queue, the guidelines and glossary, and 'My work' (time, earnings, hourly rate, accuracy
+on the check items, profile, tokens)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from starlette.responses import Response
 from terakoya import dashboard
 from terakoya.errors import DataError
 from terakoya.kinds import get_kind
-from terakoya.people import accounts, glossary
+from terakoya.people import accounts, glossary, payouts
 from terakoya.web.render import render
 from terakoya.web.security import Principal, RowId, get_state, page_user
-from terakoya.workqueue import FLAG_REASONS, IDLE_CAP_S
+from terakoya.workqueue import FLAG_REASONS, IDLE_CAP_S, MAX_HELD
 
 router = APIRouter(include_in_schema=False)
 
@@ -50,6 +51,8 @@ def queue_page(request: Request, who: Annotated[Principal, Depends(page_user("tr
         "stats": stats,
         "flag_reasons": FLAG_REASONS,
         "idle_cap": int(IDLE_CAP_S),
+        # the page preloads tasks and sends answers in the background, holding no more than the server allows
+        "max_held": MAX_HELD,
         "label_keys": [str(i) for i in range(1, 10)] + ["0"],
         # the task kind's own widget collects the answer
         "widget": get_kind(st.settings.task.kind).widget,
@@ -117,15 +120,24 @@ def _me(request: Request, who: Principal, *, new_token: str | None, error: str |
     stats = dashboard.trainer_stats(
         st.db, st.project_id, st.settings, who.person_id, utc_offset_minutes=utc_offset(request)
     )
+    work = payouts.work_by_person(st.db, st.project_id, person_id=who.person_id).get(who.person_id, payouts.Work())
     ctx = {
         "account": account,
         "stats": stats,
+        "work": work,
+        "hourly": _per_hour(stats.total.earnings, stats.total.active_seconds),
+        "items_per_hour": _per_hour(stats.total.items, stats.total.active_seconds),
         "tokens": accounts.list_api_tokens(st.db, who.person_id),
         "new_token": new_token,
         "error": error,
         "saved": request.query_params.get("saved"),
     }
     return render(request, "me.html", ctx, status_code=status_code, page="me")
+
+
+def _per_hour(amount: float, active_seconds: float) -> float | None:
+    """``amount`` per active hour; None until there are a few minutes of work to divide by."""
+    return amount / (active_seconds / 3600.0) if active_seconds >= 60 else None
 
 
 @router.post("/me/profile")

@@ -1,4 +1,5 @@
-// Shared by every page: the API helper (CSRF header, JSON errors, retries), toasts, time zone, copy buttons.
+// Shared by every page: the API helper (CSRF header, JSON errors, retries), toasts, settings kept in this browser
+// (localStorage), time zone, copy buttons.
 "use strict";
 
 const Terakoya = (() => {
@@ -57,6 +58,19 @@ const Terakoya = (() => {
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
+  // values kept in this browser (localStorage, as JSON); a browser that refuses storage gets the fallback
+  const store = {
+    get(key, fallback) {
+      try {
+        const raw = window.localStorage.getItem(key);
+        return raw === null ? fallback : JSON.parse(raw);
+      } catch (err) { return fallback; }
+    },
+    set(key, value) {
+      try { window.localStorage.setItem(key, JSON.stringify(value)); return true; } catch (err) { return false; }
+    },
+  };
+
   function duration(seconds) {
     const s = Math.round(seconds || 0), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
     if (h) return `${h} h ${String(m).padStart(2, "0")} min`;
@@ -80,5 +94,5 @@ const Terakoya = (() => {
     button.textContent = "Copied";
   });
 
-  return { api, ApiError, toast, newKey, duration, money, sleep };
+  return { api, ApiError, toast, newKey, duration, money, sleep, store };
 })();
