@@ -138,6 +138,15 @@ def test_teacher_only_report(tmp_path: Path, db_url: str) -> None:
     assert over["by_pair"][0]["teacher"] == "positive" and over["by_pair"][0]["expert"] == "neutral"
     assert data["expert_items"] == 24 + 15 and data["simulated_answers"] == 3
     assert data["expert_minutes"] == pytest.approx((24 * 20 + 12 * 30 + 12 * 40) / 60)
+    # the time behind the answers: all of the people's answers timed, the simulated ones recorded none
+    assert data["expert_time"] == {
+        "answers": 51, "timed": 48, "recorded_minutes": pytest.approx(22.0), "untimed": 0,
+        "estimated_minutes": None, "simulated": 3, "simulated_minutes": 0.0,
+    }  # fmt: skip
+    # the first screen: one plain-words answer per question, each pointing to its section
+    assert [line["see"] for line in data["summary"]] == ["comparison", "errors", "slices", "verify-blind", "experts"]
+    # answers given on no task are neither verify nor blind
+    assert data["verify_vs_blind"]["other_left_out"] == 48
     # files: default folder and latest copy
     assert report.out_dir.parent == tmp_path / "reports"
     assert json.loads((tmp_path / "reports" / "latest" / "report.json").read_text())["test_items"] == 30
@@ -167,6 +176,7 @@ def test_html_is_self_contained_and_escaped(tmp_path: Path) -> None:
     assert "<script" not in page.lower()
     assert 'src="data:image/png;base64,' in page
     assert "<b>&amp;</b>" not in page  # the item text with markup is shown escaped
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
     # an escaped field survives a round trip
     hostile = dict(report.data, project="<script>alert(1)</script>")
     assert "<script>" not in render_html(hostile, {})

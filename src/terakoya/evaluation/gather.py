@@ -10,6 +10,7 @@ superseded) ``label`` and ``verify`` answers that carry a declared label
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from terakoya.errors import StateError
 from terakoya.quality.aggregate import live_expert_answer, majority
 from terakoya.settings import Settings
 from terakoya.storage import Database
-from terakoya.storage.models import Answer, Item, Person, StudentRun, Suggestion
+from terakoya.storage.models import Answer, Item, Person, StudentRun, Suggestion, Task
 from terakoya.storage.queries import current_suggestion_ids, items_by_split
 
 __all__ = [
@@ -48,6 +49,8 @@ class TestItem:
     external_id: str
     text: str
     gold: str
+    #: the extra columns the owner imported with the item (``Item.meta``)
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,14 @@ class AnswerRow:
     label: str
     simulated: bool
     active_seconds: float | None
+    #: the answer's kind: ``label`` (given blind) or ``verify`` (the teacher's label was shown)
+    kind: str = "label"
+    #: why its task was queued (``routed``, ``gold``, ``audit``, ``random``); None: given on no task (a file)
+    task_reason: str | None = None
+    #: the teacher's label a verify answer was shown, as it recorded it (None: not recorded)
+    teacher_shown: str | None = None
+    #: the item's recorded (gold) label, in either split
+    gold: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,11 +183,13 @@ def gather(db: Database, project_id: int, settings: Settings) -> Gathered:
 def _gold_test_items(s: Session, project_id: int, test_total: int) -> list[TestItem]:
     """The test items with a (non-blank) gold label, by id; a StateError when there is none."""
     rows = s.execute(
-        select(Item.id, Item.external_id, Item.text, Item.gold_label)
+        select(Item.id, Item.external_id, Item.text, Item.gold_label, Item.meta)
         .where(Item.project_id == project_id, Item.split == "test", Item.gold_label.is_not(None))
         .order_by(Item.id)
     ).all()
-    test = [TestItem(r.id, r.external_id, r.text, r.gold_label) for r in rows if r.gold_label.strip()]
+    test = [
+        TestItem(r.id, r.external_id, r.text, r.gold_label, dict(r.meta or {})) for r in rows if r.gold_label.strip()
+    ]
     if not test:
         detail = f" (the test split has {test_total} items, none with a gold label)" if test_total else ""
         raise StateError(f"no test items with gold labels{detail}: {NO_GOLD_FIX}")
@@ -234,17 +247,38 @@ def _expert_answers(
             Answer.active_seconds,
             Item.text,
             Item.external_id,
+            Answer.kind,
+            Answer.value,
+            Task.reason,
+            Item.gold_label,
         )
         .join(Item, Item.id == Answer.item_id)
         .join(Person, Person.id == Answer.person_id)
+        .outerjoin(Task, Task.id == Answer.task_id)
         .where(Item.project_id == project_id, live_expert_answer())
         .order_by(Answer.id)
     )
     if settings.label_names:  # as training reads them: an answer with an undeclared label counts for nothing
         query = query.where(Answer.label.in_(settings.label_names))
     rows = s.execute(query).all()
-    answers = [AnswerRow(r.id, r.item_id, r.split, r.name, r.label, bool(r.simulated), r.active_seconds) for r in rows]
+    answers = [_answer_row(r) for r in rows]
     return answers, {r.item_id: r.text for r in rows}, {r.item_id: r.external_id for r in rows}
+
+
+def _answer_row(r: Any) -> AnswerRow:
+    simulated, shown, gold = bool(r.simulated), _shown(r.value), _gold(r.gold_label)
+    return AnswerRow(r.id, r.item_id, r.split, r.name, r.label, simulated, r.active_seconds,
+                     kind=r.kind, task_reason=r.reason, teacher_shown=shown, gold=gold)  # fmt: skip
+
+
+def _shown(value: Any) -> str | None:
+    """The teacher's label a verify answer recorded beside its own (``value["teacher_label"]``)."""
+    shown = value.get("teacher_label") if isinstance(value, dict) else None
+    return shown if isinstance(shown, str) and shown else None
+
+
+def _gold(label: str | None) -> str | None:
+    return label if label is not None and label.strip() else None
 
 
 def _teacher_calls(s: Session, project_id: int) -> list[TeacherCallRow]:

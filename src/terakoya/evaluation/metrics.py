@@ -22,7 +22,9 @@ __all__ = [
     "confidence_and_correct",
     "confusions",
     "expected_calibration_error",
+    "holm",
     "probabilities_ece",
+    "proportions_p",
     "reliability_bins",
     "wilson_interval",
 ]
@@ -94,6 +96,33 @@ def wilson_interval(correct: int, n: int) -> list[float] | None:
 
     ci = binomtest(correct, n).proportion_ci(confidence_level=0.95, method="wilson")
     return [float(ci.low), float(ci.high)]
+
+
+def proportions_p(a_hits: int, a_n: int, b_hits: int, b_n: int) -> float | None:
+    """Two-sided p-value of Fisher's exact test that ``a_hits / a_n`` and ``b_hits / b_n`` are the same share;
+    None when either side has no trials. Exact, so it stays honest on small counts (no normal approximation)."""
+    if a_n <= 0 or b_n <= 0:
+        return None
+    from scipy.stats import fisher_exact
+
+    table = [[a_hits, a_n - a_hits], [b_hits, b_n - b_hits]]
+    return float(fisher_exact(table, alternative="two-sided").pvalue)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down correction: each p-value adjusted for all ``len(p_values)`` comparisons, in their order.
+
+    Compared with 0.05, the adjusted values keep the chance of even one false "measurably different" among
+    them under 5 %.
+    """
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    out = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        out[i] = running
+    return out
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = ECE_BINS) -> float | None:

@@ -12,7 +12,8 @@ import io
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from terakoya.evaluation.findings import money
+from terakoya.evaluation.anchoring import TaskKindScore, VerifyVsBlind
+from terakoya.evaluation.findings import duration, expert_time_words, money, rate, summary
 from terakoya.evaluation.sections import (
     ErrorBreakdown,
     Example,
@@ -23,7 +24,9 @@ from terakoya.evaluation.sections import (
     Paired,
     Report,
     Scores,
+    SummaryLine,
 )
+from terakoya.evaluation.slices import BETTER, WHO, WORSE, Slices, SliceScore
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,10 +50,7 @@ def _num(x: Any, digits: int = 3) -> str:
 
 
 def _rate(x: Any) -> str:
-    if x is None:
-        return "—"
-    x = float(x)
-    return f"{x:,.0f}" if x >= 100 else f"{x:,.2f}" if x >= 1 else f"{x:.3g}"
+    return "—" if x is None else rate(float(x))
 
 
 def _ms(x: Any) -> str:
@@ -95,11 +95,27 @@ def _table_rows(report: Report) -> list[tuple[str, list[str]]]:
     return [(name, [fmt(block) for _, block in report.columns()]) for name, fmt in ROWS]
 
 
+def _summary(r: Report) -> list[SummaryLine]:
+    """The first screen: as the report recorded it, or worked out now for a report.json written before it."""
+    return r.summary or summary(r)
+
+
+def _bullets(console: Console, title: str, lines: Sequence[str]) -> None:
+    if lines:
+        console.print(f"[bold]{title}[/bold]")
+        for line in lines:
+            console.print(f" • {line}", markup=False, highlight=False)
+
+
 def render_terminal(report: Report | Mapping[str, Any], console: Console) -> None:
-    """The comparison table, then the key findings and what could not be computed."""
+    """The plain-words answers, the comparison table, the slices, the key findings and what could not be computed."""
     from rich.table import Table
 
     r = _report(report)
+    console.print(f"[bold]{r.project}: in plain words[/bold]", highlight=False)
+    for line in _summary(r):
+        console.print(f"{line.topic}", style="bold", markup=False, highlight=False)
+        console.print(f"   {line.text}", markup=False, highlight=False)
     table = Table(title=f"{r.project}: {r.test_items:,} gold test items", title_justify="left")
     table.add_column("")
     for title, _ in r.columns():
@@ -107,16 +123,35 @@ def render_terminal(report: Report | Mapping[str, Any], console: Console) -> Non
     for name, cells in _table_rows(r):
         table.add_row(name, *cells)
     console.print(table)
-    if r.economics.speedup:
-        console.print(f"student vs teacher: [bold]{r.economics.speedup:,.1f}x[/bold] the items per second")
-    if r.findings:
-        console.print("[bold]Key findings[/bold]")
-        for line in r.findings:
-            console.print(f" • {line}", markup=False, highlight=False)
-    if r.notes:
-        console.print("[bold]Not computed, and why[/bold]")
-        for line in r.notes:
-            console.print(f" • {line}", markup=False, highlight=False)
+    if r.slices is not None and r.slices.columns:
+        console.print(_slices_table(r.slices))
+    _bullets(console, "Where the AI is biased", r.slices.sentences if r.slices else [])
+    _bullets(console, "Verify vs blind", r.verify_vs_blind.sentences if r.verify_vs_blind else [])
+    _bullets(console, "Key findings", r.findings)
+    _bullets(console, "Not computed, and why", r.notes)
+
+
+def _slice_text(score: SliceScore | None, items: int) -> str:
+    """A slice's accuracy for the terminal; ``n=`` where fewer of its items were scored than it has."""
+    if score is None:
+        return "—"
+    mark = {WORSE: " ▼ worse", BETTER: " ▲ better"}.get(score.verdict, " (too few)" if score.p_value is None else "")
+    n = f" n={score.items}" if score.items != items else ""
+    return f"{_pct(score.accuracy)}{_ci(score.accuracy_ci95)}{n}{mark}"
+
+
+def _slices_table(slices: Slices) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="Accuracy by slice of the test items (95% CI)", title_justify="left")
+    for name in ("column", "slice", "items", "teacher", "student", "experts"):
+        table.add_column(name, justify="left" if name in ("column", "slice") else "right")
+    for column in slices.columns:
+        for row in column.rows:
+            cells = [_slice_text(row.score(who), row.items) for who, _ in WHO]
+            table.add_row(Text(column.name), Text(row.value), str(row.items), *cells)
+    return table
 
 
 # ----------------------------------------------------------------------------- plots
@@ -168,32 +203,54 @@ def _reliability_plot(blocks: Sequence[tuple[str, Scores]]) -> str:
     return _png(fig)
 
 
+def _ink(rgba: Sequence[float]) -> str:
+    """Black or white, whichever reads better on a cell of colour ``rgba``."""
+    luminance = 0.2126 * rgba[0] + 0.7152 * rgba[1] + 0.0722 * rgba[2]
+    return "black" if luminance > 0.5 else "white"
+
+
 def _confusion_plot(blocks: Sequence[tuple[str, Scores]]) -> str:
+    """Agreement (the diagonal) in greens, errors in reds, each shaded by its share of the gold row; every cell
+    shows its count and that share, in black or white by the cell's brightness."""
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib import colormaps
 
-    fig, axes = plt.subplots(1, len(blocks), figsize=(4.4 * len(blocks), 4.2), squeeze=False)
-    for ax, (title, block) in zip(axes[0], blocks, strict=True):
+    agree, error = colormaps["Greens"], colormaps["Reds"]
+    across = min(2, len(blocks))  # two a row: at four a row the numbers shrink past reading
+    down = -(-len(blocks) // across)
+    fig, axes = plt.subplots(down, across, figsize=(5.2 * across, 4.8 * down), squeeze=False)
+    for ax in axes.flat[len(blocks) :]:
+        ax.set_visible(False)
+    for ax, (title, block) in zip(axes.flat, blocks, strict=False):
         labels = block.confusion.labels
-        matrix = np.array(block.confusion.matrix, dtype=float).reshape(len(labels), len(labels))
-        ax.imshow(matrix, cmap="Blues")
-        top = matrix.max() if matrix.size else 0
-        for i in range(len(labels)):
-            for j in range(len(labels)):
-                ax.text(
-                    j,
-                    i,
-                    f"{int(matrix[i, j])}",
-                    ha="center",
-                    va="center",
-                    color="white" if top and matrix[i, j] > top / 2 else "black",
-                    fontsize=8,
-                )
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        k = len(labels)
+        matrix = np.array(block.confusion.matrix, dtype=float).reshape(k, k)
+        totals = matrix.sum(axis=1, keepdims=True)
+        share = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+        colours = np.ones((k, k, 4))
+        for i in range(k):
+            for j in range(k):
+                if matrix[i, j]:
+                    colours[i, j] = (agree if i == j else error)(0.25 + 0.7 * share[i, j])
+        ax.imshow(colours)
+        size = 11 if k <= 4 else 9 if k <= 8 else 7
+        for i in range(k):
+            for j in range(k):
+                text = f"{int(matrix[i, j])}\n{share[i, j]:.0%}" if matrix[i, j] else "0"
+                weight = "bold" if i == j else "normal"
+                ax.text(j, i, text, ha="center", va="center", color=_ink(colours[i, j]), fontsize=size,
+                        fontweight=weight)  # fmt: skip
+        ax.set_xticks(np.arange(k + 1) - 0.5, minor=True)
+        ax.set_yticks(np.arange(k + 1) - 0.5, minor=True)
+        ax.grid(which="minor", color="white", linewidth=2)
+        ax.tick_params(which="minor", length=0)
+        ax.set_xticks(range(k), labels, rotation=45, ha="right", fontsize=9)
+        ax.set_yticks(range(k), labels, fontsize=9)
         ax.set_xlabel("predicted")
         ax.set_ylabel("gold")
-        ax.set_title(title)
+        right = int(np.trace(matrix))
+        ax.set_title(f"{title}: {right} of {int(matrix.sum())} right")
     fig.tight_layout()
     return _png(fig)
 
@@ -255,6 +312,11 @@ th { background: #f4f4f4; }
 .muted { color: #666; font-size: .88rem; }
 img { max-width: 100%; }
 blockquote { margin: .2rem 0; color: #333; font-size: .9rem; }
+dl.summary { margin: .5rem 0 1rem; } dl.summary dt { font-weight: 600; margin-top: .6rem; }
+dl.summary dd { margin: .1rem 0 0 1.2rem; }
+td.worse { background: #fde2e1; } td.better { background: #e3f4e1; }
+details > summary { cursor: pointer; color: #1a4f8b; }
+.table-wrap { overflow-x: auto; }
 """
 
 
@@ -265,7 +327,7 @@ def _e(x: Any) -> str:
 def _table(
     head: Sequence[str], rows: Sequence[Sequence[Any]], numeric_from: int = 1, numeric_to: int | None = None
 ) -> str:
-    out = ["<table><tr>", *(f"<th>{_e(h)}</th>" for h in head), "</tr>"]
+    out = ['<div class="table-wrap"><table><tr>', *(f"<th>{_e(h)}</th>" for h in head), "</tr>"]
     last = len(head) if numeric_to is None else numeric_to
     for row in rows:
         cells = (
@@ -273,7 +335,7 @@ def _table(
             for i, c in enumerate(row)
         )
         out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</table>")
+    out.append("</table></div>")  # a wide table scrolls on its own, and the page keeps to a phone's width
     return "".join(out)
 
 
@@ -397,11 +459,107 @@ def _curve(curve: LearningCurve, plots_: dict[str, str]) -> str:
 
 
 def _header(r: Report) -> str:
+    if r.expert_time is not None:
+        t = r.expert_time
+        time = f"about {duration(t.total_minutes)} of expert time" + (f" ({expert_time_words(t)})" if t.answers else "")
+    else:  # a report.json written before the time was told apart
+        time = f"{_num(r.expert_minutes, 1)} expert minutes"
     return (
         f'<p class="muted">{_e(r.created_at)} · {_e(r.test_items)} gold test items of '
         f"{_e(r.test_items_total)} in the test split · {_e(r.pool_items)} pool items · "
         f"{_e(r.expert_items)} items answered by experts ({_e(r.simulated_answers)} of "
-        f"{_e(r.expert_answers)} answers simulated) · {_num(r.expert_minutes, 1)} expert minutes</p>"
+        f"{_e(r.expert_answers)} answers simulated)" + (f" · {_e(time)}" if time else "") + "</p>"
+    )
+
+
+#: the sections a first-screen answer can point to, by their id on the page
+SECTIONS = {
+    "comparison": "Student vs teacher vs experts",
+    "errors": "Where the teacher and the student are wrong",
+    "slices": "Where the AI is biased: accuracy by slice",
+    "verify-blind": "Verify vs blind: do the experts follow the teacher?",
+    "experts": "The experts",
+}
+
+
+def _h2(anchor: str, title: str | None = None) -> str:
+    return f'<h2 id="{_e(anchor)}">{_e(title or SECTIONS[anchor])}</h2>'
+
+
+def _summary_html(r: Report) -> str:
+    parts = ['<dl class="summary">']
+    for line in _summary(r):
+        see = f' <a href="#{_e(line.see)}">→ {_e(SECTIONS[line.see])}</a>' if line.see in SECTIONS else ""
+        parts.append(f"<dt>{_e(line.topic)}</dt><dd>{_e(line.text)}{see}</dd>")
+    return "".join(parts) + "</dl>"
+
+
+def _slice_cell(score: SliceScore | None) -> str:
+    if score is None:
+        return '<td class="n">—</td>'
+    verdict = score.verdict
+    if score.p_value is not None:
+        verdict += f" (p = {score.p_value:.2g})"
+    css = {WORSE: "n worse", BETTER: "n better"}.get(score.verdict, "n")
+    return (
+        f'<td class="{css}">{_e(_pct(score.accuracy))}{_e(_ci(score.accuracy_ci95))}<br>'
+        f'<span class="muted">{_e(score.correct)} of {_e(score.items)} · {_e(verdict)}</span></td>'
+    )
+
+
+def _slices(slices: Slices | None) -> str:
+    if slices is None:
+        return '<p class="muted">This report was written before accuracy by slice was part of it.</p>'
+    parts = [_list(slices.sentences)]
+    for column in slices.columns:
+        parts.append(f"<h3>{_e(column.name)}</h3>")
+        if column.note:
+            parts.append(f'<p class="muted">{_e(column.note)}</p>')
+        head = "".join(f"<th>{_e(h)}</th>" for h in ("slice", "items", "teacher", "student", "experts"))
+        rows = [
+            f'<tr><td>{_e(row.value)}</td><td class="n">{_e(row.items)}</td>'
+            + "".join(_slice_cell(row.score(who)) for who, _ in WHO)
+            + "</tr>"
+            for row in column.rows
+        ]
+        parts.append(f'<div class="table-wrap"><table><tr>{head}</tr>{"".join(rows)}</table></div>')
+    parts.append(f'<p class="muted">How: {_e(slices.method)}.</p>')
+    if slices.skipped:
+        parts.append('<p class="muted">Not sliced: ' + _e("; ".join(slices.skipped)) + ".</p>")
+    return "".join(parts)
+
+
+def _kind_row(title: str, k: TaskKindScore) -> list[str]:
+    return [
+        title,
+        str(k.answers),
+        f"{_pct(k.accuracy)}{_ci(k.accuracy_ci95)} of {k.with_gold}",
+        f"{_pct(k.teacher_agreement)}{_ci(k.teacher_agreement_ci95)} of {k.with_teacher}",
+        f"{k.followed_wrong} of {k.teacher_wrong}",
+    ]
+
+
+def _verify_blind(v: VerifyVsBlind | None) -> str:
+    if v is None:
+        return '<p class="muted">This report was written before verify and blind answers were told apart.</p>'
+    head = ["task", "answers by people", "right vs recorded label", "gave the teacher's label",
+            "repeated a wrong teacher label"]  # fmt: skip
+    rows = [
+        _kind_row("verify (teacher's label shown)", v.verify),
+        _kind_row("blind label (gold, audit, random)", v.blind),
+    ]
+    left = []
+    if v.simulated_left_out:
+        left.append(f"{v.simulated_left_out} simulated answers (they copy recorded labels)")
+    if v.other_left_out:
+        left.append(f"{v.other_left_out} answers on routed label tasks or on no task (neither kind)")
+    if not v.verify.answers and not v.blind.answers:
+        return _list(v.sentences)
+    return (
+        _list(v.sentences)
+        + _table(head, rows)
+        + f'<p class="muted">{_e(v.note)}</p>'
+        + (f'<p class="muted">Left out: {_e("; ".join(left))}.</p>' if left else "")
     )
 
 
@@ -431,45 +589,67 @@ def _economics_notes(r: Report) -> list[str]:
     return [f"{what}: {note}" for what, note in notes if note]
 
 
+CONFUSION_HELP = (
+    "Rows: the gold label; columns: what was predicted. Green cells (the diagonal) are right answers, red cells "
+    "errors; the shade is the cell's share of its row, and each cell shows its count and that share."
+)
+CALIBRATION_HELP = (
+    "Can a model's confidence be taken at its word? Each bar is how often it was right on the items it gave that "
+    "confidence: on the dashed diagonal, 80% sure means right 80% of the time; below it, the model is "
+    "over-confident. The table's calibration error (ECE) is the average gap."
+)
+
+
+def _details(summary_text: str, inner: str) -> str:
+    return f"<details><summary>{_e(summary_text)}</summary>{inner}</details>" if inner else ""
+
+
 def render_html(report: Report | Mapping[str, Any], images: dict[str, str] | None = None) -> str:
     """A self-contained page: inline CSS, plots (from ``plots(report)`` unless given) as data: URIs, texts escaped."""
     r = _report(report)
     if images is None:
         images = plots(r)
-    speedup = r.economics.speedup
     body = [
         f"<h1>Terakoya evaluation: {_e(r.project)}</h1>",
         _header(r),
-        "<h2>Student vs teacher vs experts</h2>",
+        _h2("summary", "In plain words"),
+        _summary_html(r),
+        _h2("comparison"),
         _table(["", *(title for title, _ in r.columns())], [[name, *cells] for name, cells in _table_rows(r)]),
-        f"<p>Speed-up, student vs teacher: <b>{_e(_num(speedup, 1))}x</b></p>" if speedup else "",
         _paired(r.paired),
-        "<h2>Key findings</h2>",
+        _h2("findings", "Key findings"),
         _list(r.findings),
-        "<h2>Not computed, and why</h2>" if r.notes else "",
+        _h2("notes", "Not computed, and why") if r.notes else "",
         _list(r.notes, "note"),
-        "<h2>Per-class precision and recall</h2>",
+        _h2("per-class", "Per-class precision and recall"),
         _per_class(r),
-        "<h2>Confusion matrices</h2>",
+        _h2("confusion", "Confusion matrices"),
+        f'<p class="muted">{_e(CONFUSION_HELP)}</p>' if "confusion" in images else "",
         _img(images, "confusion", "confusion matrices"),
-        "<h2>Calibration</h2>",
-        _img(images, "reliability", "reliability diagrams"),
-        "<h2>Where the teacher is wrong</h2>",
+        _h2("calibration", "Calibration"),
+        f"<p>{_e(CALIBRATION_HELP)}</p>" if "reliability" in images else "",
+        _details("Show the reliability diagrams", _img(images, "reliability", "reliability diagrams")),
+        _h2("errors"),
         _errors(r.teacher_errors, "Teacher"),
         _errors(r.student_errors, "Student"),
-        "<h2>What the experts overrode</h2>",
+        _h2("slices"),
+        _slices(r.slices),
+        _h2("verify-blind"),
+        _verify_blind(r.verify_vs_blind),
+        _h2("overrides", "What the experts overrode"),
         _overrides(r.overrides),
-        "<h2>The experts</h2>",
+        _h2("experts"),
         _experts(r.experts),
-        "<h2>Student–teacher agreement</h2>",
+        _h2("agreement", "Student–teacher agreement"),
         _agreement(r),
-        "<h2>Learning curve</h2>",
+        _h2("curve", "Learning curve"),
         _curve(r.learning_curve, images),
-        "<h2>How the economics were measured</h2>",
+        _h2("economics", "How the economics were measured"),
         _list(_economics_notes(r), "muted"),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Terakoya evaluation: {_e(r.project)}</title><style>{CSS}</style></head><body>"
         + "\n".join(part for part in body if part)
         + "</body></html>\n"

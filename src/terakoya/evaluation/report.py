@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from terakoya.errors import StudentError
-from terakoya.evaluation.findings import findings
+from terakoya.evaluation.anchoring import verify_vs_blind
+from terakoya.evaluation.findings import findings, summary
 from terakoya.evaluation.gather import (
     AnswerRow,
     Gathered,
@@ -49,6 +50,7 @@ from terakoya.evaluation.sections import (
     ExpertsAloneSummary,
     ExpertScore,
     ExpertsSummary,
+    ExpertTime,
     LearningCurve,
     OverridePair,
     Overrides,
@@ -62,6 +64,7 @@ from terakoya.evaluation.sections import (
     TeacherEconomics,
     TeacherSummary,
 )
+from terakoya.evaluation.slices import Slices, slice_report
 from terakoya.quality.aggregate import top_labels
 from terakoya.settings import Settings
 from terakoya.storage import Database
@@ -261,6 +264,8 @@ class _StudentPart:
     paired: Paired | None = None
     agreement: StudentTeacherAgreement | None = None
     model: Any = None
+    #: the student's label for each gold test item, in ``Gathered.test`` order
+    pred: list[str] | None = None
 
 
 def _student_part(
@@ -281,7 +286,7 @@ def _student_part(
         return _StudentPart(StudentSummary(reason=f"no student yet: {TRAIN_HINT}"))
     student, folder = _load_student(model_path, run, settings)
     summary, pred = _student(student, g, run, folder)
-    part = _StudentPart(summary, _errors(g.test, pred), _paired(g, pred), None, student)
+    part = _StudentPart(summary, _errors(g.test, pred), _paired(g, pred), None, student, pred)
     part.agreement = _agreement(db, project_id, g, student, pred, run, settings.seed)
     tick()
     from terakoya.students import load
@@ -531,11 +536,58 @@ class _Ticker:
             self.progress(min(self.done, self.steps), self.steps)
 
 
-def _expert_cost(g: Gathered, settings: Settings, minutes: float) -> ExpertCost:
+def _expert_time(g: Gathered) -> ExpertTime:
+    """The time behind the answers: people's recorded seconds, their untimed answers at the median recorded
+    time, and the seconds simulated answers were given."""
+    people = [a for a in g.answers if not a.simulated]
+    timed = [float(a.active_seconds) for a in people if a.active_seconds and a.active_seconds > 0]
+    untimed = len(people) - len(timed)
+    simulated = [a for a in g.answers if a.simulated]
+    return ExpertTime(
+        answers=len(g.answers),
+        timed=len(timed),
+        recorded_minutes=sum(timed) / 60,
+        untimed=untimed,
+        estimated_minutes=untimed * float(np.median(timed)) / 60 if untimed and timed else None,
+        simulated=len(simulated),
+        simulated_minutes=sum(a.active_seconds or 0.0 for a in simulated) / 60,
+    )
+
+
+def _expert_cost(g: Gathered, settings: Settings, time: ExpertTime) -> ExpertCost:
+    """What the answers cost: per answer, or per hour of the expert time (untimed answers at the median)."""
     pay = settings.pay
     if pay.mode == "per_item":
         return ExpertCost(pay.per_item * len(g.answers), pay.currency, f"{pay.per_item:g} per item")
-    return ExpertCost(pay.per_hour * minutes / 60, pay.currency, f"{pay.per_hour:g} per hour")
+    rule = f"{pay.per_hour:g} per hour"
+    if time.estimated_minutes:
+        rule += f" ({time.untimed} answers without recorded time counted at the median)"
+    return ExpertCost(pay.per_hour * time.total_minutes / 60, pay.currency, rule)
+
+
+def _slices(g: Gathered, experts: ExpertsSummary, student_pred: Sequence[str] | None) -> Slices:
+    """Accuracy by slice of the gold test items, for the teacher, the student and the experts (one label per item)."""
+    gold = {t.id: t.gold for t in g.test}
+    by_item: dict[int, list[AnswerRow]] = defaultdict(list)
+    for a in g.answers:
+        if a.item_id in gold:
+            by_item[a.item_id].append(a)
+    right = {
+        "teacher": {i: row.label == gold[i] for i, row in g.teacher_test.items() if i in gold},
+        "student": {t.id: p == t.gold for t, p in zip(g.test, student_pred, strict=True)} if student_pred else {},
+        "experts": {i: label_of(rows) == gold[i] for i, rows in by_item.items()} if experts.available else {},
+    }
+    return slice_report(g.test, right)
+
+
+def _teacher_label(g: Gathered) -> Callable[[int], str | None]:
+    """An item's current teacher label, in either split (None: the teacher has not labelled it)."""
+
+    def label(item_id: int) -> str | None:
+        row = g.teacher_test.get(item_id)
+        return row.label if row is not None else g.teacher_pool.get(item_id)
+
+    return label
 
 
 def _economics(teacher: TeacherSummary, student: StudentSummary) -> Economics:
@@ -672,6 +724,7 @@ def evaluate(
     experts_alone = _experts_alone(db, project_id, settings, g, run, notes)
     points = curve_points if learning_curve else None
     curve = _learning_curve(db, project_id, settings, g, part, run, points, tick, notes)
+    expert_time = _expert_time(g)
     report = Report(
         project=settings.name,
         created_at=created_at,
@@ -690,12 +743,16 @@ def evaluate(
         agreement=part.agreement,
         teacher_trust=trust,
         experts_alone=experts_alone,
-        expert_cost=_expert_cost(g, settings, counts["expert_minutes"]),
+        expert_cost=_expert_cost(g, settings, expert_time),
         economics=_economics(teacher, part.summary),
         learning_curve=curve,
+        slices=_slices(g, experts, part.pred),
+        verify_vs_blind=verify_vs_blind(g.answers, _teacher_label(g)),
+        expert_time=expert_time,
         notes=notes,
     )
     report.findings = findings(report)
+    report.summary = summary(report)
     result = _write(report, settings, out_dir)
     tick()
     return result

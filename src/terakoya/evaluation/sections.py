@@ -6,23 +6,28 @@ experts' answers alone — and :class:`ExpertsSummary`), each with its :class:`S
 where the teacher and the student go wrong (:class:`ErrorBreakdown`); what the experts overrode
 (:class:`Overrides`); the :class:`Paired` comparison, the :class:`StudentTeacherAgreement`, the teacher's
 trust (:class:`terakoya.routing.trust.TeacherTrust`), the :class:`ExpertCost`, the :class:`Economics`, the
-:class:`LearningCurve`, and the findings and notes in plain words.
+:class:`LearningCurve`; the first screen's answers in plain words (:class:`SummaryLine`, with the
+:class:`ExpertTime` behind the cost), accuracy by slice of the test items
+(:class:`terakoya.evaluation.slices.Slices`), verify vs blind expert answers
+(:class:`terakoya.evaluation.anchoring.VerifyVsBlind`), and the findings and notes in plain words.
 
 Every section's ``to_json()`` gives the dict report.json holds — the same keys, in the same order, with
-the same values as ever; a key report.json leaves out is ``None`` here — and ``from_json()`` reads such a
-dict back, so a saved report.json renders the same way as the report that wrote it.
+the same values as ever, and the newer sections (``summary``, ``slices``, ``verify_vs_blind``,
+``expert_time``) as new keys; a key report.json leaves out is ``None`` here — and ``from_json()`` reads such a
+dict back, so a saved report.json renders the same way as the report that wrote it, an older one too.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
-from pathlib import Path
-from typing import Any, ClassVar, Self
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-import numpy as np
-
+from terakoya.evaluation.anchoring import VerifyVsBlind
+from terakoya.evaluation.records import OPTIONAL as _OPTIONAL
+from terakoya.evaluation.records import Json, json_safe
+from terakoya.evaluation.records import Record as _Record
+from terakoya.evaluation.slices import Slices
 from terakoya.routing.trust import TeacherTrust
 
 __all__ = [
@@ -40,6 +45,7 @@ __all__ = [
     "ExpertCost",
     "ExpertEconomics",
     "ExpertScore",
+    "ExpertTime",
     "ExpertsAloneSummary",
     "ExpertsSummary",
     "LearningCurve",
@@ -56,73 +62,11 @@ __all__ = [
     "StudentSummary",
     "StudentTeacherAgreement",
     "StudentTiming",
+    "SummaryLine",
     "TeacherEconomics",
     "TeacherSummary",
     "json_safe",
 ]
-
-Json = dict[str, Any]
-
-
-def json_safe(value: Any) -> Any:
-    """Plain JSON: numpy scalars to Python, NaN and infinities to None, tuples to lists."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-# ----------------------------------------------------------------------------- records
-
-
-class _Record:
-    """A section whose JSON is its fields in their order, records within it as dicts, and a field with
-    :data:`_OPTIONAL` metadata left out while it is None; ``from_json`` gives a missing key its default, and
-    turns the dicts of a field with ``{"of": SomeRecord}`` metadata into records."""
-
-    __dataclass_fields__: ClassVar[dict[str, Any]]
-
-    def to_json(self) -> Json:
-        out: Json = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is not None or not f.metadata.get("optional"):
-                out[f.name] = _plain(value)
-        return out
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Self:
-        values: Json = {}
-        for f in fields(cls):
-            if f.name not in d and (f.default is not MISSING or f.default_factory is not MISSING):
-                continue
-            value, kind = d[f.name], f.metadata.get("of")
-            if kind is not None and value is not None:
-                value = [kind.from_json(v) for v in value] if isinstance(value, list) else kind.from_json(value)
-            values[f.name] = value
-        return cls(**values)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, _Record):
-        return value.to_json()
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-#: metadata of a field that report.json leaves out while it is None
-_OPTIONAL = {"optional": True}
 
 
 # ----------------------------------------------------------------------------- scores
@@ -714,6 +658,40 @@ class LearningCurve(_Record):
         return out | {"reason": self.reason, "random": random}
 
 
+# ----------------------------------------------------------------------------- the first screen
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpertTime(_Record):
+    """The expert time behind the answers, in minutes: what people recorded, an estimate for people's answers
+    that recorded none, and what simulated answers assume (``routing.seconds_per_item`` each)."""
+
+    answers: int
+    #: people's answers with recorded active seconds, and those seconds in minutes
+    timed: int
+    recorded_minutes: float
+    #: people's answers that recorded no time, and them at the median recorded time (None: nothing to estimate)
+    untimed: int
+    estimated_minutes: float | None
+    #: simulated answers, and the time they were given
+    simulated: int
+    simulated_minutes: float
+
+    @property
+    def total_minutes(self) -> float:
+        return self.recorded_minutes + (self.estimated_minutes or 0.0) + self.simulated_minutes
+
+
+@dataclass(frozen=True)
+class SummaryLine(_Record):
+    """One plain-words answer of the first screen: ``topic`` the question it answers, ``text`` the answer and
+    ``see`` the id of the section that shows the details (None: none)."""
+
+    topic: str
+    text: str
+    see: str | None = None
+
+
 # ----------------------------------------------------------------------------- the report
 
 
@@ -752,6 +730,14 @@ class Report:
     student_errors: ErrorBreakdown | None = None
     paired: Paired | None = None
     agreement: StudentTeacherAgreement | None = None
+    #: the first screen: the answers in plain words (empty in a report.json written before it)
+    summary: list[SummaryLine] = field(default_factory=list)
+    #: accuracy by slice of the test items (None in a report.json written before it)
+    slices: Slices | None = None
+    #: expert accuracy and agreement with the teacher on verify and blind tasks (None: as above)
+    verify_vs_blind: VerifyVsBlind | None = None
+    #: the expert time behind the answers (None: as above)
+    expert_time: ExpertTime | None = None
     #: the key findings in plain words, the headline first
     findings: list[str] = field(default_factory=list)
     #: what could not be computed, and why
@@ -787,9 +773,13 @@ class Report:
             expert_cost=self.expert_cost.to_json(),
             economics=self.economics.to_json(),
             learning_curve=self.learning_curve.to_json(),
-            findings=self.findings,
-            notes=self.notes,
+            summary=[line.to_json() for line in self.summary],
         )
+        for name in ("slices", "verify_vs_blind", "expert_time"):
+            section = getattr(self, name)
+            if section is not None:
+                out[name] = section.to_json()
+        out.update(findings=self.findings, notes=self.notes)
         safe: Json = json_safe(out)
         return safe
 
@@ -814,6 +804,10 @@ class Report:
             expert_cost=ExpertCost.from_json(d["expert_cost"]),
             economics=Economics.from_json(d["economics"]),
             learning_curve=LearningCurve.from_json(d["learning_curve"]),
+            summary=[SummaryLine.from_json(line) for line in d.get("summary", [])],
+            slices=Slices.from_json(d["slices"]) if d.get("slices") else None,
+            verify_vs_blind=VerifyVsBlind.from_json(d["verify_vs_blind"]) if d.get("verify_vs_blind") else None,
+            expert_time=ExpertTime.from_json(d["expert_time"]) if d.get("expert_time") else None,
             findings=d["findings"],
             notes=d["notes"],
         )
