@@ -49,6 +49,7 @@ __all__ = [
     "Dashboard",
     "DayWork",
     "Disagreement",
+    "Feedback",
     "FlagRow",
     "Funnel",
     "PeriodStats",
@@ -57,6 +58,7 @@ __all__ = [
     "TrainerStats",
     "Working",
     "dashboard_data",
+    "trainer_feedback",
     "trainer_stats",
 ]
 
@@ -141,6 +143,18 @@ class Disagreement:
     expert_label: str | None
     person_name: str
     rationale: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One of a trainer's answers that differs from the known answer (gold) or from the other experts."""
+
+    item_id: int
+    text: str
+    your_label: str
+    expected_label: str
+    against: str  # "gold": the item's known answer | "experts": the majority of the item's answers
     at: datetime
 
 
@@ -355,6 +369,40 @@ def _disagreements(s: Any, project_id: int, limit: int) -> list[Disagreement]:
         )
         for ans, item, sug, name in rows
     ]
+
+
+def trainer_feedback(db: Database, project_id: int, person_id: int, *, limit: int = 10) -> list[Feedback]:
+    """The person's latest live answers that differ from the item's gold label, or — on items without gold that
+    several people answered — from the majority of their answers (:func:`terakoya.quality.aggregate.majority`,
+    the rule training uses). Newest first."""
+    from terakoya.quality.aggregate import by_item, expert_answer_rows, majority
+
+    with db.session() as s:
+        mine = s.execute(
+            select(Answer.id, Answer.label, Answer.created_at, Item.id, Item.text, Item.gold_label)
+            .join(Item, Item.id == Answer.item_id)
+            .where(Item.project_id == project_id, Answer.person_id == person_id, live_expert_answer())
+            .order_by(Answer.id.desc())
+            .limit(500)
+        ).all()
+        others = by_item(
+            s.execute(expert_answer_rows().where(Answer.item_id.in_([row[3] for row in mine if row[5] is None])))
+        )
+    out: list[Feedback] = []
+    for _answer_id, label, at, item_id, text, gold in mine:
+        if label is None:
+            continue
+        if gold is not None:
+            expected, against = gold, "gold"
+        elif len(others.get(item_id, [])) >= 2:
+            expected, against = majority(others[item_id]), "experts"
+        else:
+            continue
+        if label != expected:
+            out.append(Feedback(item_id, text, label, expected, against, at))
+            if len(out) >= limit:
+                break
+    return out
 
 
 def _flags(s: Any, project_id: int, limit: int) -> list[FlagRow]:

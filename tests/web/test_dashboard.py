@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from terakoya import dashboard, jobs, workqueue
 from terakoya.errors import DataError, TeacherError
@@ -426,3 +426,33 @@ def test_every_counter_and_funnel_step_is_explained_in_the_docs() -> None:
         assert f"| {text} |" in docs, f"counter {key} is not explained in docs/web.md"
     for field, label, text in dashboard.FUNNEL_STEPS:
         assert f"| {label} | {text} |" in docs, f"funnel step {field} is not explained in docs/web.md"
+
+
+def test_trainer_feedback_lists_answers_that_differ_from_gold_or_from_the_other_experts(project: WebProject) -> None:
+    from terakoya.storage.models import Answer, Item
+
+    tom, ann, bo = (make_trainer(project, n) for n in ("tom", "ann", "bo"))
+    with project.db.session() as s:
+        items = s.scalars(select(Item).where(Item.project_id == project.project_id).order_by(Item.id)).all()
+        items[0].gold_label = "positive"
+        items[1].gold_label = "negative"
+        rows = [
+            (items[0], tom, "negative"),  # differs from gold
+            (items[1], tom, "negative"),  # matches gold
+            (items[2], tom, "neutral"),  # outvoted by ann and bo
+            (items[2], ann, "positive"),
+            (items[2], bo, "positive"),
+            (items[3], tom, "neutral"),  # alone on its item: nothing to compare with
+            (items[4], tom, "positive"),  # undone: not live
+        ]
+        for item, person, label in rows:
+            s.add(Answer(item_id=item.id, person_id=person.id, kind="label", label=label, source="web"))
+        s.flush()
+        s.execute(update(Answer).where(Answer.item_id == items[4].id).values(superseded=True))
+        ids = [i.id for i in items]
+    feedback = dashboard.trainer_feedback(project.db, project.project_id, tom.id)
+    assert [(f.item_id, f.your_label, f.expected_label, f.against) for f in feedback] == [
+        (ids[2], "neutral", "positive", "experts"),
+        (ids[0], "negative", "positive", "gold"),
+    ]
+    assert dashboard.trainer_feedback(project.db, project.project_id, ann.id) == []

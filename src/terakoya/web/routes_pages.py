@@ -125,6 +125,7 @@ def _me(request: Request, who: Principal, *, new_token: str | None, error: str |
         "account": account,
         "stats": stats,
         "work": work,
+        "feedback": dashboard.trainer_feedback(st.db, st.project_id, who.person_id),
         "hourly": _per_hour(stats.total.earnings, stats.total.active_seconds),
         "items_per_hour": _per_hour(stats.total.items, stats.total.active_seconds),
         "tokens": accounts.list_api_tokens(st.db, who.person_id),
