@@ -219,11 +219,16 @@ class StudentSettings(_Section):
     seed: int = Field(0, description="seed for training")
 
 
+#: the most one item or one hour may pay, and the longest currency code (the file, the API and the form)
+MAX_PAY = 1_000_000.0
+MAX_CURRENCY = 10
+
+
 class PaySettings(_Section):
     mode: Literal["per_item", "per_hour"] = Field("per_item", description="how trainers are paid")
-    per_item: float = Field(0.10, ge=0, description="pay per answered item")
-    per_hour: float = Field(20.0, ge=0, description="pay per active hour")
-    currency: str = Field("USD", description="currency code shown to trainers")
+    per_item: float = Field(0.10, ge=0, le=MAX_PAY, allow_inf_nan=False, description="pay per answered item")
+    per_hour: float = Field(20.0, ge=0, le=MAX_PAY, allow_inf_nan=False, description="pay per active hour")
+    currency: str = Field("USD", min_length=1, max_length=MAX_CURRENCY, description="currency code shown to trainers")
 
 
 class EvaluationSettings(_Section):

@@ -157,6 +157,14 @@ def test_pay_set_in_the_web_app_overrides_the_project_file(project: WebProject) 
     with pytest.raises(DataError) as err:
         accounts.set_pay(project.db, project.project_id, project.settings, mode="per_day", per_item=0, per_hour=30)
     assert err.value.message.startswith("pay is not valid — mode: Input should be 'per_item' or 'per_hour'")
+    # the library refuses what the API and the form refuse: the limits live once, on PaySettings
+    for bad in ({"per_item": float("inf")}, {"per_item": float("nan")}, {"per_hour": 2e6}, {"currency": "X" * 11}):
+        with pytest.raises(DataError, match="amounts are from 0 to 1,000,000"):
+            accounts.set_pay(
+                project.db, project.project_id, project.settings, **{"mode": "per_item", "per_item": 0.1,
+                                                                     "per_hour": 1.0, **bad}  # type: ignore[arg-type]
+            )  # fmt: skip
+    assert accounts.current_pay(project.db, project.project_id, project.settings) == pay
 
 
 def test_the_cookie_key_is_made_once_per_project(project: WebProject) -> None:

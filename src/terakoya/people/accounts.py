@@ -35,7 +35,7 @@ from terakoya.errors import (
     RateLimited,
     StateError,
 )
-from terakoya.settings import PaySettings, Settings
+from terakoya.settings import MAX_CURRENCY, MAX_PAY, PaySettings, Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Person, Project, utcnow
 from terakoya.storage.web_models import ApiToken, Invite, Membership, PayRate, WebSecret, WebSession
@@ -761,7 +761,10 @@ def set_pay(
         )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise DataError(f"pay is not valid — {problems}; mode is per_item or per_hour, amounts are >= 0") from exc
+        raise DataError(
+            f"pay is not valid — {problems}; mode is per_item or per_hour, amounts are from 0 to {MAX_PAY:,.0f}, "
+            f"the currency a code of at most {MAX_CURRENCY} characters"
+        ) from exc
     with db.session() as s:
         s.add(
             PayRate(

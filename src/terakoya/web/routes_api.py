@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from terakoya import dashboard, jobs, workqueue
 from terakoya.errors import DataError
 from terakoya.people import accounts, glossary, payouts
-from terakoya.settings import PaySettings
+from terakoya.settings import MAX_CURRENCY, MAX_PAY, PaySettings
 from terakoya.web.routes_owner import csv_response, invite_url
 from terakoya.web.routes_pages import utc_offset
 from terakoya.web.security import Principal, RowId, api_user, client_address, get_state
@@ -70,9 +70,9 @@ class InviteIn(BaseModel):
 
 class PayIn(BaseModel):
     mode: str = Field(description="per_item or per_hour")
-    per_item: float = Field(0.0, ge=0, le=1_000_000, allow_inf_nan=False)
-    per_hour: float = Field(0.0, ge=0, le=1_000_000, allow_inf_nan=False)
-    currency: str | None = Field(None, max_length=10)
+    per_item: float = Field(0.0, ge=0, le=MAX_PAY, allow_inf_nan=False)
+    per_hour: float = Field(0.0, ge=0, le=MAX_PAY, allow_inf_nan=False)
+    currency: str | None = Field(None, max_length=MAX_CURRENCY)
 
 
 _PAY_FIELDS = {"mode": "mode", "per_item": "per item", "per_hour": "per hour", "currency": "currency"}
