@@ -173,6 +173,9 @@ def test_glossary_terms_are_proposed_approved_and_reach_the_prompt(project: WebP
     assert "<script>" not in glossary.guidelines_html(
         project.settings.model_copy(update={"guidelines": "<script>x</script>"})
     )
+    # headings sit under the page's own h1 and h2
+    shifted = glossary.guidelines_html(project.settings.model_copy(update={"guidelines": "# Tone\n\n## Sub\n"}))
+    assert shifted == "<h3>Tone</h3>\n<h4>Sub</h4>\n"
 
 
 def test_jobs_record_progress_results_and_failures(project: WebProject) -> None:

@@ -186,8 +186,19 @@ def guideline_version_in(s: Session, project_id: int, settings: Settings) -> str
     return h.hexdigest()[:16]
 
 
+#: headings in the guidelines start at this level: the page around them has its own h1 and h2
+GUIDELINE_TOP_HEADING = 3
+
+
 def guidelines_html(settings: Settings) -> str:
-    """The guidelines (Markdown) as HTML; raw HTML in them is shown as text, never run."""
+    """The guidelines (Markdown) as HTML; raw HTML in them is shown as text, never run. Their headings are
+    shifted down (``#`` becomes h3) so that they sit under the page's own headings."""
     from markdown_it import MarkdownIt
 
-    return str(MarkdownIt("commonmark", {"html": False}).render(settings.guidelines or ""))
+    md = MarkdownIt("commonmark", {"html": False})
+    tokens = md.parse(settings.guidelines or "")
+    for token in tokens:
+        if token.type in {"heading_open", "heading_close"}:
+            level = min(6, int(token.tag[1:]) + GUIDELINE_TOP_HEADING - 1)
+            token.tag = f"h{level}"
+    return str(md.renderer.render(tokens, md.options, {}))
