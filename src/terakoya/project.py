@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sqlalchemy import distinct, func, select
 
+from terakoya.people.glossary import edited_settings
 from terakoya.project_file import append_labels, write_new_project
 from terakoya.settings import Settings, db_url_as_recorded, load_settings
 from terakoya.storage import Database, open_database
@@ -77,9 +78,9 @@ class Project:
     """An open project: ``settings``, ``db`` and ``project_id``, and one method per stage."""
 
     def __init__(self, settings: Settings, db: Database, *, overrides: Mapping[str, Any] | None = None) -> None:
-        self.settings = settings
         self.db = db
         self.project_id = db.project_id(settings.name)
+        self.settings = edited_settings(db, self.project_id, settings)
         self._overrides = dict(overrides or {})
 
     # ------------------------------------------------------------------ opening
@@ -112,8 +113,10 @@ class Project:
         return self.settings.project_dir
 
     def reload_settings(self) -> None:
-        """Re-read terakoya.toml (after labels were appended), with the same environment and flags."""
-        self.settings = load_settings(self.dir, overrides=self._overrides)
+        """Re-read terakoya.toml (after labels were appended, or the owner edited the guidelines in the web app),
+        with the same environment and flags."""
+        loaded = load_settings(self.dir, overrides=self._overrides)
+        self.settings = edited_settings(self.db, self.project_id, loaded)
 
     def close(self) -> None:
         self.db.close()

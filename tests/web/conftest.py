@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from terakoya.people import accounts
+from terakoya.people import accounts, glossary
 from terakoya.project import Progress
 from terakoya.settings import LabelSpec, Settings
 from terakoya.storage import open_database
@@ -36,7 +36,9 @@ class WebProject:
     calls: list[tuple[str, Any]] = field(default_factory=list)
 
     def reload_settings(self) -> None:
+        """As :meth:`terakoya.project.Project.reload_settings`: the owner's web edits of the guidelines apply."""
         self.calls.append(("reload_settings", None))
+        self.settings = glossary.edited_settings(self.db, self.project_id, self.settings)
 
     def teach(self, *, progress: Progress | None = None) -> dict[str, Any]:
         for i in range(3):

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from terakoya.people import accounts
+from terakoya.people import accounts, glossary
 from terakoya.storage.models import Answer
 from terakoya.web import create_app
 
@@ -423,3 +423,34 @@ def test_cookies_are_secure_behind_https_by_default(
             cookies += [v for k, v in r.headers.multi_items() if k == "set-cookie"]
             assert len(cookies) == 3
         assert all(("; secure" in c.lower()) is secure for c in cookies), cookies
+
+
+def test_the_owner_edits_guidelines_and_label_descriptions_as_versions(client: TestClient, project: WebProject) -> None:
+    tom = token_for(client, "tom")
+    before = client.get("/api/v1/guidelines", headers=tom).json()
+    task = client.get("/api/v1/tasks/next", headers=tom).json()["task"]
+    key = {"idempotency_key": "k1", "active_seconds": 3}
+    assert client.post(f"/api/v1/tasks/{task['task_id']}/answer", json={"label": "neutral", **key}, headers=tom)
+    olga = token_for(client, "olga")
+    body = {"guidelines": "# Tone\n\nJudge the **company**.", "descriptions": {"positive": "good for the firm"}}
+    assert error(client.put("/api/v1/guidelines", json=body, headers=tom))[:2] == (403, "forbidden")
+    bad = client.put("/api/v1/guidelines", json={**body, "descriptions": {"great": "x"}}, headers=olga)
+    assert error(bad)[:2] == (422, "data") and "'great' is not a label of this project" in error(bad)[2]
+    saved = client.put("/api/v1/guidelines", json=body, headers=olga).json()
+    assert saved["guidelines"] == body["guidelines"] and "<h3>Tone</h3>" in saved["guidelines_html"]
+    assert saved["version"] != before["version"]
+    assert [o["description"] for o in saved["labels"] if o["name"] == "positive"] == ["good for the firm"]
+    # trainers read the new version; the answer given before keeps the old one
+    assert client.get("/api/v1/guidelines", headers=tom).json()["version"] == saved["version"]
+    history = glossary.guideline_history(project.db, project.project_id)
+    assert [(h.version, h.set_by, h.answers) for h in history] == [(saved["version"], "olga", 0)]
+    with project.db.session() as s:
+        assert s.scalars(select(Answer.guideline_version)).all() == [before["version"]]
+    # the owner's page edits the same way, through a form
+    sign_in(client, "olga")
+    page = client.get("/glossary")
+    assert "Edit the guidelines" in page.text and "good for the firm" in page.text
+    form = {"csrf_token": csrf_of(page.text), "guidelines": "Read it twice.", "label:negative": "bad news"}
+    assert client.post("/glossary/guidelines", data=form, follow_redirects=False).status_code == 303
+    assert project.settings.guidelines == "Read it twice."
+    assert [s.description for s in project.settings.labels if s.name == "negative"] == ["bad news"]

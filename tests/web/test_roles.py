@@ -59,6 +59,8 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/report"): "reviewer",
     ("GET", "/report/{name}"): "reviewer",
     ("GET", "/payouts"): "owner",
+    ("POST", "/glossary/guidelines"): "owner",
+    ("PUT", "/api/v1/guidelines"): "owner",
     ("GET", "/payouts.csv"): "owner",
     ("GET", "/api/v1/payouts"): "owner",
     ("GET", "/api/v1/dashboard"): "reviewer",

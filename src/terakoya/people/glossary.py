@@ -1,7 +1,10 @@
-"""Glossary terms taught by experts: proposed by a trainer, approved or rejected by the owner.
+"""What experts and the teacher read: guidelines, label descriptions and the glossary.
 
-Approved terms join the ``[glossary]`` of terakoya.toml in the teacher's prompt
-(:func:`glossary_for_prompt`) and in the guidelines panel trainers read while they work.
+Glossary terms are proposed by a trainer, approved or rejected by the owner; approved terms join the
+``[glossary]`` of terakoya.toml in the teacher's prompt (:func:`glossary_for_prompt`) and in the guidelines
+panel trainers read while they work. The owner may edit the guidelines and label descriptions in the web app
+(:func:`set_guidelines`): each edit is a kept revision, the newest wins over terakoya.toml
+(:func:`edited_settings`, applied when a project opens), and answers carry the version they were given under.
 """
 
 from __future__ import annotations
@@ -17,19 +20,26 @@ from terakoya.errors import DataError, StateError
 from terakoya.people.accounts import NotFound
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
-from terakoya.storage.models import GlossaryTerm, Person
+from terakoya.storage.models import Answer, GlossaryTerm, Item, Person
+from terakoya.storage.web_models import GuidelineRevision
 
 __all__ = [
+    "MAX_DESCRIPTION",
+    "MAX_GUIDELINES",
+    "GuidelineRevisionView",
     "TermView",
     "approved_terms",
     "decide_term",
+    "edited_settings",
     "glossary_for_prompt",
+    "guideline_history",
     "guideline_version",
     "guideline_version_in",
     "guidelines_html",
     "list_terms",
     "panel_terms",
     "propose_term",
+    "set_guidelines",
 ]
 
 
@@ -202,3 +212,114 @@ def guidelines_html(settings: Settings) -> str:
             level = min(6, int(token.tag[1:]) + GUIDELINE_TOP_HEADING - 1)
             token.tag = f"h{level}"
     return str(md.renderer.render(tokens, md.options, {}))
+
+
+# ----------------------------------------------------------------------------- guidelines edited in the web app
+
+#: longest guidelines and label description the web app takes, in characters
+MAX_GUIDELINES = 100_000
+MAX_DESCRIPTION = 2_000
+
+
+@dataclass(frozen=True)
+class GuidelineRevisionView:
+    id: int
+    guidelines: str
+    label_descriptions: dict[str, str]
+    version: str  # the version stamp of answers given under it (until a glossary term changes it)
+    set_by: str | None
+    created_at: datetime
+    answers: int  # answers given under this version
+
+
+def _apply(settings: Settings, guidelines: str, descriptions: dict[str, str]) -> Settings:
+    labels = [
+        spec.model_copy(update={"description": descriptions[spec.name]}) if spec.name in descriptions else spec
+        for spec in settings.labels
+    ]
+    return settings.model_copy(update={"guidelines": guidelines, "labels": labels})
+
+
+def edited_settings(db: Database, project_id: int, settings: Settings) -> Settings:
+    """``settings`` with the owner's newest web edit of the guidelines and label descriptions, if any."""
+    with db.session() as s:
+        row = s.scalars(
+            select(GuidelineRevision)
+            .where(GuidelineRevision.project_id == project_id)
+            .order_by(GuidelineRevision.id.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return settings
+        return _apply(settings, row.guidelines, {str(k): str(v) for k, v in dict(row.label_descriptions).items()})
+
+
+def set_guidelines(
+    db: Database,
+    project_id: int,
+    settings: Settings,
+    *,
+    guidelines: str,
+    descriptions: dict[str, str],
+    set_by: int | None = None,
+) -> GuidelineRevisionView:
+    """Record a new revision of the guidelines and label descriptions (from now on; earlier answers keep the
+    version they were given under). ``descriptions``: label name -> description, for declared labels only."""
+    unknown = sorted(set(descriptions) - set(settings.label_names))
+    if unknown:
+        raise DataError(
+            f"{', '.join(map(repr, unknown))} is not a label of this project; describe one of: "
+            f"{', '.join(settings.label_names)}"
+        )
+    if len(guidelines) > MAX_GUIDELINES:
+        raise DataError(f"the guidelines are {len(guidelines):,} characters long; keep them under {MAX_GUIDELINES:,}")
+    too_long = sorted(name for name, text in descriptions.items() if len(text) > MAX_DESCRIPTION)
+    if too_long:
+        raise DataError(f"the description of {', '.join(too_long)} is too long; keep each under {MAX_DESCRIPTION:,}")
+    clean = {name: text.strip() for name, text in descriptions.items()}
+    new = _apply(settings, guidelines.strip(), clean)
+    with db.session() as s:
+        version = guideline_version_in(s, project_id, new)
+        s.add(
+            GuidelineRevision(
+                project_id=project_id,
+                guidelines=new.guidelines,
+                label_descriptions={spec.name: spec.description for spec in new.labels},
+                version=version,
+                set_by=set_by,
+            )
+        )
+    return guideline_history(db, project_id, limit=1)[0]
+
+
+def guideline_history(db: Database, project_id: int, *, limit: int = 20) -> list[GuidelineRevisionView]:
+    """The owner's edits, newest first, each with the answers given under its version."""
+    with db.session() as s:
+        rows = s.execute(
+            select(GuidelineRevision, Person.name)
+            .outerjoin(Person, Person.id == GuidelineRevision.set_by)
+            .where(GuidelineRevision.project_id == project_id)
+            .order_by(GuidelineRevision.id.desc())
+            .limit(limit)
+        ).all()
+        versions = [r.version for r, _ in rows]
+        counts = dict(
+            s.execute(
+                select(Answer.guideline_version, func.count())
+                .join(Item, Item.id == Answer.item_id)
+                .where(Item.project_id == project_id, Answer.guideline_version.in_(versions))
+                .group_by(Answer.guideline_version)
+            ).all()
+        )
+        return [
+            GuidelineRevisionView(
+                r.id,
+                r.guidelines,
+                {str(k): str(v) for k, v in dict(r.label_descriptions).items()},
+                r.version,
+                name,
+                r.created_at,
+                int(counts.get(r.version, 0)),
+            )
+            for r, name in rows
+        ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from terakoya.storage.models import Base, Task, utcnow
@@ -101,6 +101,20 @@ class PayRate(Base):
     per_item: Mapped[float] = mapped_column(Float)
     per_hour: Mapped[float] = mapped_column(Float)
     currency: Mapped[str] = mapped_column(String(10))
+    set_by: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class GuidelineRevision(Base):
+    """Guidelines and label descriptions as the owner edited them in the web app (the newest wins over
+    terakoya.toml); each revision is kept, with the version stamp answers given under it carry."""
+
+    __tablename__ = "guideline_revisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    guidelines: Mapped[str] = mapped_column(Text)
+    label_descriptions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    version: Mapped[str] = mapped_column(String(64))
     set_by: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -275,6 +275,27 @@ def guidelines(request: Request, who: Trainer) -> GuidelinesOut:
     )
 
 
+class GuidelinesIn(BaseModel):
+    guidelines: str = Field(max_length=glossary.MAX_GUIDELINES)
+    descriptions: dict[str, str] = Field(default_factory=dict, description="label name -> what it means")
+
+
+@router.put("/guidelines", tags=["glossary"], response_model=GuidelinesOut, summary="Edit guidelines (owner)")
+def edit_guidelines(request: Request, body: GuidelinesIn, who: Owner) -> GuidelinesOut:
+    """A new version of the guidelines and label descriptions, from now on (earlier answers keep theirs)."""
+    st = get_state(request)
+    glossary.set_guidelines(
+        st.db,
+        st.project_id,
+        st.settings,
+        guidelines=body.guidelines,
+        descriptions=body.descriptions,
+        set_by=who.person_id,
+    )
+    st.project.reload_settings()
+    return guidelines(request, who)
+
+
 @router.get("/glossary", tags=["glossary"], response_model=list[glossary.TermView], summary="Glossary terms")
 def list_terms(request: Request, who: Trainer, status: str | None = None) -> list[glossary.TermView]:
     """Reviewers and owners see every term; trainers see approved terms and their own proposals."""

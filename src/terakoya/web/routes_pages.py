@@ -65,7 +65,15 @@ def glossary_page(request: Request, who: Annotated[Principal, Depends(page_user(
     return _glossary(request, who, error=None, status_code=200, done=request.query_params.get("done"))
 
 
-def _glossary(request: Request, who: Principal, *, error: str | None, status_code: int, done: str | None) -> Response:
+def _glossary(
+    request: Request,
+    who: Principal,
+    *,
+    error: str | None,
+    status_code: int,
+    done: str | None,
+    edit: dict[str, str] | None = None,
+) -> Response:
     st = get_state(request)
     if who.may("reviewer"):
         proposals = glossary.list_terms(st.db, st.project_id, status="proposed")
@@ -74,7 +82,36 @@ def _glossary(request: Request, who: Principal, *, error: str | None, status_cod
         proposals = glossary.list_terms(st.db, st.project_id, proposed_by=who.person_id)
         decided = []
     ctx = {**_panel(request), "proposals": proposals, "decided": decided, "error": error, "done": done}
+    if who.may("owner"):
+        ctx["revisions"] = glossary.guideline_history(st.db, st.project_id, limit=10)
+        ctx["edit"] = edit or {
+            "guidelines": st.settings.guidelines,
+            **{f"label:{spec.name}": spec.description for spec in st.settings.labels},
+        }
+        ctx["labels"] = st.settings.labels
     return render(request, "glossary.html", ctx, status_code=status_code, page="glossary")
+
+
+@router.post("/glossary/guidelines")
+async def edit_guidelines(request: Request, who: Annotated[Principal, Depends(page_user("owner"))]) -> Response:
+    """The owner edits the guidelines and label descriptions: a new revision from now on."""
+    st = get_state(request)
+    form = await request.form()
+    edit = {str(k): str(v) for k, v in form.items() if k == "guidelines" or str(k).startswith("label:")}
+    descriptions = {k.removeprefix("label:"): v for k, v in edit.items() if k.startswith("label:")}
+    try:
+        glossary.set_guidelines(
+            st.db,
+            st.project_id,
+            st.settings,
+            guidelines=edit.get("guidelines", ""),
+            descriptions=descriptions,
+            set_by=who.person_id,
+        )
+    except DataError as exc:
+        return _glossary(request, who, error=exc.message, status_code=422, done=None, edit=edit)
+    st.project.reload_settings()
+    return RedirectResponse("/glossary?done=guidelines", status_code=303)
 
 
 @router.post("/glossary")
