@@ -422,6 +422,9 @@ def serve(
             help="comma-separated addresses of your TLS proxy, whose X-Forwarded-For/-Proto headers are believed"
         ),
     ] = None,
+    public_url: Annotated[
+        str | None, typer.Option(help="the address people reach the server at, behind a proxy (invite links)")
+    ] = None,
     workers: Annotated[int, typer.Option(help="web processes sharing the queue (PostgreSQL recommended)")] = 1,
     jobs: Annotated[
         bool, typer.Option("--jobs/--no-jobs", help="run background jobs here (--no-jobs: `terakoya worker` runs them)")
@@ -442,6 +445,7 @@ def serve(
         trusted_proxies=trust_proxy,
         workers=workers,
         run_jobs=jobs,
+        public_url=public_url,
     )
 
 

@@ -358,3 +358,13 @@ def test_simulated_answers_are_left_out_but_their_time_is_not_mixed_with_others(
         project.db, project.project_id, project.settings, start=DAY.date(), end=DAY.date()
     )
     assert [line.name for line in statement.lines] == ["tom"] and statement.lines[0].active_seconds == 210.0
+
+
+def test_behind_a_proxy_links_use_the_public_url(project: WebProject) -> None:
+    accounts.create_owner(project.db, project.project_id, "olga", "olga@example.org", PASSWORD)
+    with TestClient(create_app(project, public_url="https://work.example.org/")) as c:
+        olga = _token(c, "olga")
+        url = c.post("/api/v1/invites", json={"role": "trainer"}, headers=olga).json()["url"]
+        assert url.startswith("https://work.example.org/invite/")
+        sign_in(c, "olga")
+        assert '<code id="api-origin">https://work.example.org</code>' in c.get("/docs").text

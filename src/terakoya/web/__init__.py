@@ -16,7 +16,13 @@ if TYPE_CHECKING:
 __all__ = ["create_app", "serve"]
 
 
-def create_app(project: ProjectLike, *, secure_cookies: bool | None = None, run_jobs: bool = True) -> FastAPI:
+def create_app(
+    project: ProjectLike,
+    *,
+    secure_cookies: bool | None = None,
+    run_jobs: bool = True,
+    public_url: str | None = None,
+) -> FastAPI:
     """The FastAPI app for an open project (see :func:`terakoya.web.app.create_app`)."""
     try:
         from terakoya.web.app import create_app as build
@@ -24,7 +30,7 @@ def create_app(project: ProjectLike, *, secure_cookies: bool | None = None, run_
         from terakoya.errors import MissingDependency
 
         raise MissingDependency.for_extra(exc.name or "fastapi", "web", "the web workbench") from exc
-    return build(project, secure_cookies=secure_cookies, run_jobs=run_jobs)
+    return build(project, secure_cookies=secure_cookies, run_jobs=run_jobs, public_url=public_url)
 
 
 def serve(
@@ -37,6 +43,7 @@ def serve(
     trusted_proxies: str | None = None,
     workers: int = 1,
     run_jobs: bool = True,
+    public_url: str | None = None,
 ) -> None:
     """Serve the workbench of the project in ``project_dir`` until interrupted (see :func:`terakoya.web.app.serve`)."""
     from terakoya.web.app import serve as run
@@ -50,4 +57,5 @@ def serve(
         trusted_proxies=trusted_proxies,
         workers=workers,
         run_jobs=run_jobs,
+        public_url=public_url,
     )

@@ -197,14 +197,21 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return _error_json(500, "internal", message)
 
 
-def create_app(project: ProjectLike, *, secure_cookies: bool | None = None, run_jobs: bool = True) -> FastAPI:
+def create_app(
+    project: ProjectLike,
+    *,
+    secure_cookies: bool | None = None,
+    run_jobs: bool = True,
+    public_url: str | None = None,
+) -> FastAPI:
     """The web app for one open project (a :class:`~terakoya.project.Project`, or anything :class:`ProjectLike`).
 
     The owner's job buttons run ``project.teach/route/train/evaluate`` in the background (:mod:`terakoya.jobs`),
     and the settings are read again after each job. ``secure_cookies``: True marks every cookie Secure, False
     none; None (the default) marks them Secure on requests that came over HTTPS (directly, or through a proxy
     that :func:`serve` was told to trust). ``run_jobs=False``: this process only queues jobs, and
-    `terakoya worker` processes run them.
+    `terakoya worker` processes run them. ``public_url``: the address people reach the server at, for invite
+    links and the API page, when it differs from the one it listens on (behind a proxy).
     """
     from terakoya.web import routes_api, routes_auth, routes_owner, routes_pages
 
@@ -216,6 +223,7 @@ def create_app(project: ProjectLike, *, secure_cookies: bool | None = None, run_
         ),
         throttle=LoginThrottle(),
         secure_cookies=secure_cookies,
+        public_url=public_url,
     )
 
     @asynccontextmanager
@@ -268,7 +276,12 @@ def app_from_environment() -> FastAPI:
 
     config = json.loads(os.environ[_SERVE_ENV])
     project = Project.open(Path(config["project_dir"]), overrides=config["overrides"])
-    return create_app(project, secure_cookies=config["secure_cookies"], run_jobs=config["run_jobs"])
+    return create_app(
+        project,
+        secure_cookies=config["secure_cookies"],
+        run_jobs=config["run_jobs"],
+        public_url=config["public_url"],
+    )
 
 
 def serve(
@@ -281,6 +294,7 @@ def serve(
     trusted_proxies: str | None = None,
     workers: int = 1,
     run_jobs: bool = True,
+    public_url: str | None = None,
 ) -> None:
     """Open the project in ``project_dir`` and serve its workbench until interrupted.
 
@@ -300,6 +314,8 @@ def serve(
 
     if workers < 1:
         raise ConfigError(f"--workers {workers} is not a number of processes; use 1 or more")
+    if public_url and not public_url.startswith(("http://", "https://")):
+        raise ConfigError(f"--public-url {public_url!r} is not an address; write it as https://host[:port]")
     project = Project.open(project_dir, overrides=overrides)
     try:
         if not any(m.role == "owner" for m in list_members(project.db, project.project_id)):
@@ -318,7 +334,8 @@ def serve(
             "forwarded_allow_ips": trusted_proxies or None,
         }
         if workers == 1:
-            uvicorn.run(create_app(project, secure_cookies=secure_cookies, run_jobs=run_jobs), **options)
+            app = create_app(project, secure_cookies=secure_cookies, run_jobs=run_jobs, public_url=public_url)
+            uvicorn.run(app, **options)
             return
         os.environ[_SERVE_ENV] = json.dumps(
             {
@@ -326,6 +343,7 @@ def serve(
                 "overrides": overrides or {},
                 "secure_cookies": secure_cookies,
                 "run_jobs": run_jobs,
+                "public_url": public_url,
             }
         )
         uvicorn.run("terakoya.web.app:app_from_environment", factory=True, workers=workers, **options)

@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse
 
-from terakoya.web.security import csrf_token, get_state, principal, remember_csrf
+from terakoya.web.security import csrf_token, get_state, principal, remember_csrf, served_base_url
 
 __all__ = ["render", "templates"]
 
@@ -72,6 +72,7 @@ def render(
         "csrf": csrf_token(request),
         "project_name": st.settings.name,
         "nav": _nav(who.role if who else None),
+        "base_url": served_base_url(request),
         "page": page,
         **(context or {}),
     }

@@ -13,29 +13,12 @@ from terakoya import dashboard, jobs
 from terakoya.errors import DataError, TerakoyaError
 from terakoya.people import accounts, payouts
 from terakoya.web.render import render
-from terakoya.web.security import Principal, RowId, get_state, page_user
+from terakoya.web.security import Principal, RowId, get_state, page_user, served_base_url
 
 router = APIRouter(include_in_schema=False)
 
 REPORT_DIR = ("reports", "latest")
 _REPORT_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def served_base_url(request: Request) -> str:
-    """The address this server answers on, as the server itself knows it (the socket it was started on,
-    ``terakoya serve --host/--port``), never the request's Host header, which the client chooses: a link built
-    from it could send an invited person to someone else's site. Empty when the server has no address."""
-    server = request.scope.get("server")
-    if not server:
-        return ""
-    host, port = str(server[0]), server[1]
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    scheme = request.url.scheme
-    return f"{scheme}://{host}" + ("" if port in (None, _DEFAULT_PORTS.get(scheme)) else f":{port}")
 
 
 def invite_url(request: Request, token: str) -> str:

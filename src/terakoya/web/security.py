@@ -125,6 +125,8 @@ class WebState:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     #: True: always Secure; False: never; None (the default): Secure whenever the request came over HTTPS
     secure_cookies: bool | None = None
+    #: the address people reach the server at, when it is not the one it listens on (behind a proxy)
+    public_url: str | None = None
 
     def cookie_secure(self, request: Request) -> bool:
         """Whether cookies set in answer to ``request`` carry ``Secure``."""
@@ -336,6 +338,26 @@ def clear_session(request: Request, response: Response) -> None:
     secure = st.cookie_secure(request)
     response.delete_cookie(st.session_cookie, httponly=True, samesite="lax", secure=secure)
     response.delete_cookie(st.csrf_cookie, httponly=True, samesite="lax", secure=secure)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def served_base_url(request: Request) -> str:
+    """The address people reach this server at: ``terakoya serve --public-url`` when given (behind a TLS
+    proxy), else the socket the server was started on — never the request's Host header, which the client
+    chooses: a link built from it could send an invited person to someone else's site. Empty when unknown."""
+    public = get_state(request).public_url
+    if public:
+        return public.rstrip("/")
+    server = request.scope.get("server")
+    if not server:
+        return ""
+    host, port = str(server[0]), server[1]
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    scheme = request.url.scheme
+    return f"{scheme}://{host}" + ("" if port in (None, _DEFAULT_PORTS.get(scheme)) else f":{port}")
 
 
 def client_address(request: Request) -> str:
