@@ -24,7 +24,7 @@ from sqlalchemy import func, select, update
 
 from terakoya import workqueue
 from terakoya.people import accounts
-from terakoya.storage.models import Answer, GlossaryTerm, Item, Task, utcnow
+from terakoya.storage.models import Answer, Assignment, GlossaryTerm, Item, Task, utcnow
 from terakoya.web import create_app
 
 from .conftest import PASSWORD, WebProject, add_tasks, make_trainer
@@ -538,3 +538,34 @@ def test_trainer_screen_flags_without_a_default_and_switches_shortcuts_off(
     assert re.search(r"That makes [0-9.,]+ USD per active hour \([0-9]+ items an hour\)", page.inner_text("#my-rate"))
     page.screenshot(path=str(shots / "my-work-desktop.png"), full_page=True)
     context.close()
+
+
+def test_leaving_the_queue_gives_the_held_tasks_back_at_once(server: str, chromium: Any, project: WebProject) -> None:
+    """Opening the queue leases the task shown and one behind it; leaving the page must not keep them from
+    others until the lease runs out (an owner passing through /queue once held a trainer's verify task)."""
+    tom = make_trainer(project, "tom")
+
+    def held() -> int:
+        with project.db.session() as s:
+            return int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(Assignment)
+                    .where(Assignment.person_id == tom.id, Assignment.status == "leased")
+                )
+                or 0
+            )
+
+    page = chromium.new_page(viewport=DESKTOP)
+    sign_in(page, server, "tom")
+    page.wait_for_function("() => document.getElementById('task-text').textContent.trim().length > 0")
+    deadline = time.monotonic() + 10
+    while held() < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert held() == 2
+    page.goto(f"{server}/me")
+    deadline = time.monotonic() + 10
+    while held() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert held() == 0
+    page.close()

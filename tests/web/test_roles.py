@@ -61,6 +61,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/payouts"): "owner",
     ("POST", "/glossary/guidelines"): "owner",
     ("PUT", "/api/v1/guidelines"): "owner",
+    ("POST", "/api/v1/tasks/release"): "trainer",
     ("GET", "/payouts.csv"): "owner",
     ("GET", "/api/v1/payouts"): "owner",
     ("GET", "/api/v1/dashboard"): "reviewer",

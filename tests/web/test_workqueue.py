@@ -16,7 +16,7 @@ from terakoya.errors import DataError, StateError
 from terakoya.storage import open_database
 from terakoya.storage.models import Answer, Person, Task, utcnow
 
-from .conftest import WebProject, add_tasks, build_project, exact
+from .conftest import WebProject, add_tasks, build_project, exact, make_trainer
 
 
 @pytest.fixture
@@ -336,3 +336,22 @@ def test_one_person_holds_at_most_three_tasks(wq: WebProject) -> None:
         workqueue.lease_next(wq.db, wq.project_id, wq.settings, ann, exclude=held)
     assert err.value.message == "you already hold 3 tasks; answer or skip one of them before asking for another"
     assert workqueue.remaining_for(wq.db, wq.project_id, ann) == 6
+
+
+def test_released_tasks_go_to_the_next_person_at_once(project: WebProject) -> None:
+    tom, ann = make_trainer(project, "tom"), make_trainer(project, "ann")
+    first = workqueue.lease_next(project.db, project.project_id, project.settings, tom.id)
+    assert first is not None
+    second = workqueue.lease_next(project.db, project.project_id, project.settings, tom.id, exclude=[first.task_id])
+    assert second is not None
+    # not held by ann, or unknown: left alone
+    assert workqueue.release_tasks(project.db, project.project_id, ann.id, [first.task_id, 10**9]) == 0
+    assert workqueue.release_tasks(project.db, project.project_id, tom.id, [first.task_id, first.task_id]) == 1
+    taken = workqueue.lease_next(project.db, project.project_id, project.settings, ann.id)
+    assert taken is not None and taken.task_id == first.task_id
+    # tom may be offered it again later; his other task stays his
+    assert workqueue.release_tasks(project.db, project.project_id, tom.id, [first.task_id]) == 0
+    done = workqueue.submit_answer(
+        project.db, project.project_id, project.settings, tom.id, second.task_id, label="neutral", active_seconds=3
+    )
+    assert done.answer_id > 0

@@ -252,6 +252,21 @@ def skip_task(request: Request, task_id: RowId, who: Trainer) -> Ok:
     return Ok()
 
 
+class ReleaseIn(BaseModel):
+    task_ids: list[RowId] = Field(max_length=100, description="tasks leased to you that you leave unanswered")
+
+
+class ReleaseOut(BaseModel):
+    released: int
+
+
+@router.post("/tasks/release", tags=["queue"], response_model=ReleaseOut, summary="Give back tasks you leave")
+def release_tasks(request: Request, body: ReleaseIn, who: Trainer) -> ReleaseOut:
+    """Leaving the queue page: the tasks you held for later go back to the others at once."""
+    st = get_state(request)
+    return ReleaseOut(released=workqueue.release_tasks(st.db, st.project_id, who.person_id, body.task_ids))
+
+
 @router.post("/answers/undo", tags=["queue"], response_model=workqueue.UndoResult, summary="Undo your last answer")
 def undo(request: Request, who: Trainer) -> workqueue.UndoResult:
     """Your last answer is marked superseded and its task is leased back to you."""

@@ -17,7 +17,7 @@ Rules:
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +48,7 @@ __all__ = [
     "label_options",
     "lease_next",
     "queue_counts",
+    "release_tasks",
     "remaining_for",
     "skip_task",
     "submit_answer",
@@ -482,6 +483,24 @@ def skip_task(
         if already is None:
             s.add(TaskSkip(project_id=project_id, item_id=task.item_id, person_id=person_id, task_id=task_id))
         _touch(s, project_id, person_id, now)
+
+
+def release_tasks(
+    db: Database, project_id: int, person_id: int, task_ids: Sequence[int], *, now: datetime | None = None
+) -> int:
+    """End the person's leases on these tasks (they left the queue page without answering them), so that others
+    get them now rather than when the lease runs out; returns how many were released. Tasks the person does not
+    hold, or that belong to another project, are left alone."""
+    now = now or utcnow()
+    released = 0
+    with db.writing(), db.session() as s:
+        for task_id in sorted(set(task_ids)):
+            task = s.get(Task, task_id)
+            if task is None or task.project_id != project_id:
+                continue
+            if assignments.lock_task(s, task_id) and assignments.release(s, task_id, person_id, now):
+                released += 1
+    return released
 
 
 def undo_last(

@@ -305,6 +305,20 @@ def give_back(s: Session, task_id: int, person_id: int, now: datetime) -> bool:
     return True
 
 
+def release(s: Session, task_id: int, person_id: int, now: datetime) -> bool:
+    """The person leaves the (locked) task unanswered (they left the page): their lease ends now, as if it had
+    run out, and they may be offered the task again. False when they hold no lease on it."""
+    ended = _core(s).execute(
+        update(Assignment)
+        .where(Assignment.task_id == task_id, Assignment.person_id == person_id, Assignment.status == LEASED)
+        .values(status=EXPIRED, lease_expires_at=None, updated_at=now)
+    )
+    if _rowcount(ended) != 1:
+        return False
+    settle(s, task_id)
+    return True
+
+
 def reopen(s: Session, task_id: int, person_id: int, answer_id: int, now: datetime, until: datetime) -> bool:
     """An undone answer: the (locked) task is leased back to its author, in the slot the answer filled.
 

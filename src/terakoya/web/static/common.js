@@ -94,5 +94,5 @@ const Terakoya = (() => {
     button.textContent = "Copied";
   });
 
-  return { api, ApiError, toast, newKey, duration, money, sleep, store };
+  return { api, ApiError, toast, newKey, duration, money, sleep, store, csrf };
 })();

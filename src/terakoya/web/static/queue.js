@@ -9,7 +9,7 @@
 "use strict";
 
 (() => {
-  const { api, toast, newKey, duration, money, store } = Terakoya;
+  const { api, toast, newKey, duration, money, store, csrf: csrfToken } = Terakoya;
   const $ = (id) => document.getElementById(id);
   const app = $("app");
   const idleCap = Number(app.dataset.idleCap || 120);
@@ -479,6 +479,20 @@
 
   // when the queue runs dry, look again now and then
   setInterval(() => { if (!queue.length && !filling) fill(true); }, 20000);
+
+  // leaving the page: the tasks held for later (never one whose answer is still on its way) go back to the others
+  window.addEventListener("pagehide", () => {
+    const ids = queue.map((t) => t.task_id).filter((id) => !pending.some((e) => e.task_id === id));
+    if (!ids.length) return;
+    fetch("/api/v1/tasks/release", {
+      method: "POST", keepalive: true, credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() },
+      body: JSON.stringify({ task_ids: ids }),
+    }).catch(() => {});
+    queue = [];
+  });
+  // coming back to a page kept in the browser's cache: its tasks were given back, so lease afresh
+  window.addEventListener("pageshow", (event) => { if (event.persisted) { queue = []; shownId = null; fill(true); } });
 
   for (const entry of pending) {
     recent.unshift({ key: entry.key, label: entry.label, text: entry.text, state: "sending" });
