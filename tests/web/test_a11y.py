@@ -108,3 +108,47 @@ def test_every_page_has_no_serious_or_critical_axe_violation(
     owner.close()
 
     assert blocking(seen) == {}
+
+
+def test_the_report_first_screen_on_a_laptop_and_a_phone(
+    server: str, chromium: Any, project: WebProject, test_output: Path
+) -> None:
+    """A real report (teacher-only: the test project has gold items and teacher suggestions) served at /report:
+    its plain-words first screen is on the first screen, nothing scrolls sideways on a phone, axe passes."""
+    from terakoya.evaluation.report import evaluate
+
+    with project.db.session() as s:  # the fixture's project has no gold yet: half the pool becomes gold test items
+        from sqlalchemy import select, update
+
+        from terakoya.storage.models import Item, Suggestion
+
+        items = s.scalars(select(Item).where(Item.project_id == project.project_id).order_by(Item.id)).all()
+        for i, item in enumerate(items[: len(items) // 2]):
+            label = s.scalar(select(Suggestion.label).where(Suggestion.item_id == item.id))
+            gold = label if i % 3 else ("negative" if label != "negative" else "positive")
+            s.execute(update(Item).where(Item.id == item.id).values(split="test", gold_label=gold))
+    evaluate(
+        project.db,
+        project.project_id,
+        project.settings,
+        learning_curve=False,
+        out_dir=project.dir / "reports" / "latest",
+    )
+    shots = test_output / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for name, options in (("desktop", {"viewport": test_browser.DESKTOP}), ("phone", test_browser.PHONE)):
+        context = chromium.new_context(**options)
+        page = context.new_page()
+        test_browser.sign_in(page, server, "Olga Owner", then="/report")
+        summary = page.locator("#summary")
+        assert summary.count() == 1
+        box = summary.bounding_box()
+        height = page.viewport_size["height"]
+        assert box is not None and box["y"] < height, f"the first screen starts below the fold on the {name}"
+        assert page.evaluate("() => document.scrollingElement.scrollWidth <= window.innerWidth + 1"), name
+        assert page.get_by_role("link", name="← Dashboard").count() == 1  # the app's way back
+        page.screenshot(path=str(shots / f"report-first-screen-{name}.png"))
+        check(page, f"report ({name})", seen)
+        context.close()
+    assert blocking(seen) == {}

@@ -324,10 +324,14 @@ def _e(x: Any) -> str:
     return html.escape("" if x is None else str(x))
 
 
+#: a wide table scrolls on its own; a keyboard can reach and scroll it, and a screen reader names it
+_TABLE_WRAP = '<div class="table-wrap" tabindex="0" role="region" aria-label="table (scrolls sideways)">'
+
+
 def _table(
     head: Sequence[str], rows: Sequence[Sequence[Any]], numeric_from: int = 1, numeric_to: int | None = None
 ) -> str:
-    out = ['<div class="table-wrap"><table><tr>', *(f"<th>{_e(h)}</th>" for h in head), "</tr>"]
+    out = [_TABLE_WRAP + "<table><tr>", *(f"<th>{_e(h)}</th>" for h in head), "</tr>"]
     last = len(head) if numeric_to is None else numeric_to
     for row in rows:
         cells = (
@@ -522,7 +526,7 @@ def _slices(slices: Slices | None) -> str:
             + "</tr>"
             for row in column.rows
         ]
-        parts.append(f'<div class="table-wrap"><table><tr>{head}</tr>{"".join(rows)}</table></div>')
+        parts.append(f"{_TABLE_WRAP}<table><tr>{head}</tr>{''.join(rows)}</table></div>")
     parts.append(f'<p class="muted">How: {_e(slices.method)}.</p>')
     if slices.skipped:
         parts.append('<p class="muted">Not sliced: ' + _e("; ".join(slices.skipped)) + ".</p>")
@@ -650,7 +654,7 @@ def render_html(report: Report | Mapping[str, Any], images: dict[str, str] | Non
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>Terakoya evaluation: {_e(r.project)}</title><style>{CSS}</style></head><body>"
+        f"<title>Terakoya evaluation: {_e(r.project)}</title><style>{CSS}</style></head><body><main>"
         + "\n".join(part for part in body if part)
-        + "</body></html>\n"
+        + "</main></body></html>\n"
     )

@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.responses import Response
 
 from terakoya import dashboard, jobs
@@ -221,7 +221,15 @@ def report(request: Request, who: Annotated[Principal, Depends(page_user("review
     path = st.dir.joinpath(*REPORT_DIR) / "report.html"
     if not path.is_file():
         return render(request, "report_missing.html", {"can_run": who.may("owner")}, page="report")
-    return FileResponse(path, media_type="text/html")
+    # the report file stands alone (it can be mailed); served here, it gets the app's way back
+    return HTMLResponse(path.read_text(encoding="utf-8").replace("<body>", "<body>" + _REPORT_NAV, 1))
+
+
+_REPORT_NAV = (
+    '<nav aria-label="Terakoya" style="font:14px system-ui,sans-serif;margin:0 0 8px">'
+    '<a href="/dashboard">← Dashboard</a> · <a href="/people">People &amp; pay</a> · '
+    '<a href="/glossary">Guidelines</a> · <a href="/report/report.json">report.json</a></nav>'
+)
 
 
 @router.get("/report/{name}")
