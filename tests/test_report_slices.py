@@ -230,7 +230,7 @@ def build_tasks(tmp_path: Path, n_verify: int, n_blind: int) -> tuple[Database, 
             label = said if verify else gold
             value = {"label": label, "teacher_label": said, "accepted": label == said} if verify else {"label": label}
             s.add(Answer(item_id=item.id, person_id=ann.id, task_id=task.id, kind=task.kind, label=label, value=value,
-                         active_seconds=30.0, source="web"))  # fmt: skip
+                         active_seconds=4.0 if verify else 12.0, source="web"))  # fmt: skip
         # a simulated answer shows nothing about people: left out
         s.add(Answer(item_id=1, person_id=sim.id, kind="label", label=LABELS[0], simulated=True, source="simulate"))
     return db, pid
@@ -256,6 +256,8 @@ def test_verify_vs_blind_shows_anchoring(tmp_path: Path) -> None:
         0,
     )
     assert (v.simulated_left_out, v.other_left_out) == (1, 0)
+    # checking a suggestion takes less time than labelling blind
+    assert (v.verify.median_seconds, v.verify.timed, v.blind.median_seconds, v.blind.timed) == (4.0, 30, 12.0, 30)
     agreement_p, accuracy_p = proportions_p(30, 30, 15, 30), proportions_p(15, 30, 30, 30)
     assert agreement_p is not None and accuracy_p is not None
     assert v.sentences == [
@@ -272,6 +274,7 @@ def test_verify_vs_blind_shows_anchoring(tmp_path: Path) -> None:
     page = result.html_path.read_text(encoding="utf-8")
     assert '<h2 id="verify-blind">' in page and "verify (teacher&#x27;s label shown)" in page
     assert "Left out: 1 simulated answers (they copy recorded labels)." in page
+    assert "median time per decision" in page and "4.0 s (30 timed)" in page and "12.0 s (30 timed)" in page
 
 
 def test_verify_vs_blind_says_when_there_are_too_few(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ A *verify* task shows the expert the teacher's label (routed items, with ``routi
 
 - accuracy against the item's recorded (gold) label, where it has one, with its 95 % Wilson interval;
 - how often the expert gave the teacher's label (on a verify answer, the label it was shown);
-- where the teacher's label was wrong, how often the expert repeated it.
+- where the teacher's label was wrong, how often the expert repeated it;
+- the median time per decision (active seconds), which shows what checking a suggestion saves.
 
 Anchoring shows as more agreement with the teacher on verify tasks, most plainly where the teacher was
 wrong. Verify and blind are compared by Fisher's exact test; with fewer than :data:`MIN_ANSWERS` answers on
@@ -17,6 +18,7 @@ which are neither kind.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -54,6 +56,9 @@ class TaskKindScore(Record):
     #: answers where the teacher's label is known to be wrong (gold known), and how many repeat it
     teacher_wrong: int
     followed_wrong: int
+    #: median active seconds per decision, over the answers that recorded a time (None: none did)
+    median_seconds: float | None = None
+    timed: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +84,7 @@ def _score(rows: Sequence[AnswerRow], teacher_of: Callable[[AnswerRow], str | No
     said = [(a, t) for a in rows if (t := teacher_of(a)) is not None]
     agree = sum(a.label == t for a, t in said)
     wrong = [(a, t) for a, t in said if a.gold is not None and t != a.gold]
+    timed = [a.active_seconds for a in rows if a.active_seconds is not None and a.active_seconds > 0]
     return TaskKindScore(
         answers=len(rows),
         with_gold=len(gold),
@@ -91,6 +97,8 @@ def _score(rows: Sequence[AnswerRow], teacher_of: Callable[[AnswerRow], str | No
         teacher_agreement_ci95=wilson_interval(agree, len(said)),
         teacher_wrong=len(wrong),
         followed_wrong=sum(a.label == t for a, t in wrong),
+        median_seconds=statistics.median(timed) if timed else None,
+        timed=len(timed),
     )
 
 

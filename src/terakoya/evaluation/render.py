@@ -540,6 +540,7 @@ def _kind_row(title: str, k: TaskKindScore) -> list[str]:
         f"{_pct(k.accuracy)}{_ci(k.accuracy_ci95)} of {k.with_gold}",
         f"{_pct(k.teacher_agreement)}{_ci(k.teacher_agreement_ci95)} of {k.with_teacher}",
         f"{k.followed_wrong} of {k.teacher_wrong}",
+        "—" if k.median_seconds is None else f"{k.median_seconds:.1f} s ({k.timed} timed)",
     ]
 
 
@@ -547,7 +548,7 @@ def _verify_blind(v: VerifyVsBlind | None) -> str:
     if v is None:
         return '<p class="muted">This report was written before verify and blind answers were told apart.</p>'
     head = ["task", "answers by people", "right vs recorded label", "gave the teacher's label",
-            "repeated a wrong teacher label"]  # fmt: skip
+            "repeated a wrong teacher label", "median time per decision"]  # fmt: skip
     rows = [
         _kind_row("verify (teacher's label shown)", v.verify),
         _kind_row("blind label (gold, audit, random)", v.blind),
