@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from terakoya.errors import DataError, MissingDependency
 from terakoya.students.embed import encoder_for_language
@@ -93,6 +93,77 @@ def _folds(labels: np.ndarray[Any, Any], folds: int, seed: int) -> list[np.ndarr
     return [test for _, test in splitter.split(np.zeros(len(labels)), labels)]
 
 
+def _checked(
+    n: int, classes: Sequence[str], targets: ArrayLike, weights: ArrayLike | None, eval_mask: ArrayLike | None
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+    """Targets, weights and the rows scored, as arrays, checked against ``n`` texts and ``classes``."""
+    target = np.asarray(targets, dtype=np.float64)
+    if target.shape != (n, len(classes)):
+        raise DataError(
+            f"targets has shape {target.shape}, expected ({n}, {len(classes)}): one row per text, one column per class"
+        )
+    weight = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    scored = np.ones(n, dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool).reshape(-1)
+    if len(weight) != n or len(scored) != n:
+        raise DataError(f"weights and eval_mask need one value per text ({n})")
+    return target, weight, scored
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """One candidate and what it is fitted on."""
+
+    name: str
+    hyper: dict[str, Any]
+    classes: list[str]
+    texts: list[str]
+    target: NDArray[np.float64]
+    weight: NDArray[np.float64]
+
+
+def _score_candidate(
+    fit: _Fit, fold_rows: list[NDArray[np.intp]], time_limit_s: float, language: str, scored_rows: int
+) -> tuple[CandidateScore, bool]:
+    """The candidate's cross-validated accuracy, or why it was skipped; True when its libraries are missing."""
+    from terakoya.students import make_student
+
+    name, n = fit.name, len(fit.texts)
+    try:
+        probe = make_student(name, classes=fit.classes, **fit.hyper)
+        estimate = probe.estimate_fit_seconds(fit.texts, fits=len(fold_rows) + 1)
+    except MissingDependency as exc:
+        return CandidateScore(name, None, None, 0.0, 0.0, skipped=str(exc)), True
+    if (why := probe.unsuited(fit.texts, language=language)) is not None:
+        return CandidateScore(name, None, None, 0.0, estimate, skipped=why), False
+    if estimate > time_limit_s:
+        why = (
+            f"estimated {estimate:.0f} s for {len(fold_rows)} folds and a final fit, "
+            f"over the limit of {time_limit_s:.0f} s"
+        )
+        return CandidateScore(name, None, None, 0.0, estimate, skipped=why), False
+    if not fold_rows:
+        why = f"{scored_rows} scored rows are too few to cross-validate"
+        return CandidateScore(name, None, None, 0.0, estimate, skipped=why), False
+    started = time.perf_counter()
+    proba = np.zeros((n, len(fit.classes)))
+    try:
+        for test in fold_rows:
+            train = np.ones(n, dtype=bool)
+            train[test] = False
+            student = make_student(name, classes=fit.classes, **fit.hyper)
+            student.fit([fit.texts[i] for i in np.flatnonzero(train)], fit.target[train], fit.weight[train])
+            proba[test] = student.predict_proba([fit.texts[i] for i in test])
+    except MissingDependency as exc:
+        return CandidateScore(name, None, None, time.perf_counter() - started, estimate, skipped=str(exc)), True
+    rows = np.concatenate(fold_rows)
+    top = fit.target.argmax(axis=1)
+    accuracy = float((proba[rows].argmax(axis=1) == top[rows]).mean())
+    cross_entropy = float(-(fit.target[rows] * np.log(np.clip(proba[rows], 1e-12, 1.0))).sum(axis=1).mean())
+    seconds = time.perf_counter() - started
+    log.info("student %s: cross-validated accuracy %.4f in %.1f s", name, accuracy, seconds)
+    return CandidateScore(name, accuracy, cross_entropy, seconds, estimate), False
+
+
 def choose_student(
     texts: Sequence[str],
     targets: ArrayLike,
@@ -123,19 +194,10 @@ def choose_student(
     ``params`` overrides the hyper-parameters of a candidate (by short or versioned name); the rest
     come from :func:`student_params_for` with ``language`` and ``project_dir``.
     """
-    from terakoya.students import make_student, resolve
+    from terakoya.students import resolve
 
     texts = list(texts)
-    n = len(texts)
-    target = np.asarray(targets, dtype=np.float64)
-    if target.shape != (n, len(classes)):
-        raise DataError(
-            f"targets has shape {target.shape}, expected ({n}, {len(classes)}): one row per text, one column per class"
-        )
-    weight = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
-    scored = np.ones(n, dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool).reshape(-1)
-    if len(weight) != n or len(scored) != n:
-        raise DataError(f"weights and eval_mask need one value per text ({n})")
+    target, weight, scored = _checked(len(texts), classes, targets, weights, eval_mask)
     if not candidates:
         raise DataError("choose_student needs at least one candidate student kind")
     names = list(dict.fromkeys(resolve(c) for c in candidates))
@@ -150,46 +212,10 @@ def choose_student(
     unavailable: set[str] = set()
     for name in names:
         hyper = {**student_params_for(name, language=language, project_dir=project_dir), **overrides.get(name, {})}
-        try:
-            probe = make_student(name, classes=list(classes), **hyper)
-            estimate = probe.estimate_fit_seconds(texts, fits=len(fold_rows) + 1)
-        except MissingDependency as exc:
-            scores[name] = CandidateScore(name, None, None, 0.0, 0.0, skipped=str(exc))
+        fit = _Fit(name, hyper, list(classes), texts, target, weight)
+        scores[name], missing = _score_candidate(fit, fold_rows, time_limit_s, language, len(scored_rows))
+        if missing:
             unavailable.add(name)
-            continue
-        if (why := probe.unsuited(texts, language=language)) is not None:
-            scores[name] = CandidateScore(name, None, None, 0.0, estimate, skipped=why)
-            continue
-        if estimate > time_limit_s:
-            why = (
-                f"estimated {estimate:.0f} s for {len(fold_rows)} folds and a final fit, "
-                f"over the limit of {time_limit_s:.0f} s"
-            )
-            scores[name] = CandidateScore(name, None, None, 0.0, estimate, skipped=why)
-            continue
-        if not fold_rows:
-            why = f"{len(scored_rows)} scored rows are too few to cross-validate"
-            scores[name] = CandidateScore(name, None, None, 0.0, estimate, skipped=why)
-            continue
-        started = time.perf_counter()
-        proba = np.zeros((n, len(classes)))
-        try:
-            for test in fold_rows:
-                train = np.ones(n, dtype=bool)
-                train[test] = False
-                student = make_student(name, classes=list(classes), **hyper)
-                student.fit([texts[i] for i in np.flatnonzero(train)], target[train], weight[train])
-                proba[test] = student.predict_proba([texts[i] for i in test])
-        except MissingDependency as exc:
-            scores[name] = CandidateScore(name, None, None, time.perf_counter() - started, estimate, skipped=str(exc))
-            unavailable.add(name)
-            continue
-        rows = np.concatenate(fold_rows)
-        accuracy = float((proba[rows].argmax(axis=1) == top[rows]).mean())
-        cross_entropy = float(-(target[rows] * np.log(np.clip(proba[rows], 1e-12, 1.0))).sum(axis=1).mean())
-        seconds = time.perf_counter() - started
-        scores[name] = CandidateScore(name, accuracy, cross_entropy, seconds, estimate)
-        log.info("student %s: cross-validated accuracy %.4f in %.1f s", name, accuracy, seconds)
 
     tried = [s for s in scores.values() if s.accuracy is not None]
     if tried:

@@ -101,6 +101,45 @@ class Block:
     right: Any | None = None
 
 
+def _compress(matrix: Any, dtype: type[np.floating[Any]]) -> tuple[Any, NDArray[np.intp], int]:
+    """``matrix`` restricted to the columns that occur, those columns, and the full width."""
+    from scipy.sparse import csr_matrix, issparse
+
+    if not issparse(matrix):
+        dense = np.ascontiguousarray(matrix, dtype=dtype)
+        return dense, np.arange(dense.shape[1]), dense.shape[1]
+    matrix = csr_matrix(matrix)
+    width = matrix.shape[1]
+    present = np.bincount(matrix.indices, minlength=width) > 0
+    remap = (np.cumsum(present) - 1).astype(matrix.indices.dtype)
+    data = matrix.data.astype(dtype, copy=False)
+    used = np.flatnonzero(present)
+    return csr_matrix((data, remap[matrix.indices], matrix.indptr), shape=(matrix.shape[0], len(used))), used, width
+
+
+def _plan(
+    parts: list[Block], dtype: type[np.floating[Any]]
+) -> tuple[list[tuple[Any, Any, NDArray[np.intp], int]], list[int], int]:
+    """Per block: (left, right or None, columns used, offset into the parameters); the blocks' full widths; and
+    the number of feature columns optimised."""
+    from scipy.sparse import csr_matrix
+
+    plan: list[tuple[Any, Any, NDArray[np.intp], int]] = []
+    widths: list[int] = []
+    d = 0
+    for part in parts:
+        if part.right is None:
+            left, used, width = _compress(part.left, dtype)
+            right = None
+        else:
+            left = csr_matrix(part.left).astype(dtype)
+            right, used, width = _compress(part.right, dtype)
+        plan.append((left, right, used, d))
+        widths.append(width)
+        d += len(used)
+    return plan, widths, d
+
+
 def fit_softmax(
     features: Any,
     targets: FloatArray,
@@ -120,39 +159,12 @@ def fit_softmax(
     0. Deterministic: it starts from zeros and uses no randomness. ``dtype`` is the precision of the
     matrix products.
     """
-    from scipy.sparse import csr_matrix, issparse
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
-    def compress(matrix: Any) -> tuple[Any, NDArray[np.intp], int]:
-        """``matrix`` restricted to the columns that occur, those columns, and the full width."""
-        if not issparse(matrix):
-            dense = np.ascontiguousarray(matrix, dtype=dtype)
-            return dense, np.arange(dense.shape[1]), dense.shape[1]
-        matrix = csr_matrix(matrix)
-        width = matrix.shape[1]
-        present = np.bincount(matrix.indices, minlength=width) > 0
-        remap = (np.cumsum(present) - 1).astype(matrix.indices.dtype)
-        data = matrix.data.astype(dtype, copy=False)
-        used = np.flatnonzero(present)
-        return csr_matrix((data, remap[matrix.indices], matrix.indptr), shape=(matrix.shape[0], len(used))), used, width
 
     n, k = targets.shape
     w = (weights / weights.sum())[:, None]
     parts = list(features) if isinstance(features, list | tuple) else [Block(features)]
-    # per block: (left, right or None, columns used, offset into the parameters)
-    plan: list[tuple[Any, Any, NDArray[np.intp], int]] = []
-    widths: list[int] = []
-    d = 0
-    for part in parts:
-        if part.right is None:
-            left, used, width = compress(part.left)
-            right = None
-        else:
-            left = csr_matrix(part.left).astype(dtype)
-            right, used, width = compress(part.right)
-        plan.append((left, right, used, d))
-        widths.append(width)
-        d += len(used)
+    plan, widths, d = _plan(parts, dtype)
     start_at = np.zeros(d * k + k)
     targets_w = targets * w
     # buffers reused by every evaluation: fresh large arrays cost page faults on every call
