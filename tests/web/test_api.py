@@ -20,7 +20,7 @@ from terakoya.people import accounts, glossary
 from terakoya.storage.models import Answer
 from terakoya.web import create_app
 
-from .conftest import PASSWORD, WebProject, csrf_of, make_trainer, sign_in
+from .conftest import PASSWORD, WebProject, build_project, csrf_of, make_trainer, sign_in
 
 
 @pytest.fixture
@@ -172,13 +172,18 @@ def test_login_is_rate_limited_per_account_and_address(client: TestClient) -> No
     assert client.post("/api/v1/auth/token", json={"login": "olga", "password": PASSWORD}).status_code == 200
 
 
-def test_simultaneous_wrong_passwords_are_counted_as_they_arrive() -> None:
-    """100 sign-ins at once used to pass the check together while their passwords were being compared."""
+@pytest.mark.parametrize("processes", [1, 3])
+def test_simultaneous_wrong_passwords_are_counted_as_they_arrive(db_url: str, processes: int) -> None:
+    """100 sign-ins at once used to pass the check together while their passwords were being compared; and
+    each server process kept its own count, so N processes let 5 N through. Each handle stands for a process."""
     import threading
 
+    from terakoya.storage import open_database
     from terakoya.web.security import LoginThrottle
 
-    throttle = LoginThrottle(limit=5, window_s=60)
+    handles = [open_database(db_url) for _ in range(processes)]
+    pid = handles[0].project_id("fin")
+    throttles = [LoginThrottle(db, pid, limit=5, window_s=60) for db in handles]
     let_through: list[int] = []
     refused: list[int] = []
     start = threading.Barrier(100)
@@ -186,7 +191,7 @@ def test_simultaneous_wrong_passwords_are_counted_as_they_arrive() -> None:
     def attempt(i: int) -> None:
         start.wait()
         try:
-            throttle.check("tom", "127.0.0.1")
+            throttles[i % processes].check("tom", "127.0.0.1")
         except accounts.RateLimited:
             refused.append(i)
             return
@@ -198,8 +203,11 @@ def test_simultaneous_wrong_passwords_are_counted_as_they_arrive() -> None:
     for t in threads:
         t.join()
     assert (len(let_through), len(refused)) == (5, 95)
-    throttle.succeeded("tom", "127.0.0.1")  # a right password clears the count
-    throttle.check("tom", "127.0.0.1")
+    throttles[0].check("tom", "10.0.0.9")  # another address has its own count
+    throttles[-1].succeeded("tom", "127.0.0.1")  # a right password clears the count
+    throttles[0].check("tom", "127.0.0.1")
+    for db in handles:
+        db.close()
 
 
 def test_owner_invites_a_trainer_who_joins_through_the_link(client: TestClient) -> None:
@@ -454,3 +462,106 @@ def test_the_owner_edits_guidelines_and_label_descriptions_as_versions(client: T
     assert client.post("/glossary/guidelines", data=form, follow_redirects=False).status_code == 303
     assert project.settings.guidelines == "Read it twice."
     assert [s.description for s in project.settings.labels if s.name == "negative"] == ["bad news"]
+
+
+def test_payouts_to_the_last_day_of_the_calendar(client: TestClient) -> None:
+    """Found by tests/web/test_fuzz_api.py: the day after 9999-12-31 overflowed, a 500 on the API and the pages."""
+    olga = token_for(client, "olga")
+    r = client.get("/api/v1/payouts?start=0001-01-01&end=9999-12-31", headers=olga)
+    assert r.status_code == 200, r.text
+    assert (r.json()["start"], r.json()["end"]) == ("0001-01-01", "9999-12-31")
+    assert client.get("/api/v1/payouts?end=9999-12-31&format=csv", headers=olga).status_code == 200
+    sign_in(client, "olga")
+    assert client.get("/payouts?start=9999-12-01&end=9999-12-31").status_code == 200
+    assert client.get("/payouts.csv?end=9999-12-31").status_code == 200
+
+
+def test_text_with_a_nul_character_is_refused_on_every_backend(db_url: str, tmp_path: Path) -> None:
+    """Found by tests/web/test_fuzz_api.py: PostgreSQL refuses text with NUL (``\\x00``), and a glossary term, a
+    token name, an answer's key, an invite, a pay currency or a sign-in name holding one was a 500 there; SQLite
+    stored it. Both now refuse it alike, with the one error shape."""
+    project = build_project(db_url, tmp_path, pool=2)
+    try:
+        accounts.create_owner(project.db, project.project_id, "olga", "olga@example.org", PASSWORD)
+        make_trainer(project, "tom")
+        with TestClient(create_app(project)) as client:
+            tom, olga = token_for(client, "tom"), token_for(client, "olga")
+            task = client.get("/api/v1/tasks/next", headers=tom).json()["task"]
+            refused = {
+                "term": client.post("/api/v1/glossary", json={"term": "EB\x00", "definition": "d"}, headers=tom),
+                "token": client.post("/api/v1/me/tokens", json={"name": "a\x00b"}, headers=tom),
+                "key": client.post(
+                    f"/api/v1/tasks/{task['task_id']}/answer",
+                    json={"label": "positive", "idempotency_key": "k\x00"},
+                    headers=tom,
+                ),
+                "invite": client.post("/api/v1/invites", json={"email": "a\x00@example.org"}, headers=olga),
+                "pay": client.put("/api/v1/pay", json={"mode": "per_item", "currency": "E\x00"}, headers=olga),
+            }
+            for what, response in refused.items():
+                status, code, message = error(response)
+                assert (status, code) == (422, "data"), (what, message)
+                assert message.endswith(
+                    "holds a NUL character (\\x00), which the database cannot store; remove the character and try again"
+                ), (what, message)
+            assert error(refused["pay"])[2].startswith("the text for 'currency' holds a NUL character")
+            assert error(refused["term"])[2].startswith("a text holds a NUL character")  # a look-up, not a column
+            login = client.post("/api/v1/auth/token", json={"login": "olga\x00", "password": PASSWORD})
+            assert error(login) == (401, "auth", "the email/name or the password is wrong; check both and try again")
+            # nothing was stored half-way, and the same requests without the NUL go through
+            assert client.post("/api/v1/me/tokens", json={"name": "ab"}, headers=tom).status_code == 201
+            assert (
+                client.put("/api/v1/pay", json={"mode": "per_item", "currency": "EUR"}, headers=olga).status_code == 200
+            )
+    finally:
+        project.close()
+
+
+def test_unreadable_bodies_say_what_to_send(client: TestClient) -> None:
+    """Found by tests/web/test_fuzz_api.py: a body in Latin-1 or nested too deeply was a 400 whose code was "http"
+    and whose message ("There was an error parsing the body") named no fix; broken JSON named a position as if
+    it were a field ("1: JSON decode error")."""
+    tom = {**token_for(client, "tom"), "Content-Type": "application/json"}
+    latin1 = '{"term": "été", "definition": "summer"}'.encode("latin-1")
+    for body in (latin1, b"[" * 100_000 + b"]" * 100_000):
+        assert error(client.post("/api/v1/glossary", content=body, headers=tom)) == (
+            400,
+            "bad-request",
+            "the request body could not be read; send a JSON object in UTF-8 (a form, to a page); "
+            "see /docs for the expected fields",
+        )
+    assert error(client.post("/api/v1/glossary", content=b"{term", headers=tom)) == (
+        422,
+        "validation",
+        "the request is not valid — the body is not valid JSON (Expecting property name enclosed in double quotes "
+        "at character 1); see /docs for the expected fields",
+    )
+    assert error(client.post("/api/v1/glossary", content=b"[1]", headers=tom)) == (
+        422,
+        "validation",
+        "the request is not valid — the body: Input should be a valid dictionary or object to extract fields from; "
+        "see /docs for the expected fields",
+    )
+
+
+def test_ids_beyond_32_bits_are_refused_at_the_edge_on_every_backend(db_url: str, tmp_path: Path) -> None:
+    """Found by tests/web/test_fuzz_api.py on PostgreSQL, whose id columns hold 32 bits: an id of 2**31 in a URL
+    was a 500 there ("integer out of range"). Every backend now refuses it as a bad id; 2**31 - 1 is not found."""
+    project = build_project(db_url, tmp_path, pool=1)
+    try:
+        accounts.create_owner(project.db, project.project_id, "olga", "olga@example.org", PASSWORD)
+        with TestClient(create_app(project)) as client:
+            olga = token_for(client, "olga")
+            for method, path in [
+                ("DELETE", "/api/v1/invites/{}"),
+                ("DELETE", "/api/v1/me/tokens/{}"),
+                ("GET", "/api/v1/jobs/{}"),
+                ("POST", "/api/v1/glossary/{}/approve"),
+                ("POST", "/api/v1/tasks/{}/skip"),
+            ]:
+                too_big = client.request(method, path.format(2**31), headers=olga)
+                status, code, message = error(too_big)
+                assert (status, code) == (422, "validation") and "less than or equal to 2147483647" in message
+                assert error(client.request(method, path.format(2**31 - 1), headers=olga))[:2] == (404, "not-found")
+    finally:
+        project.close()

@@ -406,8 +406,8 @@ def authenticate(db: Database, project_id: int, login: str, password: str) -> Ac
     wrong = AuthError("the email/name or the password is wrong; check both and try again")
     if not login or not password:
         raise AuthError("enter your email (or name) and your password")
-    if len(password) > MAX_PASSWORD or len(login) > 320:
-        raise wrong  # no account has one this long: not worth hashing
+    if len(password) > MAX_PASSWORD or len(login) > 320 or "\x00" in login:
+        raise wrong  # no account has one this long (or with a NUL, which no database holds): not worth hashing
     with db.session() as s:
         person = s.scalar(select(Person).where((Person.email == login.lower()) | (Person.name == normal_name(login))))
         stored = person.password_hash if person is not None else None

@@ -128,11 +128,14 @@ def _work(row: Any) -> Work:
 
 
 def _since_until(start: date | None, end: date | None) -> list[ColumnElement[bool]]:
-    """Conditions on ``answers.created_at`` for whole UTC days from ``start`` to ``end``, both included."""
+    """Conditions on ``answers.created_at`` for whole UTC days from ``start`` to ``end``, both included.
+
+    An ``end`` of 9999-12-31 (:data:`datetime.date.max`) has no day after it: it bounds nothing (its next day
+    used to overflow, a 500 for ``GET /api/v1/payouts?end=9999-12-31``)."""
     where = []
     if start is not None:
         where.append(Answer.created_at >= datetime.combine(start, time.min))
-    if end is not None:
+    if end is not None and end < date.max:
         where.append(Answer.created_at < datetime.combine(end + timedelta(days=1), time.min))
     return where
 

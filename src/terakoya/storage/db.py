@@ -1,11 +1,13 @@
 """The database handle: engine, sessions, migrations applied on open, and SQLite's one writer.
 
 SQLite by default (WAL mode, foreign keys on, a busy timeout so several processes can share the
-file); any SQLAlchemy URL works, PostgreSQL included (``postgresql+psycopg://...``).
+file); any SQLAlchemy URL works, PostgreSQL included (``postgresql+psycopg://...``). On every backend a text
+with a NUL character is refused with a :class:`~terakoya.errors.DataError` before it reaches the database.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from terakoya.errors import ConfigError, MissingDependency
+from terakoya.errors import ConfigError, DataError, MissingDependency
 from terakoya.storage.models import Project
 
 __all__ = ["Database", "open_database"]
@@ -34,14 +36,49 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_NUL = "\x00"
+_COMPARED = re.compile(r"_\d+$")
+
+
+def _refuse_nul(_conn: Any, _cursor: Any, _statement: str, parameters: Any, context: Any, _executemany: bool) -> None:
+    """No text with a NUL character (``\\x00``) goes to the database, on any backend.
+
+    PostgreSQL refuses such text, in a value stored or compared, and that was a 500 from the web app (a
+    glossary term, a token name, a pay currency, a sign-in name with ``\\x00``); SQLite stored it. Both now
+    refuse it the same way, naming the value, so SQLite tests catch what PostgreSQL would refuse. The
+    importers remove NUL from files first (with a note); a value nested in a JSON column is sent escaped.
+    Only the values sent are read (one batch of a bulk insert at a time), the names only for the message.
+    """
+    rows = parameters if isinstance(parameters, list) else [parameters]
+    for row in rows:
+        for value in row.values() if isinstance(row, dict) else row or ():
+            if isinstance(value, str) and _NUL in value:
+                raise DataError(
+                    f"{_text_named(value, context)} holds a NUL character (\\x00), which the database cannot "
+                    "store; remove the character and try again"
+                )
+
+
+def _text_named(value: str, context: Any) -> str:
+    """How the message names ``value``: "the text for 'currency'" when it is stored in a column of that name, else
+    "a text" (a value compared in a look-up is bound as "email_1", "lower_1"...: no name a person would know)."""
+    for row in getattr(context, "compiled_parameters", None) or ():
+        for name, bound in row.items():
+            if bound == value and not _COMPARED.search(str(name)):
+                return f"the text for {name!r}"
+    return "a text"
+
+
 def _make_engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
             # let SQLite's own BEGIN IMMEDIATE-free locking work with pysqlite's transaction handling
-            return engine
-        return create_engine(url, pool_pre_ping=True)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        event.listen(engine, "before_cursor_execute", _refuse_nul)
+        return engine
     except NoSuchModuleError as exc:
         raise ConfigError(
             f"database URL {url!r} names an unknown dialect; use sqlite:///path or postgresql+psycopg://..."

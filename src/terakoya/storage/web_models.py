@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from terakoya.storage.models import Base, Task, utcnow
@@ -117,6 +117,16 @@ class GuidelineRevision(Base):
     version: Mapped[str] = mapped_column(String(64))
     set_by: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SignInLimit(Base):
+    """Sign-in attempts counted per (project, account, address) in a fixed window, shared by every server
+    process (the key is a hash: no login or address is stored)."""
+
+    __tablename__ = "sign_in_limits"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
 class WebSecret(Base):

@@ -56,7 +56,16 @@ _STATUS: list[tuple[type[TerakoyaError], int]] = [
     (MissingDependency, 500),
     (ConfigError, 500),
 ]
-_HTTP_CODES = {401: "auth", 403: "forbidden", 404: "not-found", 405: "method-not-allowed", 413: "too-large"}
+_HTTP_CODES = {
+    400: "bad-request",
+    401: "auth",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "too-large",
+}
+#: what FastAPI says of a body it cannot decode (not UTF-8, JSON nested too deeply): nothing to act on
+_UNREADABLE = "There was an error parsing the body"
 _CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
     "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
@@ -174,6 +183,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         message = f"there is no page at {request.url.path}; check the address (the API is listed at /docs)"
     elif exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}; see /docs for the methods it takes"
+    elif exc.status_code == 400:
+        why = "" if message == _UNREADABLE else f" ({message.rstrip('.')})"
+        message = (
+            f"the request body could not be read{why}; send a JSON object in UTF-8 (a form, to a page); "
+            "see /docs for the expected fields"
+        )
     if _is_api(request) or request.method != "GET":
         return _error_json(exc.status_code, code, message, dict(exc.headers or {}))
     return _error_page(request, exc.status_code, code, message)
@@ -183,7 +198,12 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     problems = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",)) or "the request"
+        if err.get("type") == "json_invalid":  # its "loc" is a position in the body, not a field
+            reason = (err.get("ctx") or {}).get("error", "not JSON")
+            problems.append(f"the body is not valid JSON ({reason} at character {err.get('loc', ('', '?'))[-1]})")
+            continue
+        loc = err.get("loc", ())
+        where = ".".join(str(p) for p in loc if p != "body") or ("the body" if loc[:1] == ("body",) else "the request")
         problems.append(f"{where}: {err.get('msg', 'is not valid')}")
     message = "the request is not valid — " + "; ".join(problems) + "; see /docs for the expected fields"
     if _is_api(request):
@@ -221,7 +241,7 @@ def create_app(
         runner=JobRunner(
             project.db, project.project_id, project=project, after_each=project.reload_settings, run_jobs=run_jobs
         ),
-        throttle=LoginThrottle(),
+        throttle=LoginThrottle(project.db, project.project_id),
         secure_cookies=secure_cookies,
         public_url=public_url,
     )

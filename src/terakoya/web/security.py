@@ -10,18 +10,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Path as UrlPart
 from fastapi import Request
+from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -39,9 +41,12 @@ from terakoya.people.accounts import (
 from terakoya.project import ProjectLike
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
+from terakoya.storage.models import utcnow
+from terakoya.storage.web_models import SignInLimit
 
 __all__ = [
     "CSRF_HEADER",
+    "MAX_ROW_ID",
     "LoginRequired",
     "LoginThrottle",
     "Principal",
@@ -72,47 +77,73 @@ class LoginRequired(Exception):
 
 
 class LoginThrottle:
-    """At most ``limit`` failed sign-ins per (account, address) in ``window_s`` seconds.
+    """At most ``limit`` sign-in attempts per (account, address) in a ``window_s``-second window, counted in the
+    project's database, so that every server process shares one count.
 
-    Kept in memory (one server process per project); a sliding window of attempt times per key. Every attempt
-    counts as a failure from the moment it is let through (:meth:`check`) until it succeeds: 100 wrong
-    passwords sent at once used to pass the check together while their hashes were still being compared.
+    Every attempt counts from the moment it is let through (:meth:`check`) until it succeeds (100 wrong
+    passwords sent at once used to pass the check together while their hashes were being compared). The count
+    is one conditional UPDATE of the key's row, atomic on SQLite and PostgreSQL alike.
     """
 
-    def __init__(self, limit: int = 5, window_s: float = 60.0) -> None:
+    def __init__(self, db: Database, project_id: int, limit: int = 5, window_s: float = 60.0) -> None:
+        self.db, self.project_id = db, project_id
         self.limit, self.window_s = limit, window_s
-        self._fails: dict[tuple[str, str], deque[float]] = {}
-        self._lock = threading.Lock()
 
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        fails = self._fails.setdefault(key, deque())
-        while fails and now - fails[0] > self.window_s:
-            fails.popleft()
-        return fails
+    def _key(self, login: str, address: str) -> str:
+        raw = f"{self.project_id}\0{login.strip().lower()}\0{address}"
+        return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def _count(self, s: Session, key: str, now: datetime) -> bool:
+        """One more attempt on ``key`` if the window allows it (a window that has passed starts again)."""
+        expired = SignInLimit.window_start < now - timedelta(seconds=self.window_s)
+        taken = s.execute(
+            update(SignInLimit)
+            .where(SignInLimit.key == key, or_(expired, SignInLimit.count < self.limit))
+            .values(
+                count=case((expired, 1), else_=SignInLimit.count + 1),
+                window_start=case((expired, now), else_=SignInLimit.window_start),
+            )
+            .returning(SignInLimit.count)
+        ).first()
+        return taken is not None
 
     def check(self, login: str, address: str) -> None:
-        key, now = (login.strip().lower(), address), time.monotonic()
-        with self._lock:
-            fails = self._recent(key, now)
-            if len(fails) >= self.limit:
-                wait = max(1, int(self.window_s - (now - fails[0])) + 1)
-                raise RateLimited(
-                    f"too many failed sign-ins for {login.strip()!r} from your address; wait {wait} seconds "
-                    "and try again (or ask the project owner to reset your password)"
-                )
-            fails.append(now)  # counted now; :meth:`succeeded` takes it back
+        key, now = self._key(login, address), utcnow()
+        with self.db.writing(), self.db.session() as s:
+            if self._count(s, key, now):
+                return
+            started = s.scalar(select(SignInLimit.window_start).where(SignInLimit.key == key))
+            if started is None:
+                try:
+                    with s.begin_nested():
+                        s.add(SignInLimit(key=key, count=1, window_start=now))
+                    return
+                except IntegrityError:  # another process counted the first attempt at the same moment
+                    if self._count(s, key, now):
+                        return
+                    started = s.scalar(select(SignInLimit.window_start).where(SignInLimit.key == key)) or now
+        wait = max(1, int(self.window_s - (now - started).total_seconds()) + 1)
+        raise RateLimited(
+            f"too many failed sign-ins for {login.strip()!r} from your address; wait {wait} seconds "
+            "and try again (or ask the project owner to reset your password)"
+        )
 
     def failed(self, login: str, address: str) -> None:
         """A wrong password: already counted when :meth:`check` let the attempt through."""
 
     def succeeded(self, login: str, address: str) -> None:
-        with self._lock:
-            self._fails.pop((login.strip().lower(), address), None)
+        """A right password clears the count (and windows long past are swept away)."""
+        old = utcnow() - timedelta(seconds=max(self.window_s, 3600.0))
+        with self.db.writing(), self.db.session() as s:
+            s.execute(delete(SignInLimit).where(SignInLimit.key == self._key(login, address)))
+            s.execute(delete(SignInLimit).where(SignInLimit.window_start < old))
 
 
-#: an id in a URL: a database row id (1 .. 2**63 - 1); anything else is a 422 with the one error shape, never
-#: a 500 from the database ("ids beyond 64 bits" used to overflow in the query)
-RowId = Annotated[int, UrlPart(ge=1, le=2**63 - 1, description="the row's id")]
+#: the largest row id: id columns are INTEGER, 32 bits on PostgreSQL (SQLite's hold 64)
+MAX_ROW_ID = 2**31 - 1
+#: an id in a URL: a database row id (1 .. MAX_ROW_ID); anything else is a 422 with the one error shape, never
+#: a 500 from the database (ids beyond 64 bits used to overflow the query on SQLite, beyond 32 on PostgreSQL)
+RowId = Annotated[int, UrlPart(ge=1, le=MAX_ROW_ID, description="the row's id")]
 
 
 @dataclass
@@ -122,7 +153,7 @@ class WebState:
     project: ProjectLike
     secret: str
     runner: JobRunner
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    throttle: LoginThrottle
     #: True: always Secure; False: never; None (the default): Secure whenever the request came over HTTPS
     secure_cookies: bool | None = None
     #: the address people reach the server at, when it is not the one it listens on (behind a proxy)
