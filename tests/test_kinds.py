@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
 from terakoya import kinds
 from terakoya.errors import ConfigError, DataError
 from terakoya.kinds import AnswerValue, get_kind, registered
-from terakoya.kinds.classify import ClassifyKind
+from terakoya.kinds.base import SuggestionValue
+from terakoya.kinds.classify import ClassifyKind, label_suggestion
 from terakoya.project import Project
-from terakoya.settings import Settings, load_settings
-from terakoya.storage.models import Answer, Item, TrainingLabel
-from terakoya.teachers.base import TeacherRequest
+from terakoya.routing import ItemScores, score_items
+from terakoya.settings import RoutingSettings, Settings, load_settings
+from terakoya.storage.models import Answer, Item, Suggestion, TrainingLabel
+from terakoya.teachers.base import TeacherAnswer, TeacherRequest
 from terakoya.teachers.prompts import Prompt
 
 QUESTION = "Does the company expect to grow?"
@@ -105,6 +109,24 @@ class YesNoWithReason:
             for i, text in items
         ]
 
+    def read_suggestion(self, answer: TeacherAnswer) -> SuggestionValue:
+        """A teacher less than 70 % sure either way has not measurably answered: its confidence is unknown."""
+        read = label_suggestion(answer)
+        sure = read.confidence is not None and read.confidence >= 0.7
+        return replace(read, confidence=read.confidence if sure else None, confidence_known=sure)
+
+    def route_value(
+        self,
+        teacher: NDArray[Any],
+        known: NDArray[Any],
+        student: NDArray[Any] | None,
+        has_student: NDArray[Any],
+        routing: RoutingSettings,
+    ) -> ItemScores:
+        """Only the teacher's doubt counts (a student's disagreement on a yes/no question is ignored)."""
+        ROUTE_CALLS.append(len(teacher))
+        return score_items(teacher, confidence_known=known, disagreement_weight=0.0)
+
     def read_answer(self, raw: Mapping[str, Any], settings: Settings) -> AnswerValue:
         try:
             answer = YesNoAnswer.model_validate(dict(raw))
@@ -117,12 +139,14 @@ class YesNoWithReason:
 
 
 SEEN_BY_TEACHER: list[str] = []
+ROUTE_CALLS: list[int] = []
 
 
 def yes_no_teacher(texts: list[str], labels: list[str]) -> list[dict[str, float]]:
     """The python teacher: sure "yes" when the text talks of growth."""
     SEEN_BY_TEACHER.extend(texts)
-    return [{"yes": 0.8, "no": 0.2} if "grow" in t else {"yes": 0.35, "no": 0.65} for t in texts]
+    said = [t.split("\nText: ", 1)[-1] for t in texts]  # the text after the kind's question
+    return [{"yes": 0.8, "no": 0.2} if "grow" in t else {"yes": 0.35, "no": 0.65} for t in said]
 
 
 GROW = ["We expect sales to grow {} percent.", "Orders grow fast in region {}.", "Revenue will grow in year {}."]
@@ -174,8 +198,14 @@ gold_share = 0.0
             project.teach()
             assert SEEN_BY_TEACHER and all(t.startswith(f"Q: {QUESTION}\nText: ") for t in SEEN_BY_TEACHER)
 
+            # the kind reads the teacher's answers: "no" at 0.65 is not sure enough to count as measured
+            with project.db.session() as s:
+                read = {(sg.label, sg.confidence_known) for sg in s.scalars(select(Suggestion)).all()}
+            assert read == {("yes", True), ("no", False)}
+
+            ROUTE_CALLS.clear()
             routed = project.route(budget_items=10)
-            assert routed.routed >= 1
+            assert routed.routed >= 1 and ROUTE_CALLS == [60]  # the kind valued every eligible pool item
 
             # the kind's answer schema: a reason is required, and a bad row names its line and loses nothing
             no_reason = [{"id": "p1", "label": "yes", "person": "ann", "rationale": "says grow"},

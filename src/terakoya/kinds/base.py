@@ -6,6 +6,9 @@ everything else (budgets, leases, provenance, jobs) and ask the kind for:
 - ``labels``: the answer vocabulary the teacher, the experts and the student share;
 - ``check``: whether the project's settings suit the kind (a ConfigError that names the fix);
 - ``requests``: the teacher requests for a batch of items (teaching);
+- ``read_suggestion``: what a teacher's answer becomes in the suggestions table (label, probabilities,
+  confidence and whether it was measured);
+- ``route_value``: the value of asking an expert about each candidate item (routing);
 - ``read_answer``: one expert answer read and validated against the kind's pydantic schema
   (answer files, the web work queue);
 - ``aggregate``: the one target an item's answers give together (training, export, evaluation),
@@ -20,11 +23,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from terakoya.settings import Settings
-    from terakoya.teachers.base import TeacherRequest
+    from numpy.typing import NDArray
+
+    from terakoya.routing import ItemScores
+    from terakoya.settings import RoutingSettings, Settings
+    from terakoya.teachers.base import TeacherAnswer, TeacherRequest
     from terakoya.teachers.prompts import Prompt
 
-__all__ = ["AnswerValue", "TaskKind"]
+__all__ = ["AnswerValue", "SuggestionValue", "TaskKind"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,17 @@ class AnswerValue:
     label: str | None
     value: dict[str, Any] = field(default_factory=dict)
     rationale: str | None = None
+
+
+@dataclass(frozen=True)
+class SuggestionValue:
+    """A teacher's answer as the suggestions table keeps it: the label it gives (None: an error), the label
+    probabilities, the confidence (None when unknown) and whether that confidence was measured."""
+
+    label: str | None
+    probabilities: dict[str, float]
+    confidence: float | None
+    confidence_known: bool
 
 
 class TaskKind(Protocol):
@@ -62,6 +79,17 @@ class TaskKind(Protocol):
     def requests(
         self, prompt: Prompt, settings: Settings, items: Sequence[tuple[int, str]]
     ) -> list[TeacherRequest]: ...
+
+    def read_suggestion(self, answer: TeacherAnswer) -> SuggestionValue: ...
+
+    def route_value(
+        self,
+        teacher: NDArray[Any],
+        known: NDArray[Any],
+        student: NDArray[Any] | None,
+        has_student: NDArray[Any],
+        routing: RoutingSettings,
+    ) -> ItemScores: ...
 
     def read_answer(self, raw: Mapping[str, Any], settings: Settings) -> AnswerValue: ...
 

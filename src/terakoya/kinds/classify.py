@@ -8,15 +8,18 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from terakoya.errors import ConfigError, DataError
-from terakoya.kinds.base import AnswerValue
+from terakoya.kinds.base import AnswerValue, SuggestionValue
 from terakoya.quality.aggregate import AGGREGATOR, majority
 
 if TYPE_CHECKING:
-    from terakoya.settings import Settings
-    from terakoya.teachers.base import TeacherRequest
+    from numpy.typing import NDArray
+
+    from terakoya.routing import ItemScores
+    from terakoya.settings import RoutingSettings, Settings
+    from terakoya.teachers.base import TeacherAnswer, TeacherRequest
     from terakoya.teachers.prompts import Prompt
 
-__all__ = ["ClassifyAnswer", "ClassifyKind"]
+__all__ = ["ClassifyAnswer", "ClassifyKind", "label_suggestion"]
 
 
 class ClassifyAnswer(BaseModel):
@@ -33,6 +36,13 @@ class ClassifyAnswer(BaseModel):
         if not v.strip():
             raise ValueError("the label is empty")
         return v.strip()
+
+
+def label_suggestion(answer: TeacherAnswer) -> SuggestionValue:
+    """A label distribution as a suggestion: the top label, its probability as the confidence where measured."""
+    known = answer.error is None and answer.confidence_known
+    confidence = max(answer.probabilities.values()) if known and answer.probabilities else None
+    return SuggestionValue(answer.label, dict(answer.probabilities), confidence, known)
 
 
 def schema_error(exc: ValidationError) -> str:
@@ -68,6 +78,29 @@ class ClassifyKind:
             TeacherRequest(key=str(item_id), text=text, messages=prompt.messages(text), labels=labels)
             for item_id, text in items
         ]
+
+    def read_suggestion(self, answer: TeacherAnswer) -> SuggestionValue:
+        return label_suggestion(answer)
+
+    def route_value(
+        self,
+        teacher: NDArray[Any],
+        known: NDArray[Any],
+        student: NDArray[Any] | None,
+        has_student: NDArray[Any],
+        routing: RoutingSettings,
+    ) -> ItemScores:
+        """Teacher uncertainty plus teacher-student disagreement, weighted as ``[routing]`` says."""
+        from terakoya.routing import score_items
+
+        return score_items(
+            teacher,
+            confidence_known=known,
+            student=student,
+            has_student=has_student,
+            uncertainty_weight=routing.uncertainty_weight,
+            disagreement_weight=routing.disagreement_weight,
+        )
 
     def read_answer(self, raw: Mapping[str, Any], settings: Settings) -> AnswerValue:
         """Validate one answer; a DataError says what is wrong and how to fix it (the caller adds where)."""

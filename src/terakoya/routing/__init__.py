@@ -30,6 +30,7 @@ from sqlalchemy import Row, insert, select
 from sqlalchemy.orm import Session
 
 from terakoya.errors import ConfigError, StateError
+from terakoya.kinds import TaskKind, kind_for
 from terakoya.routing.trust import TeacherTrust, measure_trust
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
@@ -426,21 +427,15 @@ class _Candidates:
 
 
 def _candidates(s: Session, project_id: int, eligible: list[int], teacher: dict[int, Row[Any]], labels: list[str],
-                cfg: Any) -> _Candidates:  # fmt: skip
+                cfg: Any, kind: TaskKind) -> _Candidates:  # fmt: skip
+    """What routing reads about the eligible items; the task kind values each (:meth:`TaskKind.route_value`)."""
     student = _latest(s, project_id, "student")
     rows = [teacher[i] for i in eligible]
     t_probs = _matrix([r.probabilities for r in rows], labels)
     known = np.array([bool(r.confidence_known) and r.confidence is not None for r in rows], dtype=bool)
     has_student = np.array([i in student for i in eligible], dtype=bool)
     s_probs = _matrix([student[i].probabilities if i in student else {} for i in eligible], labels)
-    scores = score_items(
-        t_probs,
-        confidence_known=known,
-        student=s_probs if has_student.any() else None,
-        has_student=has_student,
-        uncertainty_weight=cfg.uncertainty_weight,
-        disagreement_weight=cfg.disagreement_weight,
-    )
+    scores = kind.route_value(t_probs, known, s_probs if has_student.any() else None, has_student, cfg)
     return _Candidates(eligible, rows, t_probs, known, s_probs, has_student, scores)
 
 
@@ -577,7 +572,7 @@ def _decide(
 
     pool_target = budget - len(gold_ids)
     labels = settings.label_names or sorted({str(k) for row in teacher.values() for k in (row.probabilities or {})})
-    c = _candidates(s, project_id, eligible, teacher, labels, cfg)
+    c = _candidates(s, project_id, eligible, teacher, labels, cfg, kind_for(settings))
     n_pick = min(pool_target, len(eligible))
     if n_pick < pool_target:
         notes.append(

@@ -162,18 +162,19 @@ def plan_teach(
 
 
 def _suggestion(settings: Settings, item_id: int, prompt_version: str, model: str, result: CachedAnswer) -> Suggestion:
+    from terakoya.kinds import kind_for
+
     answer = result.answer
-    ok = answer.error is None
-    known = ok and answer.confidence_known
+    read = kind_for(settings).read_suggestion(answer)
     return Suggestion(
         item_id=item_id,
         agent_kind="teacher",
         agent=model,
         prompt_version=prompt_version,
-        label=answer.label,
-        probabilities=answer.probabilities,
-        confidence=max(answer.probabilities.values()) if known and answer.probabilities else None,
-        confidence_known=known,
+        label=read.label,
+        probabilities=read.probabilities,
+        confidence=read.confidence,
+        confidence_known=read.confidence_known,
         raw_output=answer.raw,
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
