@@ -565,3 +565,20 @@ def test_ids_beyond_32_bits_are_refused_at_the_edge_on_every_backend(db_url: str
                 assert error(client.request(method, path.format(2**31 - 1), headers=olga))[:2] == (404, "not-found")
     finally:
         project.close()
+
+
+def test_openapi_documents_the_one_error_shape(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    shape = spec["components"]["schemas"]["ErrorOut"]
+    assert set(shape["properties"]) == {"error"}
+    for path, methods in spec["paths"].items():
+        if not path.startswith("/api/v1"):
+            continue
+        for method, operation in methods.items():
+            responses = operation["responses"]
+            for status in ("401", "403", "404", "409", "413", "422", "429"):
+                ref = responses[status]["content"]["application/json"]["schema"]["$ref"]
+                assert ref.endswith("/ErrorOut"), (method, path, status)
+    # and what the API answers is that shape
+    body = client.get("/api/v1/tasks/next").json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}

@@ -21,7 +21,33 @@ from terakoya.web.routes_owner import csv_response, invite_url
 from terakoya.web.routes_pages import utc_offset
 from terakoya.web.security import Principal, RowId, api_user, client_address, get_state
 
-router = APIRouter(prefix="/api/v1")
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="what kind of error: auth, forbidden, not-found, state, data, ...")
+    message: str = Field(description="what was wrong and how to fix it")
+
+
+class ErrorOut(BaseModel):
+    """The one shape of every error the API returns."""
+
+    error: ErrorDetail
+
+
+#: the errors any operation may answer with, documented in /openapi.json in the one error shape
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in (
+        (401, "not signed in: send a Bearer token (or the session cookie)"),
+        (403, "signed in, but this needs another role, or the X-CSRF-Token header is missing"),
+        (404, "no such thing in this project"),
+        (409, "not possible in the state things are in (a lease ran out, nothing to undo)"),
+        (413, "the request body is too large"),
+        (422, "the request is not valid: the message names the field and what it takes"),
+        (429, "too many attempts: wait and try again"),
+    )
+}
+
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 Trainer = Annotated[Principal, Depends(api_user("trainer"))]
 Reviewer = Annotated[Principal, Depends(api_user("reviewer"))]
