@@ -292,31 +292,28 @@ def record_outside_queue(s: Session, task_id: int, person_id: int, answer_id: in
     return True
 
 
-def give_back(s: Session, task_id: int, person_id: int, now: datetime) -> bool:
-    """The person skips the (locked) task: their lease frees its slot; False when they hold no lease on it."""
-    given = _core(s).execute(
-        update(Assignment)
-        .where(Assignment.task_id == task_id, Assignment.person_id == person_id, Assignment.status == LEASED)
-        .values(status=SKIPPED, lease_expires_at=None, updated_at=now)
-    )
-    if _rowcount(given) != 1:
-        return False
-    settle(s, task_id)
-    return True
-
-
-def release(s: Session, task_id: int, person_id: int, now: datetime) -> bool:
-    """The person leaves the (locked) task unanswered (they left the page): their lease ends now, as if it had
-    run out, and they may be offered the task again. False when they hold no lease on it."""
+def _end_lease(s: Session, task_id: int, person_id: int, now: datetime, status: str) -> bool:
+    """End the person's lease on the (locked) task with ``status`` and settle the task; False: they hold none."""
     ended = _core(s).execute(
         update(Assignment)
         .where(Assignment.task_id == task_id, Assignment.person_id == person_id, Assignment.status == LEASED)
-        .values(status=EXPIRED, lease_expires_at=None, updated_at=now)
+        .values(status=status, lease_expires_at=None, updated_at=now)
     )
     if _rowcount(ended) != 1:
         return False
     settle(s, task_id)
     return True
+
+
+def give_back(s: Session, task_id: int, person_id: int, now: datetime) -> bool:
+    """The person skips the (locked) task: their lease frees its slot; False when they hold no lease on it."""
+    return _end_lease(s, task_id, person_id, now, SKIPPED)
+
+
+def release(s: Session, task_id: int, person_id: int, now: datetime) -> bool:
+    """The person leaves the (locked) task unanswered (they left the page): their lease ends now, as if it had
+    run out, and they may be offered the task again. False when they hold no lease on it."""
+    return _end_lease(s, task_id, person_id, now, EXPIRED)
 
 
 def reopen(s: Session, task_id: int, person_id: int, answer_id: int, now: datetime, until: datetime) -> bool:
