@@ -22,7 +22,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
 from terakoya.errors import DataError, StateError, TerakoyaError
 from terakoya.people.accounts import NotFound
@@ -203,18 +203,19 @@ def fail_interrupted(db: Database, project_id: int, *, stale_after_s: float = ST
 
     Queued jobs stay queued: the next runner claims them, so a job asked for just before a restart still runs.
     """
-    cutoff = utcnow() - timedelta(seconds=stale_after_s)
     with db.session() as s:
         done = s.execute(
             update(Job)
-            .where(
-                Job.project_id == project_id,
-                Job.status == "running",
-                or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff),
-            )
+            .where(Job.project_id == project_id, _runner_gone(stale_after_s))
             .values(status="failed", message=INTERRUPTED, finished_at=utcnow())
         )
         return _rowcount(done)
+
+
+def _runner_gone(stale_after_s: float = STALE_AFTER_S) -> ColumnElement[bool]:
+    """A running job whose runner has said nothing for ``stale_after_s`` seconds."""
+    cutoff = utcnow() - timedelta(seconds=stale_after_s)
+    return and_(Job.status == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff))
 
 
 @dataclass(frozen=True)
@@ -230,8 +231,15 @@ def claim_next(db: Database, project_id: int, worker: str) -> ClaimedJob | None:
     The claim is one UPDATE that takes the oldest queued job only while none of the project's jobs runs — atomic
     on SQLite (one writer); on PostgreSQL claims of one project first lock its row (``FOR UPDATE``), so two
     workers never both see "nothing running". Nothing is claimed twice, and jobs run in the order asked for.
-    Jobs whose runner died are failed first (:func:`fail_interrupted`).
+    Jobs whose runner died are failed first (:func:`fail_interrupted`). A runner polls this every few seconds:
+    when there is nothing to claim or fail, it only reads (SQLite's one writer is left to the work queue).
     """
+    with db.session() as s:
+        pending = s.scalar(
+            select(Job.id).where(Job.project_id == project_id, or_(Job.status == "queued", _runner_gone())).limit(1)
+        )
+    if pending is None:
+        return None
     fail_interrupted(db, project_id)
     oldest = select(func.min(Job.id)).where(Job.project_id == project_id, Job.status == "queued").scalar_subquery()
     running = select(Job.id).where(Job.project_id == project_id, Job.status == "running").exists()
