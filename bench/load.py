@@ -185,12 +185,14 @@ async def trainer(
         url = f"/api/v1/tasks/{task['task_id']}/answer"
         start = time.perf_counter()
         r = None
+        retried = False
         for attempt in range(6):  # a broken connection (a killed worker) is retried with the same key
             try:
                 r = await client.post(url, json=body, headers=headers)
                 break
             except httpx.HTTPError as exc:
                 tally.error(f"submit: {type(exc).__name__} (sent again)")
+                retried = True
                 await asyncio.sleep(0.2 * (attempt + 1))
         if r is None:
             tally.error("submit: gave up after 6 tries")
@@ -200,7 +202,9 @@ async def trainer(
             tally.error(f"submit: HTTP {r.status_code}")
             continue
         answer = r.json()
-        if not answer["duplicate"]:
+        # a retry after a broken connection may find the answer stored before the break: that reply
+        # ("duplicate") is the first acknowledgment this client gets for it
+        if not answer["duplicate"] or retried:
             tally.acknowledged.add(answer["answer_id"])
             tally.done_at.append(time.perf_counter() - t0)
         if rng.random() < resend:  # a double click or a retry after a timeout
