@@ -22,7 +22,7 @@ from sqlalchemy import select
 from terakoya import kinds
 from terakoya.errors import ConfigError, DataError
 from terakoya.kinds import AnswerValue, get_kind, registered
-from terakoya.kinds.base import SuggestionValue
+from terakoya.kinds.base import Evidence, ExpertTarget, SuggestionValue
 from terakoya.kinds.classify import ClassifyKind, label_suggestion
 from terakoya.project import Project
 from terakoya.routing import ItemScores, score_items
@@ -113,7 +113,7 @@ class YesNoWithReason:
         """A teacher less than 70 % sure either way has not measurably answered: its confidence is unknown."""
         read = label_suggestion(answer)
         sure = read.confidence is not None and read.confidence >= 0.7
-        return replace(read, confidence=read.confidence if sure else None, confidence_known=sure)
+        return replace(read, confidence=read.confidence if sure else None, confidence_known=sure, value={"sure": sure})
 
     def route_value(
         self,
@@ -136,6 +136,29 @@ class YesNoWithReason:
 
     def aggregate(self, answers: Sequence[tuple[int, str]]) -> str:
         return "yes" if all(label == "yes" for _, label in answers) else "no"
+
+    report_sections = ("summary", "comparison", "findings", "notes", "errors", "experts")
+
+    def read_gold(self, raw: str, settings: Settings) -> AnswerValue:
+        """Known answers may be written y/n, yes/no or true/false, in any case."""
+        value = {"y": "yes", "yes": "yes", "true": "yes", "n": "no", "no": "no", "false": "no"}.get(raw.strip().lower())
+        if value is None:
+            raise DataError(f"{raw!r} is not a yes/no answer; write yes or no")
+        return AnswerValue(value, {"label": value, "written": raw.strip()})
+
+    def expert_targets(self, evidence: Evidence, settings: Settings) -> dict[int, ExpertTarget]:
+        """The unanimous-yes label, as sure as the share of the experts who gave it."""
+        out = {}
+        for item_id, pairs in evidence.answers.items():
+            label = self.aggregate(pairs)
+            share = sum(given == label for _, given in pairs) / len(pairs)
+            distribution = {"yes": float(label == "yes"), "no": float(label == "no")}
+            out[item_id] = ExpertTarget(label, distribution, share, tuple(a for a, _ in pairs), self.aggregator)
+        return out
+
+    def present(self, classes: Sequence[str], probabilities: Sequence[float]) -> dict[str, Any]:
+        yes = float(probabilities[list(classes).index("yes")])
+        return {"answer": "yes" if yes >= 0.5 else "no", "sure": yes >= 0.8 or yes <= 0.2}
 
 
 SEEN_BY_TEACHER: list[str] = []
@@ -184,7 +207,11 @@ gold_share = 0.0
     (tmp_path / "terakoya.toml").write_text(toml, encoding="utf-8")
     pool = [{"id": f"p{i}", "text": (GROW if i % 2 else SHRINK)[i % 3].format(i)} for i in range(60)]
     test = [
-        {"id": f"t{i}", "text": (GROW if i % 2 else SHRINK)[i % 3].format(100 + i), "label": "yes" if i % 2 else "no"}
+        {
+            "id": f"t{i}",
+            "text": (GROW if i % 2 else SHRINK)[i % 3].format(100 + i),
+            "label": ("Y" if i % 4 == 1 else "yes") if i % 2 else ("false" if i % 3 else "N"),
+        }
         for i in range(20)
     ]
     with registered(YesNoWithReason()):
@@ -192,7 +219,15 @@ gold_share = 0.0
             Project.open(tmp_path, env={}, overrides={"task": {"kind": "generate.v1"}})
         with Project.open(tmp_path, env={}) as project:
             project.import_file(_write(tmp_path / "pool.csv", pool), id_column="id")
+            bad = [{"id": "b1", "text": "x", "label": "yes"}, {"id": "b2", "text": "y", "label": "maybe"}]
+            with pytest.raises(DataError, match=r"^bad.csv line 3: 'maybe' is not a yes/no answer; write yes or no"):
+                project.import_file(_write(tmp_path / "bad.csv", bad), id_column="id", label_column="label")
             project.import_file(_write(tmp_path / "test.csv", test), id_column="id", label_column="label", split="test")
+            with project.db.session() as s:  # the kind read the known answers
+                known = s.execute(select(Item.gold_label, Item.gold).where(Item.split == "test")).all()
+            assert {label for label, _ in known} == {"yes", "no"}
+            assert {gold["written"] for _, gold in known} == {"Y", "yes", "false", "N"}
+            assert all(gold["label"] == label for label, gold in known)
 
             SEEN_BY_TEACHER.clear()
             project.teach()
@@ -200,8 +235,8 @@ gold_share = 0.0
 
             # the kind reads the teacher's answers: "no" at 0.65 is not sure enough to count as measured
             with project.db.session() as s:
-                read = {(sg.label, sg.confidence_known) for sg in s.scalars(select(Suggestion)).all()}
-            assert read == {("yes", True), ("no", False)}
+                read = {(sg.label, sg.confidence_known, sg.value["sure"]) for sg in s.scalars(select(Suggestion)).all()}
+            assert read == {("yes", True, True), ("no", False, False)}
 
             ROUTE_CALLS.clear()
             routed = project.route(budget_items=10)
@@ -237,6 +272,9 @@ gold_share = 0.0
             with project.db.session() as s:
                 p1 = s.scalar(select(Item.id).where(Item.external_id == "p1"))
             assert rows[p1].label == "no"  # the kind's rule: yes only when every expert says yes
+            # the kind's training target: as sure as the share of experts who gave it (one of two said no)
+            p3 = next(r for r in rows.values() if r.answer_ids and len(r.answer_ids) == 1)
+            assert rows[p1].weight == pytest.approx(p3.weight / 2)
             assert {r.aggregator for r in rows.values()} == {"unanimous-yes.v1"}
 
             with pytest.raises(ConfigError, match=r"student 'embed.v1' cannot learn task kind yesno-reason.v1"):
@@ -245,4 +283,17 @@ gold_share = 0.0
             evaluation = project.evaluate(learning_curve=False)
             student = evaluation.data["student"]
             assert student["accuracy"] is not None and student["accuracy"] > 0.5, student
+            # the kind's report sections: no calibration or learning curve for a yes/no question
+            html = evaluation.html_path.read_text(encoding="utf-8")
+            assert 'id="experts"' in html and 'id="comparison"' in html
+            assert 'id="calibration"' not in html and 'id="curve"' not in html and 'id="slices"' not in html
+
+            # serving: the kind says what a prediction looks like in the output file
+            from terakoya.serving.predicting import predict_file
+
+            inp = _write(tmp_path / "new.csv", [{"text": GROW[0].format(7)}, {"text": SHRINK[0].format(9)}])
+            assert predict_file(trained.path, inp, tmp_path / "out.csv") == 2
+            with open(tmp_path / "out.csv", encoding="utf-8") as fh:
+                out = list(csv.DictReader(fh))
+            assert list(out[0]) == ["text", "answer", "sure"] and [r["answer"] for r in out] == ["yes", "no"]
             assert trained.expert_items == 29

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from terakoya.errors import ConfigError, DataError
 from terakoya.importers.readers import RowSource, open_rows, require_columns
+from terakoya.kinds.base import AnswerValue
 from terakoya.settings import ImportSettings
 from terakoya.storage.models import Import, Item, Project, utcnow
 
@@ -156,7 +157,9 @@ class _Rows:
         allowed: Sequence[str],
         skip_empty: bool,
         max_text_chars: int,
+        read_gold: Callable[[str], AnswerValue] | None = None,
     ) -> None:
+        self.read_gold = read_gold
         self.source = source
         self.name = source.name
         self.cols = cols
@@ -185,22 +188,35 @@ class _Rows:
         )
 
     def label(self, line: int, values: dict[str, Any]) -> str | None:
+        known = self.known(line, values)
+        return known.label if known is not None else None
+
+    def known(self, line: int, values: dict[str, Any]) -> AnswerValue | None:
+        """The row's known answer (None: no label column, or an empty cell), read by the task kind's rule."""
         if self.cols.label is None:
             return None
-        label = _cell(values.get(self.cols.label)).strip()
+        label: str | None = _cell(values.get(self.cols.label)).strip()
         if not label:
             return None
-        if self.allowed_set and label not in self.allowed_set:
+        if self.read_gold is not None:
+            try:
+                known = self.read_gold(label)
+            except DataError as exc:
+                raise DataError(f"{self.name} line {line}: {exc}") from None
+            label = known.label
+        elif self.allowed_set and label not in self.allowed_set:
             raise DataError(
                 f"{self.name} line {line}: label {label!r} is not one of the project's labels: "
                 f"{', '.join(self.allowed)} — fix the file or declare the label in terakoya.toml"
             )
-        if len(label) > _MAX_KEY_CHARS:
+        else:
+            known = AnswerValue(label, {"label": label})
+        if label is not None and len(label) > _MAX_KEY_CHARS:
             raise DataError(
                 f"{self.name} line {line}: the label in column {self.cols.label!r} is longer than "
                 f"{_MAX_KEY_CHARS} characters; check --label-column"
             )
-        return label
+        return known
 
     def external_id(self, line: int, values: dict[str, Any]) -> str:
         if self.cols.id is None:
@@ -478,6 +494,7 @@ def _write_items(
             raise _file_changed(rows)
         item_split = split if decision.to_split[index] else other
         counts[item_split] += 1
+        known = rows.known(line, values)
         chunk.append(
             {
                 "project_id": project_id,
@@ -486,7 +503,8 @@ def _write_items(
                 "text": text,
                 "text_hash": digest,
                 "split": item_split,
-                "gold_label": rows.label(line, values),
+                "gold_label": known.label if known is not None else None,
+                "gold": known.value if known is not None else None,
                 "meta": rows.meta(values),
                 "created_at": created,
             }
@@ -560,6 +578,7 @@ def import_file(
     skip_empty: bool = False,
     progress: Callable[[int], None] | None = None,
     max_text_chars: int | None = None,
+    read_gold: Callable[[str], AnswerValue] | None = None,
 ) -> ImportReport:
     """Add the rows of ``path`` to the project as items; ``fraction`` of them go to ``split``, the rest to the other.
 
@@ -567,6 +586,9 @@ def import_file(
     project are skipped and counted as duplicates. ``allowed_labels`` empty or None accepts any label.
     ``progress(rows)`` is called during the writing pass with the number of rows handled so far.
     ``max_text_chars`` is the longest text accepted (None: the default of the ``import.max_text_chars`` setting).
+    ``read_gold`` reads a known answer from its cell into the task kind's value (the kind's rule; a DataError
+    names what is wrong, and the error raised adds the file and line); without it, a label must be one of
+    ``allowed_labels`` and its value is ``{"label": label}``.
     Everything happens in one transaction: on any error the project is unchanged.
     """
     started = time.perf_counter()
@@ -602,7 +624,7 @@ def import_file(
                     "skip_empty": skip_empty,
                 },
             )
-            rows = _Rows(source, cols, record.id, allowed_labels or [], skip_empty, limit)
+            rows = _Rows(source, cols, record.id, allowed_labels or [], skip_empty, limit, read_gold)
             plan = _Plan()
             decision = _plan_rows(session, project_id, rows, plan, fraction, seed)
             counts = _write_items(session, project_id, rows, plan, decision, split, progress)

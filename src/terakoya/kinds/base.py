@@ -13,7 +13,11 @@ everything else (budgets, leases, provenance, jobs) and ask the kind for:
   (answer files, the web work queue);
 - ``aggregate``: the one target an item's answers give together (training, export, evaluation),
   named and versioned by ``aggregator``;
-- ``students``: the student kinds that can learn it; ``widget``: the web template that collects answers.
+- ``read_gold``: an item's known answer read from an imported file's cell, as the kind's value (items);
+- ``expert_targets``: what each item's expert answers give the student to learn (the training set);
+- ``students``: the student kinds that can learn it; ``widget``: the web template that collects answers;
+- ``report_sections``: the report sections that mean something for the kind, in order (the report);
+- ``present``: one prediction of a saved student as the output columns of ``terakoya predict`` (serving).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ if TYPE_CHECKING:
     from terakoya.teachers.base import TeacherAnswer, TeacherRequest
     from terakoya.teachers.prompts import Prompt
 
-__all__ = ["AnswerValue", "SuggestionValue", "TaskKind"]
+__all__ = ["AnswerValue", "Evidence", "ExpertTarget", "SuggestionValue", "TaskKind"]
 
 
 @dataclass(frozen=True)
@@ -46,12 +50,42 @@ class AnswerValue:
 @dataclass(frozen=True)
 class SuggestionValue:
     """A teacher's answer as the suggestions table keeps it: the label it gives (None: an error), the label
-    probabilities, the confidence (None when unknown) and whether that confidence was measured."""
+    probabilities, the confidence (None when unknown), whether that confidence was measured, and the kind's
+    value for anything more (None: nothing more)."""
 
     label: str | None
     probabilities: dict[str, float]
     confidence: float | None
     confidence_known: bool
+    #: what the model said beyond the label and its probabilities (stored in ``suggestions.value``)
+    value: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ExpertTarget:
+    """What one item's expert answers give the student: the label, the target distribution over the kind's
+    labels, how sure the aggregate is (a sample-weight factor in [0, 1]), the answers it came from and the
+    aggregation rule's versioned name (recorded with the training label)."""
+
+    label: str
+    distribution: dict[str, float]
+    confidence: float
+    answer_ids: tuple[int, ...]
+    aggregator: str
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the training set knows of the items people answered.
+
+    ``answers``: item -> its live expert answers ``(answer id, label)``, oldest first; ``people``: answer id ->
+    who gave it; ``models``: a model worker (``teacher``, ``student``) -> item -> its label, for aggregators that
+    weigh people and models by their estimated reliability.
+    """
+
+    answers: Mapping[int, Sequence[tuple[int, str]]]
+    people: Mapping[int, str] = field(default_factory=dict)
+    models: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
 
 
 class TaskKind(Protocol):
@@ -71,6 +105,9 @@ class TaskKind(Protocol):
 
     @property
     def widget(self) -> str: ...
+
+    @property
+    def report_sections(self) -> tuple[str, ...]: ...
 
     def check(self, settings: Settings) -> None: ...
 
@@ -94,3 +131,9 @@ class TaskKind(Protocol):
     def read_answer(self, raw: Mapping[str, Any], settings: Settings) -> AnswerValue: ...
 
     def aggregate(self, answers: Sequence[tuple[int, str]]) -> str: ...
+
+    def read_gold(self, raw: str, settings: Settings) -> AnswerValue: ...
+
+    def expert_targets(self, evidence: Evidence, settings: Settings) -> dict[int, ExpertTarget]: ...
+
+    def present(self, classes: Sequence[str], probabilities: Sequence[float]) -> dict[str, Any]: ...

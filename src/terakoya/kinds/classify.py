@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from terakoya.errors import ConfigError, DataError
-from terakoya.kinds.base import AnswerValue, SuggestionValue
+from terakoya.kinds.base import AnswerValue, Evidence, ExpertTarget, SuggestionValue
 from terakoya.quality.aggregate import AGGREGATOR, majority
 
 if TYPE_CHECKING:
@@ -19,7 +19,35 @@ if TYPE_CHECKING:
     from terakoya.teachers.base import TeacherAnswer, TeacherRequest
     from terakoya.teachers.prompts import Prompt
 
-__all__ = ["ClassifyAnswer", "ClassifyKind", "label_suggestion"]
+__all__ = [
+    "REPORT_SECTIONS",
+    "ClassifyAnswer",
+    "ClassifyKind",
+    "crowd_targets",
+    "label_suggestion",
+    "one_hot_targets",
+    "present_label",
+]
+
+#: every section of the evaluation report, by its id on the page, in the order the report shows them
+REPORT_SECTIONS = (
+    "summary",
+    "comparison",
+    "findings",
+    "notes",
+    "per-class",
+    "confusion",
+    "calibration",
+    "errors",
+    "slices",
+    "verify-blind",
+    "overrides",
+    "experts",
+    "quality",
+    "agreement",
+    "curve",
+    "economics",
+)
 
 
 class ClassifyAnswer(BaseModel):
@@ -45,6 +73,56 @@ def label_suggestion(answer: TeacherAnswer) -> SuggestionValue:
     return SuggestionValue(answer.label, dict(answer.probabilities), confidence, known)
 
 
+def one_hot_targets(
+    answers: Mapping[int, Sequence[tuple[int, str]]],
+    labels: Sequence[str],
+    rule: Callable[[Sequence[tuple[int, str]]], str],
+    aggregator: str,
+) -> dict[int, ExpertTarget]:
+    """Each item's answers aggregated by ``rule`` into one label, learned as a sure (one-hot) target."""
+    out: dict[int, ExpertTarget] = {}
+    for item_id, pairs in answers.items():
+        label = rule(pairs)
+        distribution = {c: float(c == label) for c in labels}
+        out[item_id] = ExpertTarget(label, distribution, 1.0, tuple(answer_id for answer_id, _ in pairs), aggregator)
+    return out
+
+
+def crowd_targets(
+    evidence: Evidence, labels: Sequence[str], method: str, *, with_models: bool
+) -> dict[int, ExpertTarget]:
+    """Each item's answers aggregated by a model of every answerer's reliability (:mod:`terakoya.quality.crowd`),
+    the teacher and the student answering too when ``with_models``: the posterior is the target, its top
+    probability the confidence. The aggregator's name says whether models took part (``...+models``)."""
+    from terakoya.quality.crowd import aggregate
+
+    rows = sorted(
+        (answer_id, item_id, label) for item_id, pairs in evidence.answers.items() for answer_id, label in pairs
+    )
+    triples = [
+        (item_id, evidence.people.get(answer_id, f"answer {answer_id}"), label) for answer_id, item_id, label in rows
+    ]
+    models = {name: dict(given) for name, given in evidence.models.items()} if with_models else None
+    result = aggregate(triples, labels, method, models=models or None)
+    name = result.version + ("+models" if models else "")
+    out: dict[int, ExpertTarget] = {}
+    for item_id, pairs in evidence.answers.items():
+        distribution = {c: float(result.probabilities[item_id].get(c, 0.0)) for c in labels}
+        ids = tuple(answer_id for answer_id, _ in pairs)
+        out[item_id] = ExpertTarget(result.labels[item_id], distribution, float(result.confidence[item_id]), ids, name)
+    return out
+
+
+def present_label(classes: Sequence[str], probabilities: Sequence[float]) -> dict[str, Any]:
+    """A label distribution as output columns: the label, its probability, then one ``p_<label>`` per label."""
+    best = max(range(len(classes)), key=lambda i: probabilities[i])
+    return {
+        "predicted_label": classes[best],
+        "confidence": float(probabilities[best]),
+        **{f"p_{c}": float(p) for c, p in zip(classes, probabilities, strict=True)},
+    }
+
+
 def schema_error(exc: ValidationError) -> str:
     """A pydantic error in one line: ``field: message; ...``."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors())
@@ -59,6 +137,7 @@ class ClassifyKind:
     students: tuple[str, ...] = ("embed", "linear", "finetune", "auto")
     widget = "widgets/classify.html"
     schema: type[ClassifyAnswer] = ClassifyAnswer
+    report_sections = REPORT_SECTIONS
 
     def check(self, settings: Settings) -> None:
         if len(settings.label_names) < 2:
@@ -120,3 +199,27 @@ class ClassifyKind:
 
     def aggregate(self, answers: Sequence[tuple[int, str]]) -> str:
         return majority(answers)
+
+    def read_gold(self, raw: str, settings: Settings) -> AnswerValue:
+        """A known label from a file's cell: one of the declared labels (any label while none is declared yet:
+        the import then declares the labels it saw)."""
+        label = raw.strip()
+        labels = settings.label_names
+        if labels and label not in labels:
+            raise DataError(
+                f"label {label!r} is not one of the project's labels: {', '.join(labels)} — "
+                "fix the file or declare the label in terakoya.toml"
+            )
+        return AnswerValue(label, {"label": label})
+
+    def expert_targets(self, evidence: Evidence, settings: Settings) -> dict[int, ExpertTarget]:
+        """``quality.aggregator``: majority (one-hot targets, ``majority.v1``), or a crowd-kit model of each
+        answerer's reliability (``dawid_skene``, ``mace``), with the teacher and the student as workers when
+        ``quality.models_as_workers``."""
+        method = settings.quality.aggregator
+        if method == "majority" or not evidence.answers:
+            return one_hot_targets(evidence.answers, self.labels(settings), self.aggregate, self.aggregator)
+        return crowd_targets(evidence, self.labels(settings), method, with_models=settings.quality.models_as_workers)
+
+    def present(self, classes: Sequence[str], probabilities: Sequence[float]) -> dict[str, Any]:
+        return present_label(classes, probabilities)

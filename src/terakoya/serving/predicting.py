@@ -1,7 +1,8 @@
 """Label a file with a saved student, streamed in chunks: CSV, TSV, JSON Lines or Parquet in and out.
 
-The output holds every input column, then ``predicted_label``, ``confidence`` and one ``p_<label>``
-column per label. Its format follows the output file's suffix. The file is written next to its final
+The output holds every input column, then what the student's task kind shows of each prediction
+(``kind.present``; for ``classify.v1``: ``predicted_label``, ``confidence`` and one ``p_<label>`` column
+per label). Its format follows the output file's suffix. The file is written next to its final
 name and renamed when complete, so a failed run leaves no half-written output.
 """
 
@@ -25,8 +26,8 @@ CHUNK_ROWS = 2048
 _OUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
-def output_columns(input_columns: Sequence[str], classes: Sequence[str]) -> tuple[str, str, list[str]]:
-    """Names of the label, confidence and probability columns, kept clear of the input's columns."""
+def output_columns(input_columns: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    """The kind's output column names, each kept clear of the input's columns (``student_`` put in front)."""
     taken = set(input_columns)
 
     def free(name: str) -> str:
@@ -35,7 +36,7 @@ def output_columns(input_columns: Sequence[str], classes: Sequence[str]) -> tupl
         taken.add(name)
         return name
 
-    return free("predicted_label"), free("confidence"), [free(f"p_{c}") for c in classes]
+    return [free(name) for name in wanted]
 
 
 def _chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
@@ -94,55 +95,75 @@ def predict_file(
     return written
 
 
-def _predicted(student: Student, chunk: list[Row], text_column: str) -> tuple[list[str], list[list[float]]]:
-    proba = student.predict_proba([_text(row, text_column) for row in chunk])
-    classes = list(student.classes_)
-    return [classes[i] for i in proba.argmax(axis=1)], proba.tolist()
+class _Outputs:
+    """What the task kind makes of each prediction (``kind.present``), under names clear of the input's."""
+
+    def __init__(self, student: Student, columns: Sequence[str]) -> None:
+        from terakoya.kinds import get_kind
+
+        self.student = student
+        self.classes = list(student.classes_)
+        self.kind = get_kind(str(student.metadata.get("task_kind") or "classify.v1"))
+        sample = self.kind.present(self.classes, [1.0 / len(self.classes)] * len(self.classes))
+        self.keys = list(sample)
+        self.names = output_columns(columns, self.keys)
+        self.sample = {name: sample[key] for name, key in zip(self.names, self.keys, strict=True)}
+
+    def rows(self, chunk: list[Row], text_column: str) -> list[list[Any]]:
+        """The output cells of each row of ``chunk``, in column order."""
+        proba = self.student.predict_proba([_text(row, text_column) for row in chunk])
+        out = []
+        for p in proba.tolist():
+            shown = self.kind.present(self.classes, p)
+            out.append([shown[key] for key in self.keys])
+        return out
 
 
 def _write(student: Student, source: RowSource, text_column: str, tmp: Path, out_format: str) -> int:
     columns = list(source.columns)
-    label_col, conf_col, prob_cols = output_columns(columns, student.classes_)
-    header = [*columns, label_col, conf_col, *prob_cols]
+    outputs = _Outputs(student, columns)
+    header = [*columns, *outputs.names]
     written = 0
     if out_format in {"csv", "tsv"}:
         with tmp.open("w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle, delimiter="\t" if out_format == "tsv" else ",")
             writer.writerow(header)
             for chunk in _chunks(iter(source), CHUNK_ROWS):
-                labels, probas = _predicted(student, chunk, text_column)
-                for row, label, p in zip(chunk, labels, probas, strict=True):
+                for row, shown in zip(chunk, outputs.rows(chunk, text_column), strict=True):
                     cells = ["" if (v := _cell(row.values.get(c))) is None else v for c in columns]
-                    writer.writerow([*cells, label, max(p), *p])
+                    writer.writerow([*cells, *shown])
                 written += len(chunk)
         return written
     if out_format == "jsonl":
         with tmp.open("w", encoding="utf-8") as handle:
             for chunk in _chunks(iter(source), CHUNK_ROWS):
-                labels, probas = _predicted(student, chunk, text_column)
-                for row, label, p in zip(chunk, labels, probas, strict=True):
-                    record = {**row.values, label_col: label, conf_col: max(p), **dict(zip(prob_cols, p, strict=True))}
+                for row, shown in zip(chunk, outputs.rows(chunk, text_column), strict=True):
+                    record = {**row.values, **dict(zip(outputs.names, shown, strict=True))}
                     handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
                 written += len(chunk)
         return written
-    return _write_parquet(student, source, text_column, tmp, columns, header, label_col, conf_col, prob_cols)
+    return _write_parquet(outputs, source, text_column, tmp, columns, header)
+
+
+def _arrow_type(value: Any) -> Any:
+    import pyarrow as pa
+
+    if isinstance(value, bool):
+        return pa.bool_()
+    if isinstance(value, int):
+        return pa.int64()
+    if isinstance(value, float):
+        return pa.float64()
+    return pa.string()
 
 
 def _write_parquet(
-    student: Student,
-    source: RowSource,
-    text_column: str,
-    tmp: Path,
-    columns: list[str],
-    header: list[str],
-    label_col: str,
-    conf_col: str,
-    prob_cols: list[str],
+    outputs: _Outputs, source: RowSource, text_column: str, tmp: Path, columns: list[str], header: list[str]
 ) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fixed: dict[str, Any] = {label_col: pa.string(), conf_col: pa.float64(), **{c: pa.float64() for c in prob_cols}}
+    fixed: dict[str, Any] = {name: _arrow_type(value) for name, value in outputs.sample.items()}
     if source.format == "parquet":
         known = pq.ParquetFile(source.path).schema_arrow
         input_types = {name: known.field(name).type for name in columns}
@@ -155,15 +176,12 @@ def _write_parquet(
     written = 0
     try:
         for chunk in _chunks(iter(source), CHUNK_ROWS):
-            labels, probas = _predicted(student, chunk, text_column)
             data: dict[str, list[Any]] = {name: [] for name in header}
-            for row, label, p in zip(chunk, labels, probas, strict=True):
+            for row, shown in zip(chunk, outputs.rows(chunk, text_column), strict=True):
                 for name in columns:
                     value = row.values.get(name)
                     data[name].append(value if source.format == "parquet" else _cell(value))
-                data[label_col].append(label)
-                data[conf_col].append(max(p))
-                for name, v in zip(prob_cols, p, strict=True):
+                for name, v in zip(outputs.names, shown, strict=True):
                     data[name].append(v)
             if schema is None:
                 fields = []

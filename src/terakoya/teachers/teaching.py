@@ -175,6 +175,7 @@ def _suggestion(settings: Settings, item_id: int, prompt_version: str, model: st
         probabilities=read.probabilities,
         confidence=read.confidence,
         confidence_known=read.confidence_known,
+        value=read.value,
         raw_output=answer.raw,
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
