@@ -22,7 +22,7 @@ from terakoya.errors import ConfigError, StateError
 from terakoya.settings import Settings, load_settings, parse_overrides
 from terakoya.storage import Database, open_database
 from terakoya.storage.db import MIGRATIONS
-from terakoya.storage.models import Answer, Assignment, Item, Person, Task, utcnow
+from terakoya.storage.models import Answer, Assignment, Item, Person, Suggestion, Task, utcnow
 from terakoya.storage.web_models import Membership
 
 LABELS = ("positive", "negative", "neutral")
@@ -34,10 +34,10 @@ def settings_for(tmp_path: Path, **routing: Any) -> Settings:
     )
 
 
-def add_tasks(db: Database, pid: int, n: int, *, k: int = 1) -> list[int]:
+def add_tasks(db: Database, pid: int, n: int, *, k: int = 1, start: int = 0) -> list[int]:
     ids = []
     with db.session() as s:
-        for i in range(n):
+        for i in range(start, start + n):
             item = Item(project_id=pid, external_id=f"i{i}", text=f"item {i}", text_hash=f"h{pid}-{i}")
             s.add(item)
             s.flush()
@@ -111,6 +111,46 @@ def test_two_people_answer_a_task_that_takes_two_and_a_third_gets_nothing(q: tup
     assert sorted(linked) == sorted([(ann, ann, "positive"), (bob, bob, "negative")])
     assert workqueue.lease_next(db, pid, settings, cy) is None
     assert workqueue.queue_counts(db, pid) == workqueue.QueueCounts(0, 0, 1, 0)
+
+
+def test_adaptive_overlap_asks_one_more_person_while_the_answers_disagree(
+    q: tuple[Database, int, Settings], tmp_path: Path
+) -> None:
+    db, pid, _ = q
+    settings = Settings.model_validate(
+        {"name": "p", "labels": [{"name": n} for n in LABELS], "project_dir": tmp_path,
+         "quality": {"max_answers_per_item": 3}}
+    )  # fmt: skip
+    agree, split = add_tasks(db, pid, 2, k=2)
+    ann, bob, cy, dee = people(db, pid, "ann", "bob", "cy", "dee")
+    for person, labels in ((ann, ("positive", "positive")), (bob, ("positive", "negative"))):
+        for task_id, label in zip((agree, split), labels, strict=True):
+            view = workqueue.lease_next(db, pid, settings, person)
+            assert view is not None and view.task_id == task_id
+            workqueue.submit_answer(db, pid, settings, person, task_id, label=label)
+    assert task_row(db, agree).status == "answered" and task_row(db, agree).answers_wanted == 2  # they agree
+    task = task_row(db, split)
+    assert (task.status, task.answers_wanted) == ("queued", 3)  # they disagree: a third person is asked
+    view = workqueue.lease_next(db, pid, settings, cy)
+    assert view is not None and view.task_id == split
+    workqueue.submit_answer(db, pid, settings, cy, split, label="neutral")
+    task = task_row(db, split)
+    assert (task.status, task.answers_wanted) == ("answered", 3)  # still no agreement, but the cap is reached
+    assert workqueue.lease_next(db, pid, settings, dee) is None
+
+    # one answer wanted: one more person is asked when the answer differs from the teacher's suggestion
+    confirm, correct = add_tasks(db, pid, 2, k=1, start=10)
+    with db.session() as s:
+        for task_id in (confirm, correct):
+            item_id = s.scalar(select(Task.item_id).where(Task.id == task_id))
+            probs = {"positive": 0.6, "negative": 0.2, "neutral": 0.2}
+            s.add(Suggestion(item_id=item_id, agent_kind="teacher", agent="t", label="positive", probabilities=probs))
+    for task_id, label in ((confirm, "positive"), (correct, "negative")):
+        view = workqueue.lease_next(db, pid, settings, dee)
+        assert view is not None and view.task_id == task_id
+        workqueue.submit_answer(db, pid, settings, dee, task_id, label=label)
+    assert (task_row(db, confirm).status, task_row(db, confirm).answers_wanted) == ("answered", 1)
+    assert (task_row(db, correct).status, task_row(db, correct).answers_wanted) == ("queued", 2)
 
 
 def test_answers_from_a_file_fill_one_slot_each(q: tuple[Database, int, Settings], tmp_path: Path) -> None:
@@ -463,11 +503,16 @@ def test_upgrade_keeps_every_row_and_turns_task_states_into_assignments(
         assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() != revision
         after = _snapshot(conn, kept)
         for table in kept:
-            if table == "tasks":  # the same rows, and one column more
-                assert [row[: len(before[table][0])] for row in after[table]] == before[table]
+            if table in ("tasks", "items", "suggestions"):  # the same rows, and columns more
+                assert [row[: len(before[table][0])] for row in after[table]] == before[table], table
             else:
                 assert after[table] == before[table], table
     with db.session() as s:
+        # 0010: every known label became the kind's value of the known answer; old suggestions say nothing more
+        known = s.execute(select(Item.gold_label, Item.gold)).all()
+        assert any(label is not None for label, _ in known)
+        assert all(gold == ({"label": label} if label is not None else None) for label, gold in known)
+        assert set(s.scalars(select(Suggestion.value)).all()) == {None}
         assert s.scalar(select(func.count()).select_from(Assignment)) == 8
         tasks = {t.id: t for t in s.scalars(select(Task))}
         assert {t.answers_wanted for t in tasks.values()} == {1}

@@ -41,6 +41,11 @@ app.add_typer(user_app, name="user")
 teacher_app = typer.Typer(help="Measure and compare teachers.", no_args_is_help=True)
 app.add_typer(teacher_app, name="teacher")
 
+quality_app = typer.Typer(
+    help="Agreement, each person's reliability, pauses, and where a training label came from.", no_args_is_help=True
+)
+app.add_typer(quality_app, name="quality")
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -504,6 +509,80 @@ def user_add(
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     create_user(project.db, project.project_id, name=name, email=email, password=password, role=role)
     console.print(f"added {role} {name}", markup=False)
+    project.close()
+
+
+@quality_app.command("show")
+def quality_show() -> None:
+    """Agreement among the people (Fleiss, Krippendorff, per label), each person's reliability, who is paused."""
+    from rich.table import Table
+
+    from terakoya.evaluation.render import quality_lines
+    from terakoya.evaluation.sections import QualitySection
+
+    project = _open()
+    q = QualitySection.from_summary(project.quality())
+    for line in quality_lines(q):
+        console.print(line, markup=False, highlight=False)
+    if q.people:
+        table = Table(title="people (for the owner only)", title_justify="left")
+        for name in ("person", "answers", "items", "check items", "accuracy on checks", "estimated accuracy", "paused"):
+            table.add_column(name, justify="left" if name == "person" else "right")
+        for row in q.people:
+            gold = f"{row.gold_accuracy:.0%}" if row.gold_accuracy is not None else "—"
+            est = f"{row.estimated_accuracy:.0%}" if row.estimated_accuracy is not None else "—"
+            table.add_row(escape(row.person), str(row.answers), str(row.items), str(row.gold_answers), gold, est,
+                          "yes" if row.paused else "no")  # fmt: skip
+        console.print(table)
+    if q.estimate_note:
+        console.print(f"estimated accuracy: {q.estimate_note}", markup=False)
+    project.close()
+
+
+@quality_app.command("unpause")
+def quality_unpause(name: Annotated[str, typer.Argument(help="the paused person's name")]) -> None:
+    """Lift a trainer's pause on this project (their earlier check answers stop counting)."""
+    project = _open()
+    project.lift_pause(name)
+    console.print(f"{name} is no longer paused", markup=False)
+    project.close()
+
+
+@quality_app.command("provenance")
+def quality_provenance(
+    item: Annotated[str, typer.Argument(help="the item's id, as in the imported file")],
+    runs: Annotated[int, typer.Option(help="how many student runs to show, newest first")] = 3,
+) -> None:
+    """Where an item's training label came from: the answers, people, teacher suggestion, aggregation, guidelines."""
+    project = _open()
+    p = project.provenance(item)
+    console.print(f"item {p.external_id} ({p.split}): {p.text[:200]}", markup=False, highlight=False)
+    if p.gold_label:
+        console.print(f"known answer: {p.gold_label}", markup=False)
+    if not p.runs:
+        console.print("no student run has trained on this item yet (test items never are)", markup=False)
+    for run in p.runs[:runs]:
+        console.print(
+            f"run {run.run_id}: learned {run.label!r} from {run.source}, weight {run.weight:.3g}"
+            + (f", aggregated by {run.aggregator}" if run.aggregator else ""),
+            markup=False, highlight=False,
+        )  # fmt: skip
+        for a in run.answers:
+            state = " (undone)" if a.superseded else (" (simulated)" if a.simulated else "")
+            console.print(
+                f"   answer {a.answer_id}: {a.person} said {a.label!r} ({a.kind}) on {a.created_at:%Y-%m-%d %H:%M}, "
+                f"guidelines {a.guideline_version or 'unrecorded'}{state}"
+                + (f" — {a.rationale}" if a.rationale else ""),
+                markup=False, highlight=False,
+            )  # fmt: skip
+        if run.suggestion is not None:
+            sg = run.suggestion
+            conf = f", confidence {sg.confidence:.2f}" if sg.confidence is not None else ""
+            console.print(
+                f"   teacher suggestion {sg.suggestion_id}: {sg.agent} said {sg.label!r}{conf}, prompt "
+                f"{sg.prompt_version or '—'}" + (f", calibrated ({sg.calibration})" if sg.calibration else ""),
+                markup=False, highlight=False,
+            )  # fmt: skip
     project.close()
 
 

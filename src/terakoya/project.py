@@ -29,6 +29,8 @@ from terakoya.storage.queries import items_by_split, labelled_items
 if TYPE_CHECKING:
     from terakoya.evaluation.report import EvaluationReport
     from terakoya.importers import ImportReport
+    from terakoya.quality.provenance import Provenance
+    from terakoya.quality.summary import QualitySummary
     from terakoya.routing import RouteReport
     from terakoya.routing.trust import TeacherTrust
     from terakoya.teachers.base import Teacher
@@ -147,7 +149,9 @@ class Project:
         progress: Callable[[int], None] | None = None,
     ) -> ImportReport:
         from terakoya.importers import import_file
+        from terakoya.kinds import get_kind
 
+        kind, settings = get_kind(self.settings.task.kind), self.settings
         report = import_file(
             self.db,
             self.project_id,
@@ -167,6 +171,7 @@ class Project:
             skip_empty=skip_empty,
             max_text_chars=self.settings.import_.max_text_chars,
             progress=progress,
+            read_gold=lambda raw: kind.read_gold(raw, settings),
         )
         if not self.settings.labels and report.labels_seen:
             append_labels(self.dir, report.labels_seen)
@@ -350,6 +355,47 @@ class Project:
             "expert_minutes": float(seconds or 0.0) / 60.0,
             "students": students or 0,
             **self._trust_status(),
+            **self._quality_status(),
+        }
+
+    def quality(self) -> QualitySummary:
+        """Agreement among the people, each one's reliability, the answers spent per item, who is paused."""
+        from terakoya.quality.summary import quality_summary
+
+        return quality_summary(self.db, self.project_id, self.settings)
+
+    def provenance(self, item: str) -> Provenance:
+        """Where the training labels of the item with external id ``item`` came from, in every run."""
+        from terakoya.quality.provenance import provenance
+
+        return provenance(self.db, self.project_id, item)
+
+    def lift_pause(self, name: str, *, by: int | None = None) -> None:
+        """Lift the pause of the person called ``name`` (``by``: the owner's person id, when known)."""
+        from terakoya.errors import StateError
+        from terakoya.people.accounts import NotFound
+        from terakoya.quality.gold import lift_pause
+        from terakoya.storage.models import Person
+
+        with self.db.session() as s:
+            person_id = s.scalar(select(Person.id).where(Person.name == name))
+        if person_id is None:
+            raise NotFound(f"nobody is called {name!r}; `terakoya quality show` lists the people")
+        if not lift_pause(self.db, self.project_id, person_id, by=by):
+            raise StateError(f"{name} is not paused on this project; `terakoya quality show` lists who is")
+
+    def _quality_status(self) -> dict[str, Any]:
+        if len(self.settings.label_names) < 2:
+            return {}
+        q = self.quality()
+        a = q.agreement
+        return {
+            "answers_per_item": round(q.answers_per_item, 2) if q.answers_per_item is not None else None,
+            "agreement_items": a.items,
+            "fleiss_kappa": round(a.fleiss, 3) if a.fleiss is not None else a.note,
+            "krippendorff_alpha": round(a.alpha, 3) if a.alpha is not None else a.note,
+            "paused": [f"{p.person}: {p.reason}" for p in q.pauses] or "nobody",
+            "aggregator": q.aggregator,
         }
 
     def _trust_status(self) -> dict[str, Any]:

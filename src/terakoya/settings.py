@@ -27,6 +27,7 @@ __all__ = [
     "ImportSettings",
     "LabelSpec",
     "PaySettings",
+    "QualitySettings",
     "RoutingSettings",
     "Settings",
     "StudentSettings",
@@ -247,6 +248,31 @@ class ImportSettings(_Section):
     )
 
 
+class QualitySettings(_Section):
+    aggregator: Literal["majority", "dawid_skene", "mace"] = Field(
+        "majority",
+        description="how several answers to an item become its training target: majority vote, or a model of each "
+        "person's reliability fitted through crowd-kit (dawid_skene, mace), weighted by its confidence",
+    )
+    models_as_workers: bool = Field(
+        True, description="the teacher and the student answer as workers with their own reliability (dawid_skene, mace)"
+    )
+    max_answers_per_item: int = Field(
+        0,
+        ge=0,
+        description="adaptive overlap: when a task's answers disagree, ask one more person, up to this many answers "
+        "(0: never more than routing.answers_per_item)",
+    )
+    min_gold: int = Field(10, ge=1, description="answers on check items before a trainer can be paused")
+    min_gold_accuracy: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="a trainer is paused when even the top of the 95 % interval of their accuracy on check items "
+        "is below this (0 turns pausing off)",
+    )
+
+
 class Settings(BaseModel):
     """The whole configuration of one project."""
 
@@ -266,6 +292,7 @@ class Settings(BaseModel):
     student: StudentSettings = Field(default_factory=StudentSettings)
     pay: PaySettings = Field(default_factory=PaySettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     #: ``import`` is a Python keyword: the section is ``[import]`` in the file, ``settings.import_`` in code
     import_: ImportSettings = Field(default_factory=ImportSettings, alias="import")
 

@@ -98,11 +98,17 @@ def test_every_page_has_no_serious_or_critical_axe_violation(
         check(page, f"glossary ({device})", seen)
         context.close()
 
+    from sqlalchemy import select
+
+    from terakoya.storage.models import Item
+
+    with project.db.session() as s:
+        first_item = s.scalar(select(Item.external_id).order_by(Item.id).limit(1))
     owner = chromium.new_context(viewport=test_browser.DESKTOP)
     page = owner.new_page()
     test_browser.sign_in(page, server, "olga@example.org", "/dashboard")
     check(page, "dashboard (owner)", seen)
-    for path in ("/people", "/report", "/glossary"):
+    for path in ("/people", "/report", "/glossary", "/review", "/provenance", f"/provenance?item={first_item}"):
         page.goto(f"{server}{path}")
         check(page, f"{path.strip('/')} (owner)", seen)
     owner.close()

@@ -79,6 +79,17 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/pay"): "owner",
     ("PUT", "/api/v1/pay"): "owner",
     ("POST", "/api/v1/jobs"): "owner",
+    ("GET", "/review"): "reviewer",
+    ("POST", "/review/{item_id}"): "reviewer",
+    ("POST", "/review/decisions/{answer_id}/undo"): "reviewer",
+    ("GET", "/api/v1/review"): "reviewer",
+    ("POST", "/api/v1/review/{item_id}"): "reviewer",
+    ("POST", "/api/v1/review/decisions/{answer_id}/undo"): "reviewer",
+    ("GET", "/provenance"): "reviewer",
+    ("GET", "/api/v1/items/{external_id}/provenance"): "reviewer",
+    ("GET", "/api/v1/quality"): "owner",
+    ("POST", "/people/{person_id}/unpause"): "owner",
+    ("POST", "/api/v1/people/{person_id}/unpause"): "owner",
 }
 
 LEVELS = ["public", "signed-in", "trainer", "reviewer", "owner"]

@@ -22,6 +22,7 @@ from terakoya.evaluation.sections import (
     ModelSummary,
     Overrides,
     Paired,
+    QualitySection,
     Report,
     Scores,
     SummaryLine,
@@ -79,6 +80,11 @@ def _ci(ci: list[float] | None) -> str:
     return f" ({_pct(ci[0])}–{_pct(ci[1])})" if ci else ""
 
 
+def _span(ci: Sequence[float] | None) -> str:
+    """A 95 % interval of a number that is not a share (kappa, alpha)."""
+    return f" (95% CI {ci[0]:.2f} to {ci[1]:.2f})" if ci else ""
+
+
 ROWS: list[tuple[str, Callable[[ModelSummary], str]]] = [
     ("test items scored", lambda b: "—" if b.items is None else f"{b.items:,}"),
     ("accuracy (95% CI)", lambda b: _pct(b.accuracy) + _ci(b.accuracy_ci95)),
@@ -123,12 +129,16 @@ def render_terminal(report: Report | Mapping[str, Any], console: Console) -> Non
     for name, cells in _table_rows(r):
         table.add_row(name, *cells)
     console.print(table)
-    if r.slices is not None and r.slices.columns:
-        console.print(_slices_table(r.slices))
-    _bullets(console, "Where the AI is biased", r.slices.sentences if r.slices else [])
-    _bullets(console, "Verify vs blind", r.verify_vs_blind.sentences if r.verify_vs_blind else [])
-    _bullets(console, "Key findings", r.findings)
-    _bullets(console, "Not computed, and why", r.notes)
+    slices = r.slices if r.shows("slices") else None
+    if slices is not None and slices.columns:
+        console.print(_slices_table(slices))
+    _bullets(console, "Where the AI is biased", slices.sentences if slices else [])
+    verify = r.verify_vs_blind if r.shows("verify-blind") else None
+    _bullets(console, "Verify vs blind", verify.sentences if verify else [])
+    quality = r.quality if r.shows("quality") else None
+    _bullets(console, "Quality control", quality_lines(quality) if quality else [])
+    _bullets(console, "Key findings", r.findings if r.shows("findings") else [])
+    _bullets(console, "Not computed, and why", r.notes if r.shows("notes") else [])
 
 
 def _slice_text(score: SliceScore | None, items: int) -> str:
@@ -429,6 +439,61 @@ def _experts(ex: ExpertsSummary) -> str:
     return "".join(parts)
 
 
+def quality_lines(q: QualitySection) -> list[str]:
+    """The quality section in sentences (the terminal, and the page's first lines)."""
+    lines = []
+    if q.fleiss is not None:
+        lines.append(
+            f"Agreement among {q.raters} people on {q.items} items answered by two or more: Fleiss' kappa "
+            f"{_num(q.fleiss, 2)}{_span(q.fleiss_ci95)}, Krippendorff's alpha {_num(q.alpha, 2)}{_span(q.alpha_ci95)}."
+        )
+    else:
+        lines.append(f"Agreement: {q.note or 'unknown'}.")
+    if q.answered_items:
+        spread = ", ".join(f"{n} with {k}" for k, n in q.items_by_answers.items())
+        lines.append(
+            f"{q.answers} answers on {q.answered_items} items: {q.answers / q.answered_items:.2f} per item ({spread})."
+        )
+    lines.append(f"Training aggregates answers by {q.aggregator} (setting quality.aggregator).")
+    lines += [f"Paused: {p}" for p in q.paused]
+    return lines
+
+
+def _quality(q: QualitySection | None) -> str:
+    if q is None:
+        return '<p class="muted">This report was written before quality control was measured.</p>'
+    parts = [_list(quality_lines(q))]
+    if q.per_label:
+        parts.append(
+            _table(
+                ["label", "answers", "Fleiss' kappa", "Krippendorff's alpha"],
+                [[x.label, x.answers, _num(x.fleiss, 2), _num(x.alpha, 2)] for x in q.per_label],
+            )
+        )
+    if q.people:
+        rows = [
+            [
+                p.person,
+                p.answers,
+                p.items,
+                p.gold_answers,
+                _pct(p.gold_accuracy) + _ci(p.gold_ci95) if p.gold_accuracy is not None else "—",
+                _pct(p.estimated_accuracy) if p.estimated_accuracy is not None else "—",
+                "yes" if p.paused else "no",
+            ]
+            for p in q.people
+        ]
+        head = ["person", "answers", "items", "check items", "accuracy on checks", "estimated accuracy", "paused"]
+        parts.append(_table(head, rows))
+        parts.append(
+            '<p class="muted">Estimated accuracy: a Dawid–Skene model of everyone\'s answers on items two or more '
+            "people answered, the teacher answering as a worker"
+            + (f" — {_e(q.estimate_note)}" if q.estimate_note else "")
+            + ". Shown to the owner only.</p>"
+        )
+    return "".join(parts)
+
+
 def _overrides(ov: Overrides) -> str:
     if not ov.compared:
         return f'<p class="note">{_e(_or(ov.reason, "no pool items answered by experts"))}</p>'
@@ -483,6 +548,7 @@ SECTIONS = {
     "slices": "Where the AI is biased: accuracy by slice",
     "verify-blind": "Verify vs blind: do the experts follow the teacher?",
     "experts": "The experts",
+    "quality": "Quality control: agreement and reliability",
 }
 
 
@@ -493,7 +559,8 @@ def _h2(anchor: str, title: str | None = None) -> str:
 def _summary_html(r: Report) -> str:
     parts = ['<dl class="summary">']
     for line in _summary(r):
-        see = f' <a href="#{_e(line.see)}">→ {_e(SECTIONS[line.see])}</a>' if line.see in SECTIONS else ""
+        title = SECTIONS.get(line.see or "") if r.shows(line.see or "") else None
+        see = f' <a href="#{_e(line.see)}">→ {_e(title)}</a>' if title else ""
         parts.append(f"<dt>{_e(line.topic)}</dt><dd>{_e(line.text)}{see}</dd>")
     return "".join(parts) + "</dl>"
 
@@ -605,6 +672,10 @@ CALIBRATION_HELP = (
 )
 
 
+def _comparison_table(r: Report) -> str:
+    return _table(["", *(title for title, _ in r.columns())], [[name, *cells] for name, cells in _table_rows(r)])
+
+
 def _details(summary_text: str, inner: str) -> str:
     return f"<details><summary>{_e(summary_text)}</summary>{inner}</details>" if inner else ""
 
@@ -614,44 +685,34 @@ def render_html(report: Report | Mapping[str, Any], images: dict[str, str] | Non
     r = _report(report)
     if images is None:
         images = plots(r)
-    body = [
-        f"<h1>Terakoya evaluation: {_e(r.project)}</h1>",
-        _header(r),
-        _h2("summary", "In plain words"),
-        _summary_html(r),
-        _h2("comparison"),
-        _table(["", *(title for title, _ in r.columns())], [[name, *cells] for name, cells in _table_rows(r)]),
-        _paired(r.paired),
-        _h2("findings", "Key findings"),
-        _list(r.findings),
-        _h2("notes", "Not computed, and why") if r.notes else "",
-        _list(r.notes, "note"),
-        _h2("per-class", "Per-class precision and recall"),
-        _per_class(r),
-        _h2("confusion", "Confusion matrices"),
-        f'<p class="muted">{_e(CONFUSION_HELP)}</p>' if "confusion" in images else "",
-        _img(images, "confusion", "confusion matrices"),
-        _h2("calibration", "Calibration"),
-        f"<p>{_e(CALIBRATION_HELP)}</p>" if "reliability" in images else "",
-        _details("Show the reliability diagrams", _img(images, "reliability", "reliability diagrams")),
-        _h2("errors"),
-        _errors(r.teacher_errors, "Teacher"),
-        _errors(r.student_errors, "Student"),
-        _h2("slices"),
-        _slices(r.slices),
-        _h2("verify-blind"),
-        _verify_blind(r.verify_vs_blind),
-        _h2("overrides", "What the experts overrode"),
-        _overrides(r.overrides),
-        _h2("experts"),
-        _experts(r.experts),
-        _h2("agreement", "Student–teacher agreement"),
-        _agreement(r),
-        _h2("curve", "Learning curve"),
-        _curve(r.learning_curve, images),
-        _h2("economics", "How the economics were measured"),
-        _list(_economics_notes(r), "muted"),
-    ]
+    sections: list[tuple[str, list[str]]] = [
+        ("summary", [_h2("summary", "In plain words"), _summary_html(r)]),
+        ("comparison", [_h2("comparison"), _comparison_table(r), _paired(r.paired)]),
+        ("findings", [_h2("findings", "Key findings"), _list(r.findings)]),
+        ("notes", [_h2("notes", "Not computed, and why") if r.notes else "", _list(r.notes, "note")]),
+        ("per-class", [_h2("per-class", "Per-class precision and recall"), _per_class(r)]),
+        ("confusion", [
+            _h2("confusion", "Confusion matrices"),
+            f'<p class="muted">{_e(CONFUSION_HELP)}</p>' if "confusion" in images else "",
+            _img(images, "confusion", "confusion matrices"),
+        ]),
+        ("calibration", [
+            _h2("calibration", "Calibration"),
+            f"<p>{_e(CALIBRATION_HELP)}</p>" if "reliability" in images else "",
+            _details("Show the reliability diagrams", _img(images, "reliability", "reliability diagrams")),
+        ]),
+        ("errors", [_h2("errors"), _errors(r.teacher_errors, "Teacher"), _errors(r.student_errors, "Student")]),
+        ("slices", [_h2("slices"), _slices(r.slices)]),
+        ("verify-blind", [_h2("verify-blind"), _verify_blind(r.verify_vs_blind)]),
+        ("overrides", [_h2("overrides", "What the experts overrode"), _overrides(r.overrides)]),
+        ("experts", [_h2("experts"), _experts(r.experts)]),
+        ("quality", [_h2("quality"), _quality(r.quality)]),
+        ("agreement", [_h2("agreement", "Student–teacher agreement"), _agreement(r)]),
+        ("curve", [_h2("curve", "Learning curve"), _curve(r.learning_curve, images)]),
+        ("economics", [_h2("economics", "How the economics were measured"), _list(_economics_notes(r), "muted")]),
+    ]  # fmt: skip
+    body = [f"<h1>Terakoya evaluation: {_e(r.project)}</h1>", _header(r)]
+    body += [part for section, parts in sections if r.shows(section) for part in parts]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -56,6 +56,7 @@ from terakoya.evaluation.sections import (
     Overrides,
     PairAgreement,
     Paired,
+    QualitySection,
     Report,
     Scores,
     StudentSummary,
@@ -65,6 +66,7 @@ from terakoya.evaluation.sections import (
     TeacherSummary,
 )
 from terakoya.evaluation.slices import Slices, slice_report
+from terakoya.kinds import get_kind
 from terakoya.quality.aggregate import top_labels
 from terakoya.settings import Settings
 from terakoya.storage import Database
@@ -590,6 +592,12 @@ def _teacher_label(g: Gathered) -> Callable[[int], str | None]:
     return label
 
 
+def _quality(db: Database, project_id: int, settings: Settings) -> QualitySection:
+    from terakoya.quality.summary import quality_summary  # quality reads evaluation's metrics: import it late
+
+    return QualitySection.from_summary(quality_summary(db, project_id, settings))
+
+
 def _economics(teacher: TeacherSummary, student: StudentSummary) -> Economics:
     t, s = teacher.speed, student.speed
     return Economics(
@@ -750,6 +758,8 @@ def evaluate(
         verify_vs_blind=verify_vs_blind(g.answers, _teacher_label(g)),
         expert_time=expert_time,
         notes=notes,
+        quality=_quality(db, project_id, settings),
+        sections=list(get_kind(settings.task.kind).report_sections),
     )
     report.findings = findings(report)
     report.summary = summary(report)

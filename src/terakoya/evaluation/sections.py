@@ -386,6 +386,86 @@ class ExpertAgreement(_Record):
     majority_accuracy_ci95: list[float] | None = field(default=None, metadata=_OPTIONAL)
 
 
+@dataclass(frozen=True)
+class LabelQuality(_Record):
+    """Agreement on one label against all the others."""
+
+    label: str
+    answers: int
+    fleiss: float | None
+    alpha: float | None
+
+
+@dataclass(frozen=True)
+class PersonReliability(_Record):
+    """One person's answers, accuracy on check items and estimated accuracy (for the owner only)."""
+
+    person: str
+    answers: int
+    items: int
+    gold_answers: int
+    gold_accuracy: float | None
+    gold_ci95: list[float] | None
+    estimated_accuracy: float | None
+    paused: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class QualitySection(_Record):
+    """Quality control (:func:`terakoya.quality.summary.quality_summary`): agreement among the people, each
+    person's reliability, the answers spent per item, who is paused, and the aggregation rule training uses."""
+
+    items: int
+    raters: int
+    fleiss: float | None
+    fleiss_ci95: list[float] | None
+    alpha: float | None
+    alpha_ci95: list[float] | None
+    note: str | None
+    per_label: list[LabelQuality] = field(default_factory=list, metadata={"of": LabelQuality})
+    people: list[PersonReliability] = field(default_factory=list, metadata={"of": PersonReliability})
+    answered_items: int = 0
+    answers: int = 0
+    items_by_answers: dict[str, int] = field(default_factory=dict)
+    paused: list[str] = field(default_factory=list)
+    aggregator: str = "majority"
+    estimate_note: str | None = None
+
+    @classmethod
+    def from_summary(cls, q: Any) -> QualitySection:
+        """From a :class:`terakoya.quality.summary.QualitySummary`."""
+        a = q.agreement
+        return cls(
+            items=a.items,
+            raters=a.raters,
+            fleiss=a.fleiss,
+            fleiss_ci95=list(a.fleiss_ci95) if a.fleiss_ci95 else None,
+            alpha=a.alpha,
+            alpha_ci95=list(a.alpha_ci95) if a.alpha_ci95 else None,
+            note=a.note,
+            per_label=[LabelQuality(x.label, x.answers, x.fleiss, x.alpha) for x in a.per_label.values()],
+            people=[
+                PersonReliability(
+                    p.person,
+                    p.answers,
+                    p.items,
+                    p.gold_answers,
+                    p.gold_accuracy,
+                    p.gold_ci95,
+                    p.estimated_accuracy,
+                    p.paused,
+                )
+                for p in q.people
+            ],
+            answered_items=q.answered_items,
+            answers=q.answers,
+            items_by_answers={str(k): v for k, v in q.items_by_answers.items()},
+            paused=[f"{p.person}: {p.reason}" for p in q.pauses],
+            aggregator=q.aggregator,
+            estimate_note=q.estimate_note,
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class ExpertEconomics(_Record):
     """The experts' speed and cost, from the active seconds people recorded and the pay settings."""
@@ -742,7 +822,16 @@ class Report:
     findings: list[str] = field(default_factory=list)
     #: what could not be computed, and why
     notes: list[str] = field(default_factory=list)
+    #: quality control: agreement, reliability, overlap, pauses (None in a report.json written before it)
+    quality: QualitySection | None = None
+    #: the sections the task kind shows, by their id on the page, in order (empty: every section, as in a
+    #: report.json written before kinds chose them)
+    sections: list[str] = field(default_factory=list)
     format: int = 1
+
+    def shows(self, section: str) -> bool:
+        """Whether the report shows ``section`` (the task kind's choice)."""
+        return not self.sections or section in self.sections
 
     def columns(self) -> list[tuple[str, ModelSummary]]:
         """The comparison's columns with their titles, in the order the report shows them."""
@@ -775,11 +864,11 @@ class Report:
             learning_curve=self.learning_curve.to_json(),
             summary=[line.to_json() for line in self.summary],
         )
-        for name in ("slices", "verify_vs_blind", "expert_time"):
+        for name in ("slices", "verify_vs_blind", "expert_time", "quality"):
             section = getattr(self, name)
             if section is not None:
                 out[name] = section.to_json()
-        out.update(findings=self.findings, notes=self.notes)
+        out.update(findings=self.findings, notes=self.notes, sections=self.sections)
         safe: Json = json_safe(out)
         return safe
 
@@ -808,8 +897,10 @@ class Report:
             slices=Slices.from_json(d["slices"]) if d.get("slices") else None,
             verify_vs_blind=VerifyVsBlind.from_json(d["verify_vs_blind"]) if d.get("verify_vs_blind") else None,
             expert_time=ExpertTime.from_json(d["expert_time"]) if d.get("expert_time") else None,
+            quality=QualitySection.from_json(d["quality"]) if d.get("quality") else None,
             findings=d["findings"],
             notes=d["notes"],
+            sections=list(d.get("sections", [])),
         )
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "Import",
     "Item",
     "Job",
+    "Pause",
     "Person",
     "Project",
     "RouteRun",
@@ -96,6 +97,8 @@ class Item(Base):
     text_hash: Mapped[str] = mapped_column(String(64))
     split: Mapped[str] = mapped_column(String(10), default="pool")  # pool | test
     gold_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: the known answer as the task kind's value (classify.v1: ``{"label": ...}``); gold_label is its label
+    gold: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -127,6 +130,8 @@ class Suggestion(Base):
     probabilities: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     confidence: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: unknown
     confidence_known: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: what the model said beyond the label and its probabilities, as the task kind's value (None: nothing more)
+    value: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     raw_output: Mapped[str] = mapped_column(Text, default="")
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
@@ -292,7 +297,9 @@ class TrainingLabel(Base):
 
     ``source``: ``expert`` (the aggregate of the live expert answers ``answer_ids``, by ``aggregator``),
     ``teacher`` (the teacher's current suggestion ``suggestion_id``), ``auto_accept`` (a teacher label
-    taken without an expert at routing time) or ``self_training`` (the student's own confident prediction).
+    taken without an expert at routing time), ``review`` (a reviewer's standing decision, which wins over the
+    answers' aggregate; ``answer_ids`` starts with the decision) or ``self_training`` (the student's own
+    confident prediction).
     """
 
     __tablename__ = "training_labels"
@@ -310,6 +317,23 @@ class TrainingLabel(Base):
     answer_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     suggestion_id: Mapped[int | None] = mapped_column(ForeignKey("suggestions.id", ondelete="SET NULL"), nullable=True)
     aggregator: Mapped[str | None] = mapped_column(String(50), nullable=True)
+
+
+class Pause(Base):
+    """A trainer paused on a project because their answers on check (gold) items fell below the bar; the owner
+    may lift it (``lifted_at``, ``lifted_by``). Only gold answers after the last lift count towards a new pause."""
+
+    __tablename__ = "pauses"
+    __table_args__ = (Index("ix_pauses_project_person", "project_id", "person_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(Text)
+    gold_answers: Mapped[int] = mapped_column(Integer)
+    gold_correct: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    lifted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    lifted_by: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"), nullable=True)
 
 
 class Job(Base):

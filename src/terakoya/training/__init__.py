@@ -2,9 +2,10 @@
 
 For every pool item, its target is:
 
-1. the experts' answer where there is one: the majority of its current (not superseded) ``label`` and
-   ``verify`` answers (:func:`terakoya.quality.aggregate.majority`), one-hot, with sample weight
-   ``student.expert_weight``;
+1. the experts' answer where there is one: what the task kind makes of its current (not superseded)
+   ``label`` and ``verify`` answers (``kind.expert_targets``; for ``classify.v1`` their majority,
+   :func:`terakoya.quality.aggregate.majority`, one-hot), with sample weight ``student.expert_weight``
+   times the aggregate's confidence;
 2. else the teacher's current suggestion — already calibrated on the project's items and, once
    experts have answered, re-calibrated on their answers (:mod:`terakoya.teachers.calibrating`: the measured
    model of the teacher's errors) — when the teacher is trusted (:mod:`terakoya.routing.trust`), confident
@@ -41,10 +42,12 @@ from sqlalchemy import Row, insert, select
 from terakoya.errors import ConfigError, StateError
 from terakoya.evaluation.metrics import probabilities_ece
 from terakoya.kinds import TaskKind, kind_for
+from terakoya.kinds.base import Evidence, ExpertTarget
 from terakoya.quality.aggregate import AGGREGATOR, expert_answers
+from terakoya.quality.review import REVIEW
 from terakoya.settings import Settings
 from terakoya.storage import Database
-from terakoya.storage.models import AutoAccept, Item, StudentRun, Suggestion, TrainingLabel
+from terakoya.storage.models import Answer, AutoAccept, Item, Person, StudentRun, Suggestion, TrainingLabel
 from terakoya.storage.queries import current_suggestion_ids
 from terakoya.students import make_student, resolve
 from terakoya.students.base import Student, softmax
@@ -102,6 +105,8 @@ class TrainingSet:
     answer_ids: list[list[int]] = field(default_factory=list)
     suggestion_ids: list[int | None] = field(default_factory=list)
     origins: list[str] = field(default_factory=list)
+    #: per row, the versioned rule that aggregated its expert answers (None for other rows)
+    aggregators: list[str | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -220,6 +225,48 @@ def _read_pool(
     return items, teacher_rows, accepted
 
 
+def _evidence(db: Database, project_id: int, answers: dict[int, list[tuple[int, str]]]) -> Evidence:
+    """The answers, who gave each, and what the teacher and the newest student said of the answered items (for
+    aggregators that weigh people and models by their reliability)."""
+    answer_ids = [answer_id for pairs in answers.values() for answer_id, _ in pairs]
+    people: dict[int, str] = {}
+    models: dict[str, dict[int, str]] = {}
+    with db.session() as s:
+        for start in range(0, len(answer_ids), _CHUNK):
+            chunk = answer_ids[start : start + _CHUNK]
+            rows = s.execute(
+                select(Answer.id, Person.name).join(Person, Answer.person_id == Person.id).where(Answer.id.in_(chunk))
+            )
+            people.update((int(answer_id), str(name)) for answer_id, name in rows)
+        for worker in ("teacher", "student"):
+            newest = current_suggestion_ids(project_id, worker, split="pool")
+            rows = s.execute(
+                select(Suggestion.item_id, Suggestion.label).where(
+                    Suggestion.id.in_(newest), Suggestion.label.is_not(None)
+                )
+            )
+            given = {int(item_id): str(label) for item_id, label in rows if int(item_id) in answers}
+            if given:
+                models[worker] = given
+    return Evidence(answers, people, models)
+
+
+def _reviewed(
+    db: Database, project_id: int, classes: list[str], answers: dict[int, list[tuple[int, str]]]
+) -> dict[int, ExpertTarget]:
+    """Pool items with a standing review decision: the decided label wins over the answers' aggregate."""
+    from terakoya.quality.review import reviewed_labels
+
+    with db.session() as s:
+        decided = reviewed_labels(s, project_id)
+    out: dict[int, ExpertTarget] = {}
+    for item_id, (answer_id, label) in decided.items():
+        if label in classes:
+            ids = (answer_id, *(a for a, _ in answers.get(item_id, [])))
+            out[item_id] = ExpertTarget(label, {c: float(c == label) for c in classes}, 1.0, ids, REVIEW)
+    return out
+
+
 def build_training_set(
     db: Database, project_id: int, settings: Settings, *, max_expert: int | None = None
 ) -> TrainingSet:
@@ -232,7 +279,6 @@ def build_training_set(
             f"the project declares {len(classes)} label(s); a student needs at least two: "
             "add [[labels]] entries with name = ... to terakoya.toml"
         )
-    index = {c: i for i, c in enumerate(classes)}
     cfg = settings.student
     answers = expert_answers(db, project_id, classes)
     dropped = _teacher_gate(db, project_id, settings)
@@ -240,7 +286,8 @@ def build_training_set(
     expert_order = list(answers)
     if max_expert is not None:
         expert_order = expert_order[: max(0, max_expert)]
-    experts = {item_id: answers[item_id] for item_id in expert_order}
+    experts = kind.expert_targets(_evidence(db, project_id, {i: answers[i] for i in expert_order}), settings)
+    experts.update(_reviewed(db, project_id, classes, answers))
     teacher = {row.item_id: row for row in teacher_rows} if dropped is None else {}
 
     out = TrainingSet([], np.zeros((0, len(classes))), np.zeros(0), [], [], list(classes), teacher_dropped=dropped)
@@ -250,13 +297,14 @@ def build_training_set(
     prompts: Counter[str] = Counter()
     for item_id, text in items:
         if item_id in experts:
-            target = np.zeros(len(classes))
-            target[index[kind.aggregate(experts[item_id])]] = 1.0
-            source, weight = "expert", cfg.expert_weight
-            out.expert_answers += len(experts[item_id])
-            out.answer_ids.append([answer_id for answer_id, _ in experts[item_id]])
+            expert = experts[item_id]
+            target = np.asarray([expert.distribution.get(c, 0.0) for c in classes], dtype=np.float64)
+            source, weight = "expert", cfg.expert_weight * expert.confidence
+            out.expert_answers += len(expert.answer_ids)
+            out.answer_ids.append(list(expert.answer_ids))
+            out.aggregators.append(expert.aggregator)
             out.suggestion_ids.append(None)
-            out.origins.append("expert")
+            out.origins.append(REVIEW if expert.aggregator == REVIEW else "expert")
         else:
             row = teacher.get(item_id)
             vector = _teacher_target(row, classes, settings) if row is not None else None
@@ -275,6 +323,7 @@ def build_training_set(
             out.answer_ids.append([])
             out.suggestion_ids.append(int(row.id))
             out.origins.append("auto_accept" if item_id in accepted else "teacher")
+            out.aggregators.append(None)
             models[row.agent] += 1
             prompts[row.prompt_version or ""] += 1
         out.texts.append(text)
@@ -622,7 +671,7 @@ def _record_training_labels(
                 "source": data.origins[i] if data.origins else source, "weight": weight,
                 "answer_ids": data.answer_ids[i] if data.answer_ids else [],
                 "suggestion_id": data.suggestion_ids[i] if data.suggestion_ids else None,
-                "aggregator": aggregator if source == "expert" else None,
+                "aggregator": (data.aggregators[i] if data.aggregators else aggregator) if source == "expert" else None,
             }
         )  # fmt: skip
     for position, vector in zip(pseudo[0], pseudo[1], strict=True):
@@ -730,6 +779,7 @@ def _student_metadata(run_id: str, settings: Settings, data: TrainingSet, metric
     return {
         "run_id": run_id,
         "project": settings.name,
+        "task_kind": settings.task.kind,
         "language": settings.language,
         "data_hash": data.data_hash(),
         "teacher_model": next(iter(data.teacher_models), None),

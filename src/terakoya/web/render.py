@@ -56,7 +56,11 @@ def _nav(role: str | None) -> list[tuple[str, str, str]]:
     if role_at_least(role, "trainer"):
         items += [("/queue", "Work", "queue"), ("/glossary", "Guidelines", "glossary"), ("/me", "My work", "me")]
     if role_at_least(role, "reviewer"):
-        items += [("/dashboard", "Dashboard", "dashboard"), ("/report", "Report", "report")]
+        items += [
+            ("/dashboard", "Dashboard", "dashboard"),
+            ("/review", "Review", "review"),
+            ("/report", "Report", "report"),
+        ]
     if role_at_least(role, "owner"):
         items += [("/people", "People & pay", "people")]
     return items

@@ -14,8 +14,12 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from terakoya import dashboard, jobs, workqueue
-from terakoya.errors import DataError
+from terakoya.errors import DataError, StateError
 from terakoya.people import accounts, glossary, payouts
+from terakoya.quality import review
+from terakoya.quality.gold import lift_pause
+from terakoya.quality.provenance import Provenance, provenance
+from terakoya.quality.summary import QualitySummary, quality_summary
 from terakoya.settings import MAX_CURRENCY, MAX_PAY, PaySettings
 from terakoya.web.routes_owner import csv_response, invite_url
 from terakoya.web.routes_pages import utc_offset
@@ -429,6 +433,66 @@ def drop_token(request: Request, token_id: RowId, who: Trainer) -> Ok:
 def dashboard_json(request: Request, who: Reviewer) -> dashboard.Dashboard:
     st = get_state(request)
     return dashboard.dashboard_data(st.db, st.project_id, st.settings)
+
+
+@router.get("/quality", tags=["owner"], response_model=QualitySummary, summary="Agreement, reliability, pauses")
+def quality_json(request: Request, who: Owner) -> QualitySummary:
+    """Agreement among the people, each person's reliability (owner only), answers per item, who is paused."""
+    st = get_state(request)
+    return quality_summary(st.db, st.project_id, st.settings)
+
+
+@router.post("/people/{person_id}/unpause", tags=["owner"], response_model=Ok, summary="Lift a trainer's pause")
+def unpause_json(request: Request, person_id: RowId, who: Owner) -> Ok:
+    st = get_state(request)
+    if not lift_pause(st.db, st.project_id, person_id, by=who.person_id):
+        raise StateError(f"person {person_id} is not paused on this project")
+    return Ok()
+
+
+@router.get(
+    "/items/{external_id}/provenance",
+    tags=["owner"],
+    response_model=Provenance,
+    summary="Where a training label came from",
+)
+def provenance_json(request: Request, external_id: str, who: Reviewer) -> Provenance:
+    """Every student run that trained on the item: the answers, people, teacher suggestion, aggregation, guidelines."""
+    st = get_state(request)
+    return provenance(st.db, st.project_id, external_id)
+
+
+class DecisionIn(BaseModel):
+    label: str = Field(max_length=200)
+    rationale: str | None = Field(None, max_length=5000)
+
+
+class DecisionOut(BaseModel):
+    answer_id: int
+
+
+@router.get("/review", tags=["owner"], response_model=list[review.ReviewItem], summary="Items waiting for review")
+def review_json(request: Request, who: Reviewer) -> list[review.ReviewItem]:
+    """Flagged items and items answered differently, with every answer and the teacher's and student's labels."""
+    st = get_state(request)
+    return review.review_queue(st.db, st.project_id)
+
+
+@router.post("/review/{item_id}", tags=["owner"], response_model=DecisionOut, summary="Decide an item's label")
+def review_decide_json(request: Request, item_id: RowId, body: DecisionIn, who: Reviewer) -> DecisionOut:
+    """The decision wins over the answers' aggregate in the next training run."""
+    st = get_state(request)
+    answer_id = review.decide(
+        st.db, st.project_id, st.settings, item_id, who.person_id, body.label, rationale=body.rationale
+    )
+    return DecisionOut(answer_id=answer_id)
+
+
+@router.post("/review/decisions/{answer_id}/undo", tags=["owner"], response_model=Ok, summary="Take a decision back")
+def review_undo_json(request: Request, answer_id: RowId, who: Reviewer) -> Ok:
+    st = get_state(request)
+    review.undo_decision(st.db, st.project_id, answer_id)
+    return Ok()
 
 
 @router.get("/members", tags=["owner"], response_model=list[accounts.MemberView], summary="People in the project")

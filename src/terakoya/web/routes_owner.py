@@ -10,8 +10,12 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.responses import Response
 
 from terakoya import dashboard, jobs
-from terakoya.errors import DataError, TerakoyaError
+from terakoya.errors import DataError, StateError, TerakoyaError
 from terakoya.people import accounts, payouts
+from terakoya.quality import review
+from terakoya.quality.gold import lift_pause
+from terakoya.quality.provenance import provenance
+from terakoya.quality.summary import quality_summary
 from terakoya.web.render import render
 from terakoya.web.security import Principal, RowId, get_state, page_user, served_base_url
 
@@ -96,8 +100,17 @@ def _people(
         "new_link": new_link,
         "error": error,
         "saved": request.query_params.get("saved"),
+        "quality": quality_summary(st.db, st.project_id, st.settings),
     }
     return render(request, "people.html", ctx, status_code=status_code, page="people")
+
+
+@router.post("/people/{person_id}/unpause")
+def unpause(request: Request, person_id: RowId, who: Annotated[Principal, Depends(page_user("owner"))]) -> Response:
+    st = get_state(request)
+    if not lift_pause(st.db, st.project_id, person_id, by=who.person_id):
+        raise StateError(f"person {person_id} is not paused on this project; reload the people page")
+    return RedirectResponse("/people?saved=unpaused#quality", status_code=303)
 
 
 @router.post("/people/invite")
@@ -213,6 +226,63 @@ def csv_response(statement: payouts.PayoutStatement) -> Response:
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
     )
+
+
+@router.get("/review")
+def review_page(request: Request, who: Annotated[Principal, Depends(page_user("reviewer"))]) -> Response:
+    return _review(request, error=None, done=request.query_params.get("done"), status_code=200)
+
+
+def _review(request: Request, *, error: str | None, done: str | None, status_code: int) -> Response:
+    st = get_state(request)
+    ctx = {
+        "items": review.review_queue(st.db, st.project_id),
+        "decisions": review.recent_decisions(st.db, st.project_id),
+        "labels": st.settings.label_names,
+        "error": error,
+        "done": {"decided": "Decided.", "undone": "Taken back: the item is aggregated again."}.get(done or ""),
+    }
+    return render(request, "review.html", ctx, status_code=status_code, page="review")
+
+
+@router.post("/review/{item_id}")
+def review_decide(
+    request: Request,
+    item_id: RowId,
+    who: Annotated[Principal, Depends(page_user("reviewer"))],
+    label: Annotated[str, Form()] = "",
+    rationale: Annotated[str, Form()] = "",
+) -> Response:
+    st = get_state(request)
+    try:
+        review.decide(st.db, st.project_id, st.settings, item_id, who.person_id, label, rationale=rationale)
+    except DataError as exc:
+        return _review(request, error=exc.message, done=None, status_code=422)
+    return RedirectResponse("/review?done=decided", status_code=303)
+
+
+@router.post("/review/decisions/{answer_id}/undo")
+def review_undo(
+    request: Request, answer_id: RowId, who: Annotated[Principal, Depends(page_user("reviewer"))]
+) -> Response:
+    st = get_state(request)
+    review.undo_decision(st.db, st.project_id, answer_id)
+    return RedirectResponse("/review?done=undone#decisions", status_code=303)
+
+
+@router.get("/provenance")
+def provenance_page(request: Request, who: Annotated[Principal, Depends(page_user("reviewer"))]) -> Response:
+    """Where an item's training labels came from (``?item=`` its external id)."""
+    st = get_state(request)
+    item = (request.query_params.get("item") or "").strip()
+    found, error = None, None
+    if item:
+        try:
+            found = provenance(st.db, st.project_id, item)
+        except TerakoyaError as exc:
+            error = exc.message
+    ctx = {"item": item, "p": found, "error": error}
+    return render(request, "provenance.html", ctx, status_code=404 if error else 200, page="provenance")
 
 
 @router.get("/report")

@@ -13,6 +13,9 @@ from terakoya import dashboard
 from terakoya.errors import DataError
 from terakoya.kinds import get_kind
 from terakoya.people import accounts, glossary, payouts
+from terakoya.quality.gold import active_pause
+from terakoya.storage.db import Database
+from terakoya.storage.models import Pause
 from terakoya.web.render import render
 from terakoya.web.security import Principal, RowId, get_state, page_user
 from terakoya.workqueue import FLAG_REASONS, IDLE_CAP_S, MAX_HELD
@@ -56,8 +59,17 @@ def queue_page(request: Request, who: Annotated[Principal, Depends(page_user("tr
         "label_keys": [str(i) for i in range(1, 10)] + ["0"],
         # the task kind's own widget collects the answer
         "widget": get_kind(st.settings.task.kind).widget,
+        "paused": _pause(st.db, st.project_id, who.person_id),
     }
     return render(request, "queue.html", ctx, page="queue")
+
+
+def _pause(db: Database, project_id: int, person_id: int) -> Pause | None:
+    with db.session() as s:
+        pause = active_pause(s, project_id, person_id)
+        if pause is not None:
+            s.expunge(pause)
+        return pause
 
 
 @router.get("/glossary")
@@ -163,6 +175,7 @@ def _me(request: Request, who: Principal, *, new_token: str | None, error: str |
         "stats": stats,
         "work": work,
         "feedback": dashboard.trainer_feedback(st.db, st.project_id, who.person_id),
+        "paused": _pause(st.db, st.project_id, who.person_id),
         "hourly": _per_hour(stats.total.earnings, stats.total.active_seconds),
         "items_per_hour": _per_hour(stats.total.items, stats.total.active_seconds),
         "tokens": accounts.list_api_tokens(st.db, who.person_id),

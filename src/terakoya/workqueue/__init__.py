@@ -103,6 +103,8 @@ class SubmitResult:
     task_id: int
     duplicate: bool  # True when this idempotency key had already been stored
     active_seconds: float
+    #: set when this answer (on a check item) paused its author: why, in their words; no more tasks are offered
+    paused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,7 @@ def lease_next(
     passes the task it is showing, to preload the one after it).
     """
     now = now or utcnow()
+    _refuse_paused(db, project_id, person_id)
     until = now + timedelta(minutes=settings.routing.lease_minutes)
     skip_ids = set(exclude)
     for attempt in range(_LEASE_TRIES):
@@ -261,6 +264,19 @@ def lease_next(
         if view_id > 0:
             return _view(db, settings, view_id, person_id, until)
     raise StateError("the queue is very busy right now and no task could be leased; try again in a moment")
+
+
+def _refuse_paused(db: Database, project_id: int, person_id: int) -> None:
+    """A PausedError saying why, when the person is paused on the project (:mod:`terakoya.quality.gold`)."""
+    from terakoya.quality.gold import PausedError, active_pause
+
+    with db.session() as s:
+        pause = active_pause(s, project_id, person_id)
+        if pause is not None:
+            raise PausedError(
+                f"you are paused on this project: {pause.reason}. Look at the check items you answered differently "
+                "under My work and read the guidelines again; the project's owner can lift the pause"
+            )
 
 
 def _active_seconds(claimed: float | None, last_action: datetime | None, now: datetime) -> float:
@@ -350,7 +366,7 @@ def _record(
                 Membership.project_id == project_id, Membership.person_id == person_id
             )
         )
-        found = s.execute(select(Task.item_id, Task.kind).where(Task.id == task_id)).first()
+        found = s.execute(select(Task.item_id, Task.kind, Task.reason).where(Task.id == task_id)).first()
         if found is not None and (kind or found.kind) == "verify":
             value = {**value, **teacher_verdict(s, found.item_id, label)}
     seconds = _active_seconds(active_seconds, last, now)
@@ -380,7 +396,16 @@ def _record(
                     s.flush()
                     assignments.finish(s, task_id, person_id, answer.id, flag=kind == "flag", now=now)
                     _touch(s, project_id, person_id, now)
-                    return SubmitResult(answer.id, task_id, False, seconds)
+                    if found.reason != "gold" and kind != "flag" and settings.quality.max_answers_per_item > 1:
+                        teacher = current_suggestion(s, found.item_id)
+                        said = teacher.label if teacher is not None else None
+                        assignments.ask_one_more(s, task_id, settings.quality.max_answers_per_item, said)
+                    pause = None
+                    if found.reason == "gold" and kind != "flag":
+                        from terakoya.quality.gold import check_pause
+
+                        pause = check_pause(s, project_id, person_id, settings.quality, now=now)
+                    return SubmitResult(answer.id, task_id, False, seconds, pause.reason if pause else None)
     except IntegrityError:
         pass  # the same key arrived twice at once and the other request stored it; answer with that one
     done = _existing(db, key, person_id, task_id)

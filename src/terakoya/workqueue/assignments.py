@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Row, Select, insert, select, update
 from sqlalchemy.orm import Session
 
-from terakoya.storage.models import Assignment, Task
+from terakoya.storage.models import Answer, Assignment, Task
 
 __all__ = [
     "ANSWERED",
@@ -265,6 +265,26 @@ def finish(s: Session, task_id: int, person_id: int, answer_id: int, *, flag: bo
     if s.info.get(_LOCKED, {}).get(task_id) == 1:  # one answer wanted, and this is it: no need to read the rows
         _write_summary(s, task_id, 1, [_Slot(0, person_id, FLAGGED if flag else ANSWERED, None)])
         return True
+    settle(s, task_id)
+    return True
+
+
+def ask_one_more(s: Session, task_id: int, cap: int, teacher_label: str | None = None) -> bool:
+    """Adaptive overlap: when every answer the (locked) task wanted is in and they disagree with each other, or
+    all disagree with ``teacher_label``, it takes one more, from another person, up to ``cap`` answers in all;
+    True when it was reopened. A flag stops it (the item goes to the owner instead)."""
+    wanted = _wanted(s, task_id)
+    if wanted is None or wanted >= cap:
+        return False
+    rows = [r for r in _rows(s, task_id) if r.status in DONE]
+    if len(rows) < wanted or any(r.status == FLAGGED for r in rows):
+        return False
+    ids = select(Assignment.answer_id).where(Assignment.task_id == task_id, Assignment.status == ANSWERED)
+    labels = set(_core(s).scalars(select(Answer.label).where(Answer.id.in_(ids))).all())
+    if len(labels) < 2 and (teacher_label is None or teacher_label in labels):
+        return False
+    _core(s).execute(update(Task).where(Task.id == task_id).values(answers_wanted=wanted + 1))
+    s.info.setdefault(_LOCKED, {})[task_id] = wanted + 1
     settle(s, task_id)
     return True
 

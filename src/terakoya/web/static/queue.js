@@ -27,7 +27,9 @@
   let queue = [];           // tasks leased to me and not answered yet: [shown, preloaded]
   let shownId = null;
   let filling = false;
-  let exhausted = false;
+  // paused (the server rendered the notice, or the API said so): no task is asked for
+  let paused = !document.getElementById("paused").hidden;
+  let exhausted = paused;
   let lastAction = Date.now();
   let doneTotal = Number($("stat-total-items").textContent) || 0;
   let left = Number($("stat-left").textContent) || 0;
@@ -64,6 +66,8 @@
         const res = await api("POST", url(entry), entry.body);
         failures = 0;
         settle(entry, "saved", res);
+        // this answer, on a check item, paused its author: stop offering items and say why
+        if (res && res.paused) showPaused(res.paused);
       } catch (err) {
         if (retriable(err)) {
           failures += 1;
@@ -113,9 +117,9 @@
   }
 
   function render() {
-    const task = queue[0];
+    const task = paused ? null : queue[0];
     $("task").hidden = !task;
-    $("empty").hidden = Boolean(task) || !exhausted;
+    $("empty").hidden = Boolean(task) || !exhausted || paused;
     $("loading").hidden = Boolean(task) || exhausted;
     $("loading").textContent = failures && pending.length ? "Waiting for the connection to send your answers…" : "Loading…";
     if (!task) { shownId = null; return; }
@@ -205,7 +209,7 @@
 
   // lease tasks until one is shown and one is ready behind it; ``again``: look even after the queue ran dry
   async function fill(again = false) {
-    if (filling) return;
+    if (filling || paused) return;
     filling = true;
     try {
       // the server lets one person hold a few tasks; answers on their way still hold theirs
@@ -213,6 +217,10 @@
         const skip = [...queue.map((t) => t.task_id), ...pending.map((e) => e.task_id), ...skipping];
         const query = skip.map((id) => `exclude=${id}`).join("&");
         const res = await api("GET", `/api/v1/tasks/next${query ? "?" + query : ""}`, undefined, { retries: 2 });
+        if (paused) {  // paused while the request was on its way: the task goes back to the others
+          if (res.task) api("POST", "/api/v1/tasks/release", { task_ids: [res.task.task_id] }).catch(() => {});
+          break;
+        }
         if (!res.task) { exhausted = true; break; }
         exhausted = false;
         const id = res.task.task_id;
@@ -222,13 +230,27 @@
         if (queue.length === 1) render();
       }
     } catch (err) {
+      // paused for check items answered wrongly: say why, and offer no more tasks
+      if (err.code === "paused") showPaused(err.message);
       // 409: the server still counts tasks whose answers or skips are on their way; look again shortly
-      if (err.status === 409) setTimeout(() => fill(), 1000);
+      else if (err.status === 409) setTimeout(() => fill(), 1000);
       else toast(err.message, { error: true });
     } finally {
       filling = false;
       render();
     }
+  }
+
+  function showPaused(message) {
+    paused = true;
+    exhausted = true;
+    // the tasks held for later go back to the others (answers on their way are still sent)
+    const ids = queue.map((t) => t.task_id).filter((id) => !pending.some((e) => e.task_id === id));
+    if (ids.length) api("POST", "/api/v1/tasks/release", { task_ids: ids }).catch(() => {});
+    queue = [];
+    $("paused-reason").textContent = message.replace(/^you are paused on this project: /, "").split(". Look at")[0].replace(/\.?$/, ".");
+    $("paused").hidden = false;
+    render();
   }
 
   function spent() {
