@@ -56,6 +56,9 @@ def test_the_rule_pauses_a_random_clicker_and_not_a_careful_trainer() -> None:
     assert len(paused_at) >= 290 and paused_at[len(paused_at) // 2] <= 15, paused_at
     adversary = [(i, "neutral", LABELS[i % 3]) for i in range(30)]  # always one label on a balanced gold set
     assert (_paused_after(adversary, quality) or 99) <= 15
+    # check items 60 % neutral: always saying neutral is 60 % accurate, but 33 % averaged over the labels
+    skewed = [(i, "neutral", "neutral" if i % 5 < 3 else LABELS[i % 2]) for i in range(30)]
+    assert (_paused_after(skewed, quality) or 99) <= 15
 
 
 def test_a_score_says_how_many_were_right_overall_and_per_label() -> None:
@@ -117,7 +120,7 @@ def test_a_trainer_who_fails_check_items_is_paused_sees_why_and_is_let_back_in(d
     for i in range(6):
         _answer_next(db, pid, settings, careful, right=i != 2)  # 5 of 6 right: not paused
         _answer_next(db, pid, settings, careless, right=i == 0)  # 1 of 6 right
-    paused = r"paused on this project: 1 of 6 answers on check items .*17%.*60%"
+    paused = r"paused on this project: 1 of 6 answers on check items .*17% averaged over the labels.*60%"
     with pytest.raises(PausedError, match=paused):
         workqueue.lease_next(db, pid, settings, careless)
     assert workqueue.lease_next(db, pid, settings, careful) is not None

@@ -69,7 +69,9 @@ def test_a_trainer_failing_checks_is_paused_sees_why_and_the_owner_lets_them_bac
     assert "You are paused on this project" in page.inner_text("#paused-note")
 
     owner = chromium.new_context(viewport=DESKTOP).new_page()
-    sign_in(owner, server, "olga@example.org", then="/people")
+    sign_in(owner, server, "olga@example.org", then="/dashboard")
+    assert "tina is paused" in owner.inner_text("#quality") and "tina" in owner.inner_text("#reliability")
+    owner.goto(f"{server}/people")
     card = owner.inner_text("#quality")
     assert "tina is paused" in card and "0 of 4 answers" in card
     assert "tina" in owner.inner_text("#reliability")

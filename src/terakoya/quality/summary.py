@@ -65,10 +65,8 @@ class QualitySummary:
     aggregator: str = "majority"
     #: why the estimated accuracies are missing, when they are
     estimate_note: str | None = None
-
-    @property
-    def answers_per_item(self) -> float | None:
-        return self.answers / self.answered_items if self.answered_items else None
+    #: answers spent per answered item (None: no answer yet)
+    answers_per_item: float | None = None
 
 
 def _answers(db: Database, project_id: int, labels: list[str]) -> list[tuple[int, int, int, str, str]]:
@@ -150,4 +148,5 @@ def quality_summary(db: Database, project_id: int, settings: Settings, *, n_boot
         pauses=paused,
         aggregator=settings.quality.aggregator,
         estimate_note=note,
+        answers_per_item=len(rows) / len(per_item) if per_item else None,
     )

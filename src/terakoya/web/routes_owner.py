@@ -44,6 +44,8 @@ def dashboard_page(request: Request, who: Annotated[Principal, Depends(page_user
         "help": dashboard.COUNTER_HELP,
         "funnel_steps": dashboard.FUNNEL_STEPS,
         "charts": _charts(data),
+        "quality": quality_summary(st.db, st.project_id, st.settings),
+        "can_own": who.may("owner"),
     }
     return render(request, "dashboard.html", ctx, page="dashboard")
 

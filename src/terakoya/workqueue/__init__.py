@@ -209,6 +209,8 @@ def _try_lease(
     """One try: the leased task's id, 0 when another request won the task (try again), None when none is left."""
     candidates: list[int] = []
     with db.session() as s:
+        if attempt == 0:
+            _refuse_paused(s, project_id, person_id)
         held = s.execute(assignments.held_tasks(project_id, person_id)).all()
         mine = [row.id for row in held if row.id not in skip_ids]
         last = s.scalar(
@@ -251,7 +253,6 @@ def lease_next(
     passes the task it is showing, to preload the one after it).
     """
     now = now or utcnow()
-    _refuse_paused(db, project_id, person_id)
     until = now + timedelta(minutes=settings.routing.lease_minutes)
     skip_ids = set(exclude)
     for attempt in range(_LEASE_TRIES):
@@ -266,17 +267,16 @@ def lease_next(
     raise StateError("the queue is very busy right now and no task could be leased; try again in a moment")
 
 
-def _refuse_paused(db: Database, project_id: int, person_id: int) -> None:
+def _refuse_paused(s: Session, project_id: int, person_id: int) -> None:
     """A PausedError saying why, when the person is paused on the project (:mod:`terakoya.quality.gold`)."""
     from terakoya.quality.gold import PausedError, active_pause
 
-    with db.session() as s:
-        pause = active_pause(s, project_id, person_id)
-        if pause is not None:
-            raise PausedError(
-                f"you are paused on this project: {pause.reason}. Look at the check items you answered differently "
-                "under My work and read the guidelines again; the project's owner can lift the pause"
-            )
+    pause = active_pause(s, project_id, person_id)
+    if pause is not None:
+        raise PausedError(
+            f"you are paused on this project: {pause.reason}. Look at the check items you answered differently "
+            "under My work and read the guidelines again; the project's owner can lift the pause"
+        )
 
 
 def _active_seconds(claimed: float | None, last_action: datetime | None, now: datetime) -> float:
