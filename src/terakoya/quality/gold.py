@@ -10,8 +10,9 @@ lifted, they are paused on the project when even the top of the 95 % interval of
 who is unlucky on a few items is not paused; one who answers at random, or always gives one label, is,
 after about a dozen. Balanced, because check items follow the data's label shares: on a set that is 59 %
 neutral, someone who always says neutral is 59 % accurate but 33 % balanced (``bench/crowd.py`` measured
-the plain accuracy rule pausing 13 % of such trainers within 60 check items, the balanced one all of them). A paused trainer is offered no task; they see why and what to
-review, and the owner sees why and can lift the pause. Only answers after a lift count towards a new one.
+the plain accuracy rule pausing 13 % of such trainers within 60 check items, the balanced one all of them).
+A paused trainer is offered no task; they see why and what to review, and the owner sees why and can lift
+the pause. Only answers after a lift count towards a new one.
 """
 
 from __future__ import annotations
