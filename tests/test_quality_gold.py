@@ -23,7 +23,7 @@ from terakoya.quality.gold import (
 )
 from terakoya.settings import QualitySettings, Settings
 from terakoya.storage import Database, open_database
-from terakoya.storage.models import Item, Pause, Person, Task
+from terakoya.storage.models import Assignment, Item, Pause, Person, Task
 from terakoya.storage.web_models import Membership
 
 LABELS = ("positive", "negative", "neutral")
@@ -141,3 +141,51 @@ def test_a_trainer_who_fails_check_items_is_paused_sees_why_and_is_let_back_in(d
     with db.session() as s:
         rows = s.scalars(select(Pause).where(Pause.person_id == careless).order_by(Pause.id)).all()
         assert [(r.lifted_by, r.gold_answers) for r in rows] == [(owner, 6), (None, 6)]
+
+
+def test_a_qualification_comes_before_other_work_and_a_failed_one_waits_for_the_owner(
+    db_url: str, tmp_path: Path
+) -> None:
+    db = open_database(db_url)
+    pid = db.project_id("p")
+    settings = Settings.model_validate(
+        {"name": "p", "labels": [{"name": n} for n in LABELS], "project_dir": tmp_path,
+         "quality": {"qualification_items": 3, "min_gold_accuracy": 0.6}}
+    )  # fmt: skip
+    _gold_tasks(db, pid, 12)  # 12 check items (and their ordinary gold tasks)
+    with db.session() as s:  # the ordinary tasks come after the gold ones: make a routed one, first in queue
+        item = Item(project_id=pid, external_id="r0", text="routed 0", text_hash=f"r{pid}", split="pool")
+        s.add(item)
+        s.flush()
+        s.add(Task(project_id=pid, item_id=item.id, priority=-10, status="queued", reason="routed"))
+    good, bad, owner = (_trainer(db, pid, n) for n in ("good", "bad", "owner"))
+
+    def reasons(person: int, n: int, *, right: bool) -> list[str]:
+        out = []
+        for _ in range(n):
+            view = workqueue.lease_next(db, pid, settings, person)
+            assert view is not None
+            with db.session() as s:
+                task = s.get(Task, view.task_id)
+                assert task is not None
+                out.append(task.reason)
+                gold = s.scalar(select(Item.gold_label).where(Item.id == task.item_id))
+            label = (gold if right else next(x for x in LABELS if x != gold)) if gold else "positive"
+            result = workqueue.submit_answer(db, pid, settings, person, view.task_id, label=label)
+        assert result is not None
+        return out
+
+    assert reasons(good, 3, right=True) == ["qualification"] * 3  # before the routed task that comes first
+    assert reasons(good, 1, right=True) == ["routed"]  # passed: ordinary work
+    assert reasons(bad, 3, right=False) == ["qualification"] * 3
+    with pytest.raises(PausedError, match="did not pass the qualification: 0 of 3 qualification items"):
+        workqueue.lease_next(db, pid, settings, bad)
+    with db.session() as s:  # nobody else was ever offered someone's qualification item
+        rows = s.execute(select(Task.id, Assignment.person_id).join(Assignment, Assignment.task_id == Task.id)
+                         .where(Task.reason == "qualification")).all()  # fmt: skip
+        owners = {}
+        for task_id, person in rows:
+            owners.setdefault(task_id, set()).add(person)
+        assert all(len(people) == 1 for people in owners.values()) and len(owners) == 6
+    assert lift_pause(db, pid, bad, by=owner)  # the owner lets them in: the qualification counts as passed
+    assert reasons(bad, 1, right=True) != ["qualification"]

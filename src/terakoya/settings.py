@@ -264,6 +264,12 @@ class QualitySettings(_Section):
         "(0: never more than routing.answers_per_item)",
     )
     min_gold: int = Field(10, ge=1, description="answers on check items before a trainer can be paused")
+    qualification_items: int = Field(
+        0,
+        ge=0,
+        description="items with a known answer a trainer answers before any other task of the project; below "
+        "quality.min_gold_accuracy on them (balanced) they are paused until the owner lets them in (0: none)",
+    )
     min_gold_accuracy: float = Field(
         0.6,
         ge=0,

@@ -149,3 +149,24 @@ def test_a_reviewer_settles_a_conflict_and_the_next_train_learns_the_decision(
     page.locator("#decisions button", has_text="take back").first.click()
     page.wait_for_url(f"{server}/review?done=undone#decisions")
     assert page.locator(f"#review-{conflict_id}").count() == 1  # back in the queue
+
+
+def test_a_new_trainer_sees_the_qualification_first(server: str, chromium: Any, project: WebProject) -> None:
+    project.settings = project.settings.model_copy(
+        update={"quality": QualitySettings(qualification_items=2, min_gold_accuracy=0.6)}
+    )
+    make_trainer(project, "quinn")
+    page = chromium.new_context(viewport=DESKTOP).new_page()
+    sign_in(page, server, "quinn")
+    page.wait_for_selector("#task:not([hidden])")
+    assert "your first 2 items have known answers (0 done)" in page.inner_text("#qualification")
+    for _ in range(2):
+        text = shown_text(page)
+        known = _gold_of(project, text)
+        assert known is not None, "qualification items have known answers"
+        page.keyboard.press(str(LABELS.index(known) + 1))
+        wait_for_next(page, text)
+    wait_saved(page)
+    page.reload()
+    page.wait_for_selector("#task:not([hidden])")
+    assert page.locator("#qualification").count() == 0 and page.is_hidden("#paused")

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from terakoya.errors import StateError
 from terakoya.evaluation.metrics import wilson_interval
 from terakoya.quality.aggregate import live_expert_answer
-from terakoya.storage.models import Answer, Item, Pause, Person, utcnow
+from terakoya.storage.models import Answer, Assignment, Item, Pause, Person, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -35,15 +35,20 @@ if TYPE_CHECKING:
     from terakoya.storage.db import Database
 
 __all__ = [
+    "QUALIFICATION",
     "GoldScore",
     "LabelScore",
     "PausedError",
+    "Qualification",
     "active_pause",
     "check_pause",
+    "check_qualification",
     "gold_scores",
     "lift_pause",
+    "next_qualification_item",
     "pause_reason",
     "pauses",
+    "qualification_in",
 ]
 
 
@@ -233,3 +238,108 @@ def pauses(db: Database, project_id: int, *, active_only: bool = True) -> list[P
             PauseView(p.person_id, name, p.reason, p.gold_answers, p.gold_correct, p.created_at, p.lifted_at)
             for p, name in s.execute(query).all()
         ]
+
+
+# ----------------------------------------------------------------------------- qualification
+
+#: the task reason of a qualification item: one person's own task, on a check item, before any other task
+QUALIFICATION = "qualification"
+_QUALIFICATION_PAUSE = "did not pass the qualification: "
+
+
+@dataclass(frozen=True)
+class Qualification:
+    """Where a person stands with the project's qualification: ``state`` is ``off`` (none asked), ``passed``,
+    ``open`` (``answered`` of ``needed`` done) or ``failed`` (paused until the owner lets them in)."""
+
+    state: str
+    answered: int
+    needed: int
+    score: GoldScore | None = None
+
+
+def _qualification_rows(s: Session, project_id: int, person_id: int) -> list[tuple[int, str, str]]:
+    from terakoya.storage.models import Task
+
+    rows = s.execute(
+        select(Answer.item_id, Answer.label, Item.gold_label)
+        .join(Task, Answer.task_id == Task.id)
+        .join(Item, Answer.item_id == Item.id)
+        .where(
+            Task.project_id == project_id, Task.reason == QUALIFICATION, Answer.person_id == person_id,
+            live_expert_answer(), Item.gold_label.is_not(None),
+        )
+        .order_by(Answer.id)
+    ).all()  # fmt: skip
+    newest = {int(item): (int(item), str(label), str(gold)) for item, label, gold in rows}
+    return list(newest.values())
+
+
+def qualification_in(s: Session, project_id: int, person_id: int, quality: QualitySettings) -> Qualification:
+    """The person's qualification (see :class:`Qualification`): passed once they reach
+    ``quality.min_gold_accuracy`` (balanced) on ``quality.qualification_items`` items, or once the owner lifted
+    the pause a failed qualification brought."""
+    needed = quality.qualification_items
+    if needed <= 0:
+        return Qualification("off", 0, 0)
+    lifted = s.scalar(
+        select(Pause.id).where(
+            Pause.project_id == project_id, Pause.person_id == person_id, Pause.lifted_at.is_not(None),
+            Pause.reason.startswith(_QUALIFICATION_PAUSE),
+        ).limit(1)
+    )  # fmt: skip
+    rows = _qualification_rows(s, project_id, person_id)
+    if lifted is not None:
+        return Qualification("passed", len(rows), needed)
+    if len(rows) < needed:
+        return Qualification("open", len(rows), needed)
+    score = _score(person_id, rows[:needed])
+    passed = score.balanced_accuracy >= quality.min_gold_accuracy
+    return Qualification("passed" if passed else "failed", needed, needed, score)
+
+
+def next_qualification_item(s: Session, project_id: int, person_id: int) -> int | None:
+    """A check item the person has not answered or been given as a qualification item, at random; None: none."""
+    from sqlalchemy import func
+
+    from terakoya.storage.models import Task
+
+    seen = select(Answer.item_id).where(Answer.person_id == person_id)
+    given = (
+        select(Task.item_id)
+        .join(Assignment, Assignment.task_id == Task.id)
+        .where(Task.reason == QUALIFICATION, Assignment.person_id == person_id)
+    )
+    item = s.scalar(
+        select(Item.id)
+        .where(Item.project_id == project_id, Item.split == "test", Item.gold_label.is_not(None),
+               Item.id.not_in(seen), Item.id.not_in(given))
+        .order_by(func.random())
+        .limit(1)
+    )  # fmt: skip
+    return None if item is None else int(item)
+
+
+def check_qualification(
+    s: Session, project_id: int, person_id: int, quality: QualitySettings, *, now: datetime | None = None
+) -> Pause | None:
+    """After a qualification answer: pause the person when they failed it (and are not paused already)."""
+    state = qualification_in(s, project_id, person_id, quality)
+    if state.state != "failed" or state.score is None or active_pause(s, project_id, person_id) is not None:
+        return None
+    score = state.score
+    pause = Pause(
+        project_id=project_id,
+        person_id=person_id,
+        reason=(
+            f"{_QUALIFICATION_PAUSE}{score.correct} of {score.answers} qualification items matched the known "
+            f"answer ({score.balanced_accuracy:.0%} averaged over the labels; this project asks for "
+            f"{quality.min_gold_accuracy:.0%})"
+        ),
+        gold_answers=score.answers,
+        gold_correct=score.correct,
+        created_at=now or utcnow(),
+    )
+    s.add(pause)
+    s.flush()
+    return pause

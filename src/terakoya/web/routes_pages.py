@@ -13,7 +13,8 @@ from terakoya import dashboard
 from terakoya.errors import DataError
 from terakoya.kinds import get_kind
 from terakoya.people import accounts, glossary, payouts
-from terakoya.quality.gold import active_pause
+from terakoya.quality.gold import Qualification, active_pause, qualification_in
+from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Pause
 from terakoya.web.render import render
@@ -60,8 +61,15 @@ def queue_page(request: Request, who: Annotated[Principal, Depends(page_user("tr
         # the task kind's own widget collects the answer
         "widget": get_kind(st.settings.task.kind).widget,
         "paused": _pause(st.db, st.project_id, who.person_id),
+        "qualification": _qualification(st.db, st.project_id, who.person_id, st.settings),
+        "min_accuracy": st.settings.quality.min_gold_accuracy,
     }
     return render(request, "queue.html", ctx, page="queue")
+
+
+def _qualification(db: Database, project_id: int, person_id: int, settings: Settings) -> Qualification:
+    with db.session() as s:
+        return qualification_in(s, project_id, person_id, settings.quality)
 
 
 def _pause(db: Database, project_id: int, person_id: int) -> Pause | None:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from terakoya.errors import DataError, StateError
 from terakoya.people.accounts import NotFound
 from terakoya.people.glossary import guideline_version_in
-from terakoya.settings import Settings
+from terakoya.settings import QualitySettings, Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, Assignment, Item, Task, utcnow
 from terakoya.storage.queries import current_suggestion
@@ -181,6 +181,7 @@ def _candidates(s: Session, project_id: int, person_id: int, held_items: list[in
     answered, skipped = _seen_items(project_id, person_id)
     base = select(Task.id, Task.priority).where(
         Task.project_id == project_id,
+        Task.reason != "qualification",  # one person's own tasks, leased to them when made
         Task.item_id.not_in(answered),
         Task.item_id.not_in(skipped),
         Task.item_id.not_in(held_items),
@@ -203,13 +204,54 @@ def _touch(s: Session, project_id: int, person_id: int, now: datetime) -> None:
     )
 
 
+def _qualify(db: Database, project_id: int, person_id: int, quality: QualitySettings, now: datetime,
+             until: datetime) -> int | None:  # fmt: skip
+    """While the person's qualification is open: a new qualification task on a check item, leased to them (its
+    id); None when they need none (no qualification asked, passed, or no check item left to give)."""
+    from terakoya.quality.gold import QUALIFICATION, check_qualification, next_qualification_item, qualification_in
+
+    with db.session() as s:
+        state = qualification_in(s, project_id, person_id, quality)
+        item_id = next_qualification_item(s, project_id, person_id) if state.state == "open" else None
+    if state.state == "failed":
+        with db.session() as s:
+            check_qualification(s, project_id, person_id, quality, now=now)
+            _refuse_paused(s, project_id, person_id)
+    if item_id is None:
+        return None
+    with db.session() as s:
+        task = Task(project_id=project_id, item_id=item_id, kind="label", reason=QUALIFICATION, priority=-1_000_000,
+                    status="queued", answers_wanted=1)  # fmt: skip
+        s.add(task)
+        s.flush()
+        assignments.take(s, task.id, person_id, now, until)
+        return int(task.id)
+
+
 def _try_lease(
-    db: Database, project_id: int, person_id: int, skip_ids: set[int], now: datetime, until: datetime, attempt: int
+    db: Database,
+    project_id: int,
+    person_id: int,
+    skip_ids: set[int],
+    now: datetime,
+    until: datetime,
+    attempt: int,
+    quality: QualitySettings | None = None,
 ) -> int | None:
     """One try: the leased task's id, 0 when another request won the task (try again), None when none is left."""
     candidates: list[int] = []
+    qualifying = quality is not None and quality.qualification_items > 0
+    if qualifying and quality is not None:
+        with db.session() as s:
+            if attempt == 0:
+                _refuse_paused(s, project_id, person_id)
+            held = s.execute(assignments.held_tasks(project_id, person_id)).all()
+        if not [row for row in held if row.id not in skip_ids] and len(held) < MAX_HELD:
+            made = _qualify(db, project_id, person_id, quality, now, until)
+            if made is not None:
+                return made
     with db.session() as s:
-        if attempt == 0:
+        if attempt == 0 and not qualifying:
             _refuse_paused(s, project_id, person_id)
         held = s.execute(assignments.held_tasks(project_id, person_id)).all()
         mine = [row.id for row in held if row.id not in skip_ids]
@@ -259,7 +301,7 @@ def lease_next(
         # on SQLite the read and the write happen under the write lock, so the task read is still free when
         # written and nobody loses a race; on PostgreSQL the conditional UPDATE decides and the loser retries
         with db.writing():
-            view_id = _try_lease(db, project_id, person_id, skip_ids, now, until, attempt)
+            view_id = _try_lease(db, project_id, person_id, skip_ids, now, until, attempt, settings.quality)
         if view_id is None:
             return None
         if view_id > 0:
@@ -401,10 +443,12 @@ def _record(
                         said = teacher.label if teacher is not None else None
                         assignments.ask_one_more(s, task_id, settings.quality.max_answers_per_item, said)
                     pause = None
-                    if found.reason == "gold" and kind != "flag":
-                        from terakoya.quality.gold import check_pause
+                    if found.reason in ("gold", "qualification") and kind != "flag":
+                        from terakoya.quality.gold import check_pause, check_qualification
 
                         pause = check_pause(s, project_id, person_id, settings.quality, now=now)
+                        if found.reason == "qualification" and pause is None:
+                            pause = check_qualification(s, project_id, person_id, settings.quality, now=now)
                     return SubmitResult(answer.id, task_id, False, seconds, pause.reason if pause else None)
     except IntegrityError:
         pass  # the same key arrived twice at once and the other request stored it; answer with that one
