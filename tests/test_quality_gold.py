@@ -57,8 +57,9 @@ def test_the_rule_pauses_a_random_clicker_and_not_a_careful_trainer() -> None:
     adversary = [(i, "neutral", LABELS[i % 3]) for i in range(30)]  # always one label on a balanced gold set
     assert (_paused_after(adversary, quality) or 99) <= 15
     # check items 60 % neutral: always saying neutral is 60 % accurate, but 33 % averaged over the labels
+    # (the plain accuracy never pauses them: the interval's top stays above 60 %)
     skewed = [(i, "neutral", "neutral" if i % 5 < 3 else LABELS[i % 2]) for i in range(30)]
-    assert (_paused_after(skewed, quality) or 99) <= 15
+    assert (_paused_after(skewed, quality) or 99) <= 25
 
 
 def test_a_score_says_how_many_were_right_overall_and_per_label() -> None:

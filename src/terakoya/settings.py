@@ -263,7 +263,7 @@ class QualitySettings(_Section):
         description="adaptive overlap: when a task's answers disagree, ask one more person, up to this many answers "
         "(0: never more than routing.answers_per_item)",
     )
-    min_gold: int = Field(10, ge=1, description="answers on check items before a trainer can be paused")
+    min_gold: int = Field(12, ge=1, description="answers on check items before a trainer can be paused")
     qualification_items: int = Field(
         0,
         ge=0,
