@@ -385,8 +385,9 @@ def test_routing_gives_each_new_task_answers_per_item(db_url: str, tmp_path: Pat
             "project_dir": tmp_path,
         }
     )
-    report = route(db, pid, settings, budget_items=4)
+    report = route(db, pid, settings, budget_items=8)  # the budget counts answers: 8 answers, 4 items
     assert (report.routed, report.gold) == (2, 2)
+    assert "a budget of 8 answers at 2 answers per item (routing.answers_per_item) routes 4 items" in report.notes
     with db.session() as s:
         wanted = s.execute(select(Task.reason, Task.answers_wanted)).all()
     assert sorted(wanted) == [("gold", 2), ("gold", 2), ("routed", 2), ("routed", 2)]

@@ -280,7 +280,7 @@ def teacher_check(
 
 @app.command()
 def route(
-    budget: Annotated[int | None, typer.Option(help="expert budget in items")] = None,
+    budget: Annotated[int | None, typer.Option(help="expert budget in answers (k per item)")] = None,
     minutes: Annotated[float | None, typer.Option(help="expert budget in minutes (routing.seconds_per_item)")] = None,
     strategy: Annotated[str | None, typer.Option(help="terakoya (default) or random")] = None,
 ) -> None:

@@ -646,11 +646,18 @@ def route(
 ) -> RouteReport:
     """Queue the most useful items for experts, add gold checks and blind audits, auto-accept confident ones."""
     cfg = settings.routing
-    budget = _budget(settings, budget_items, budget_minutes)
+    answers = _budget(settings, budget_items, budget_minutes)
     strategy = _check_strategy(strategy or cfg.strategy)
     seed = cfg.seed if seed is None else seed
     rng = np.random.default_rng(seed)
     notes: list[str] = []
+    # the budget counts answers: each routed item takes routing.answers_per_item of them
+    budget = max(1, answers // cfg.answers_per_item)
+    if cfg.answers_per_item > 1:
+        notes.append(
+            f"a budget of {answers} answers at {cfg.answers_per_item} answers per item (routing.answers_per_item) "
+            f"routes {budget} items"
+        )
     from terakoya.teachers.calibrating import calibrate_teacher
 
     calibrate_teacher(db, project_id, settings)  # re-calibrated on the newest expert answers
@@ -669,7 +676,7 @@ def route(
         routed=len(plan),
         gold=len(gold_ids),
         auto_accepted=accepts,
-        expert_minutes=(len(plan) + len(gold_ids)) * cfg.seconds_per_item / 60.0,
+        expert_minutes=(len(plan) + len(gold_ids)) * cfg.answers_per_item * cfg.seconds_per_item / 60.0,
         skipped_no_teacher=d.skipped_no_teacher,
         eligible=len(d.candidates.ids),
         notes=notes,
