@@ -43,6 +43,7 @@ __all__ = [
     "PausedError",
     "Qualification",
     "active_pause",
+    "active_pause_reason",
     "check_pause",
     "check_qualification",
     "gold_scores",
@@ -182,6 +183,17 @@ def active_pause(s: Session, project_id: int, person_id: int) -> Pause | None:
         .order_by(Pause.id.desc())
         .limit(1)
     ).first()
+
+
+def active_pause_reason(s: Session, project_id: int, person_id: int) -> str | None:
+    """Why the person is paused on the project, or None (the work queue asks before every lease: one row)."""
+    reason = s.execute(
+        select(Pause.reason)
+        .where(Pause.project_id == project_id, Pause.person_id == person_id, Pause.lifted_at.is_(None))
+        .order_by(Pause.id.desc())
+        .limit(1)
+    ).scalar()
+    return None if reason is None else str(reason)
 
 
 def check_pause(

@@ -311,12 +311,12 @@ def lease_next(
 
 def _refuse_paused(s: Session, project_id: int, person_id: int) -> None:
     """A PausedError saying why, when the person is paused on the project (:mod:`terakoya.quality.gold`)."""
-    from terakoya.quality.gold import PausedError, active_pause
+    from terakoya.quality.gold import PausedError, active_pause_reason
 
-    pause = active_pause(s, project_id, person_id)
-    if pause is not None:
+    reason = active_pause_reason(s, project_id, person_id)
+    if reason is not None:
         raise PausedError(
-            f"you are paused on this project: {pause.reason}. Look at the check items you answered differently "
+            f"you are paused on this project: {reason}. Look at the check items you answered differently "
             "under My work and read the guidelines again; the project's owner can lift the pause"
         )
 
