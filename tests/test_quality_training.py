@@ -90,3 +90,25 @@ def test_train_records_the_aggregator_of_each_expert_target(db_url: str, tmp_pat
     assert {agg for run, agg, _ in rows if run == runs[0]} == {"dawid_skene.crowdkit-1.4.2+models"}
     assert {agg for run, agg, _ in rows if run == runs[1]} == {AGGREGATOR}
     assert all(len(ids) == 3 for _, _, ids in rows)  # every target names the three answers behind it
+
+
+def test_the_report_section_shows_agreement_reliability_and_the_aggregator(db_url: str, tmp_path: Path) -> None:
+    from terakoya.evaluation.render import _quality, quality_lines
+    from terakoya.evaluation.sections import QualitySection
+    from terakoya.quality.summary import quality_summary
+
+    db = open_database(db_url)
+    pid = db.project_id("q")
+    _crowd(db, pid, n=60)
+    section = QualitySection.from_summary(quality_summary(db, pid, _settings(tmp_path, "dawid_skene")))
+    assert QualitySection.from_json(section.to_json()) == section  # report.json keeps it whole
+    lines = quality_lines(section)
+    assert lines[0].startswith("Agreement among 3 people on 60 items answered by two or more: Fleiss' kappa")
+    assert "180 answers on 60 items: 3.00 per item (60 with 3)." in lines
+    assert "Training aggregates answers by dawid_skene (setting quality.aggregator)." in lines
+    html = _quality(section)
+    assert "Krippendorff" in html and html.count("<tr>") == 1 + 3 + 1 + 3  # per-label and people tables
+    estimated = {p.person: p.estimated_accuracy for p in section.people}
+    assert estimated["careful"] is not None and estimated["clicker"] is not None
+    assert estimated["careful"] > 0.7 > estimated["clicker"]
+    assert _quality(None).startswith('<p class="muted">This report was written before')

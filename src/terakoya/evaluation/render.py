@@ -463,7 +463,7 @@ def _quality(q: QualitySection | None) -> str:
     if q is None:
         return '<p class="muted">This report was written before quality control was measured.</p>'
     parts = [_list(quality_lines(q))]
-    if q.per_label:
+    if q.per_label and q.fleiss is not None:
         parts.append(
             _table(
                 ["label", "answers", "Fleiss' kappa", "Krippendorff's alpha"],
