@@ -398,6 +398,21 @@ def predict(
     console.print(f"wrote {rows:,} predictions to {out_path}", markup=False)
 
 
+@app.command("serve-model")
+def serve_model_cmd(
+    model: Annotated[Path, typer.Argument(help="saved student folder, e.g. runs/<id>")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8001,
+) -> None:
+    """Serve a saved student over HTTP: OpenAI-compatible /v1/chat/completions, /v1/classify, /v1/models."""
+    from terakoya.serving.server import serve_model
+    from terakoya.students import load
+
+    load(model)  # a folder that is not a student fails here, with the message that says why
+    console.print(f"serving {model} on http://{host}:{port}/v1 (OpenAI-compatible)", markup=False)
+    serve_model(model, host=host, port=port)
+
+
 @app.command()
 def demo(
     folder: Annotated[Path, typer.Argument(help="where to create the demo project")] = Path("terakoya-demo"),
