@@ -86,6 +86,11 @@ def test_a_decision_wins_over_aggregation_in_the_next_train_and_can_be_taken_bac
     assert (label, source, aggregator) == ("positive", "review", "review") and answer_ids[0] == decision
     assert len(answer_ids) == 3  # the decision, then the two answers it settled
     assert target_of("p1")[1:3] == ("expert", "majority.v1")
+    from terakoya.importers.exporters import iter_export_rows
+
+    exported = {r["id"]: r for page in iter_export_rows(db, pid) for r in page}
+    assert (exported["p0"]["expert_label"], exported["p0"]["training_label"]) == ("neutral", "positive")
+    assert exported["p0"]["training_source"] == "review" and exported["p1"]["training_source"] == "expert (majority.v1)"
 
     # a second decision supersedes the first; taking it back returns the item to aggregation and the queue
     second = decide(db, pid, settings, ids["p0"], ids["rita"], "neutral")

@@ -112,3 +112,26 @@ def test_the_report_section_shows_agreement_reliability_and_the_aggregator(db_ur
     assert estimated["careful"] is not None and estimated["clicker"] is not None
     assert estimated["careful"] > 0.7 > estimated["clicker"]
     assert _quality(None).startswith('<p class="muted">This report was written before')
+
+
+def test_under_dawid_skene_an_unsure_aggregate_waits_for_review(db_url: str, tmp_path: Path) -> None:
+    from terakoya.quality.review import review_queue
+
+    db = open_database(db_url)
+    pid = db.project_id("q")
+    _crowd(db, pid, n=60)
+    with db.session() as s:  # items only the careful trainer answered, where the teacher says otherwise
+        careful = s.scalar(select(Person.id).where(Person.name == "careful"))
+        for i in range(6):
+            item = Item(project_id=pid, external_id=f"lone{i}", text=f"a lone item {i}", text_hash=f"lone{i}")
+            s.add(item)
+            s.flush()
+            probs = {"negative": 0.1, "neutral": 0.1, "positive": 0.8}
+            s.add(Suggestion(item_id=item.id, agent_kind="teacher", agent="big", label="positive", probabilities=probs))
+            s.add(Answer(item_id=item.id, person_id=careful, kind="label", label="negative"))
+    majority = review_queue(db, pid, settings=_settings(tmp_path, "majority"), limit=500)
+    assert {q.why for q in majority} <= {"conflict", "weak majority"}  # one answer agrees with itself
+    ds = review_queue(db, pid, settings=_settings(tmp_path, "dawid_skene"), limit=500)
+    lone = {q.external_id: q.why for q in ds if q.external_id.startswith("lone")}
+    assert lone == {f"lone{i}": "unsure aggregate" for i in range(6)}
+    assert [q.why for q in ds][-1] == "unsure aggregate"  # after the conflicts

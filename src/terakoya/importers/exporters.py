@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from terakoya.errors import ConfigError
 from terakoya.importers.readers import detect_format
 from terakoya.quality.aggregate import by_item, expert_answer_rows, majority
-from terakoya.storage.models import Answer, AutoAccept, Item, Person, Suggestion, Task
+from terakoya.storage.models import Answer, AutoAccept, Item, Person, StudentRun, Suggestion, Task, TrainingLabel
 from terakoya.storage.queries import current_suggestion_ids
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ EXPORT_COLUMNS = (
     "answers",
     "expert_label",
     "expert_answers",
+    "training_label",
+    "training_source",
 )
 _NESTED = ("meta", "teacher_probabilities", "answers")
 _PAGE = 1_000
@@ -58,6 +60,21 @@ def _current(session: Session, project_id: int, ids: list[int], kind: str) -> di
     return {s.item_id: s for s in session.scalars(select(Suggestion).where(Suggestion.id.in_(newest)))}
 
 
+def _trained(session: Session, project_id: int, ids: list[int]) -> dict[int, tuple[str, str]]:
+    """Item -> (label, source with its aggregator) the newest student run learned for it (``training_labels``)."""
+    run = session.scalar(
+        select(StudentRun.id).where(StudentRun.project_id == project_id).order_by(StudentRun.id.desc()).limit(1)
+    )
+    if run is None:
+        return {}
+    rows = session.execute(
+        select(TrainingLabel.item_id, TrainingLabel.label, TrainingLabel.source, TrainingLabel.aggregator).where(
+            TrainingLabel.student_run_id == run, TrainingLabel.item_id.in_(ids)
+        )
+    )
+    return {int(i): (str(label), f"{src} ({agg})" if agg and agg != src else str(src)) for i, label, src, agg in rows}
+
+
 def _page_rows(
     session: Session, project_id: int, items: list[Item], classes: Sequence[str] | None
 ) -> Iterator[dict[str, Any]]:
@@ -65,6 +82,7 @@ def _page_rows(
     teacher = _current(session, project_id, ids, "teacher")
     student = _current(session, project_id, ids, "student")
     accepted = set(session.scalars(select(AutoAccept.item_id).where(AutoAccept.item_id.in_(ids))))
+    trained = _trained(session, project_id, ids)
     votes = by_item(session.execute(expert_answer_rows(classes).where(Answer.item_id.in_(ids))).all())
     answers: dict[int, list[dict[str, Any]]] = {}
     stmt = (
@@ -107,6 +125,8 @@ def _page_rows(
             "answers": answers.get(item.id, []),
             "expert_label": majority(item_votes) if item_votes else None,
             "expert_answers": len(item_votes),
+            "training_label": trained[item.id][0] if item.id in trained else None,
+            "training_source": trained[item.id][1] if item.id in trained else None,
         }
 
 
@@ -122,7 +142,9 @@ def iter_export_rows(
 
     ``queued`` keeps only items with an open expert task (routed, not yet answered): the file to hand to experts.
     ``expert_label`` is :func:`terakoya.quality.aggregate.majority` of the item's live expert answers — the target
-    training uses — and ``expert_answers`` their number; ``classes`` (the project's labels) leaves out
+    training uses by default — and ``expert_answers`` their number; ``training_label`` and ``training_source``
+    are what the newest student run learned for the item and from what (with another ``quality.aggregator``,
+    or a review decision, they may differ from ``expert_label``); ``classes`` (the project's labels) leaves out
     answers with an undeclared label, as training does. Teacher and student columns show the current
     suggestion (:func:`terakoya.storage.queries.current_suggestion_ids`).
     """
@@ -203,6 +225,8 @@ def _parquet_schema() -> Any:
             ("answers", pa.list_(answer)),
             ("expert_label", pa.string()),
             ("expert_answers", pa.int64()),
+            ("training_label", pa.string()),
+            ("training_source", pa.string()),
         ]
     )
 

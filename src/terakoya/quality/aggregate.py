@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Select
 
+    from terakoya.kinds.base import Evidence
     from terakoya.storage.db import Database
 
 __all__ = [
     "AGGREGATOR",
     "EXPERT_KINDS",
     "by_item",
+    "evidence",
     "expert_answer_rows",
     "expert_answers",
     "live_expert_answer",
@@ -114,3 +116,35 @@ def expert_answers(
         query = query.where(or_(wanted_task, Answer.task_id.is_(None)) if untasked else wanted_task)
     with db.session() as s:
         return by_item(s.execute(query).all())
+
+
+def evidence(db: Database, project_id: int, answers: dict[int, list[tuple[int, str]]]) -> Evidence:
+    """The answers, who gave each, and what the teacher and the newest student said of the answered items (for
+    aggregators that weigh people and models by their reliability): what ``kind.expert_targets`` reads."""
+    from sqlalchemy import select
+
+    from terakoya.kinds.base import Evidence
+    from terakoya.storage.models import Answer, Person, Suggestion
+    from terakoya.storage.queries import current_suggestion_ids
+
+    answer_ids = [answer_id for pairs in answers.values() for answer_id, _ in pairs]
+    people: dict[int, str] = {}
+    models: dict[str, dict[int, str]] = {}
+    with db.session() as s:
+        for start in range(0, len(answer_ids), 1000):
+            chunk = answer_ids[start : start + 1000]
+            rows = s.execute(
+                select(Answer.id, Person.name).join(Person, Answer.person_id == Person.id).where(Answer.id.in_(chunk))
+            )
+            people.update((int(answer_id), str(name)) for answer_id, name in rows)
+        for worker in ("teacher", "student"):
+            newest = current_suggestion_ids(project_id, worker, split="pool")
+            rows = s.execute(
+                select(Suggestion.item_id, Suggestion.label).where(
+                    Suggestion.id.in_(newest), Suggestion.label.is_not(None)
+                )
+            )
+            given = {int(item_id): str(label) for item_id, label in rows if int(item_id) in answers}
+            if given:
+                models[worker] = given
+    return Evidence(answers, people, models)

@@ -6,11 +6,12 @@ The review queue holds pool items that have no standing review decision and
 - a **conflict**: two or more people answered and gave different labels — a **weak majority** when three or
   more answers give the most common label less than two thirds of them,
 
-flags first, then conflicts, then weak majorities. For each item the reviewer sees every answer and its
-reason side by side, with the teacher's and the student's suggestions, and decides a label. The decision
-is an answer of kind ``review`` (who and when are kept); while it stands, training learns the decided
-label (source ``review``) instead of the aggregate of the answers. Undoing it (the answer superseded)
-gives the item back to aggregation and to the queue.
+flags first, then conflicts, then weak majorities; under a reliability-weighted aggregator
+(``quality.aggregator`` = ``dawid_skene`` or ``mace``) also items whose aggregate is less than 70 % sure,
+last. For each item the reviewer sees every answer and its reason side by side, with the teacher's and the
+student's suggestions, and decides a label. The decision is an answer of kind ``review`` (who and when are
+kept); while it stands, training learns the decided label (source ``review``) instead of the aggregate of
+the answers. Undoing it (the answer superseded) gives the item back to aggregation and to the queue.
 """
 
 from __future__ import annotations
@@ -103,8 +104,29 @@ def _why(answers: list[ReviewAnswer]) -> str | None:
     return "weak majority" if len(labels) >= 3 and top / len(labels) < WEAK_MAJORITY else "conflict"
 
 
-def review_queue(db: Database, project_id: int, *, limit: int = 50) -> list[ReviewItem]:
-    """The items waiting for review (see the module docstring), flags and conflicts first, oldest first."""
+#: under a reliability-weighted aggregator, an aggregate less sure than this waits for review
+UNSURE = 0.7
+
+
+def _unsure(db: Database, project_id: int, settings: Settings | None) -> set[int]:
+    """Pool items whose aggregate under ``quality.aggregator`` (Dawid–Skene, MACE) is less than :data:`UNSURE`
+    sure; none under majority vote, whose disagreements are conflicts already."""
+    if settings is None or settings.quality.aggregator == "majority" or len(settings.label_names) < 2:
+        return set()
+    from terakoya.kinds import kind_for
+    from terakoya.quality.aggregate import evidence, expert_answers
+
+    answers = expert_answers(db, project_id, settings.label_names)
+    targets = kind_for(settings).expert_targets(evidence(db, project_id, answers), settings)
+    return {item for item, target in targets.items() if target.confidence < UNSURE}
+
+
+def review_queue(
+    db: Database, project_id: int, *, limit: int = 50, settings: Settings | None = None
+) -> list[ReviewItem]:
+    """The items waiting for review (see the module docstring), flags and conflicts first, oldest first; with
+    ``settings`` naming a reliability-weighted aggregator, also items whose aggregate is unsure."""
+    unsure = _unsure(db, project_id, settings)
     with db.session() as s:
         rows = s.execute(
             select(Answer.id, Answer.item_id, Person.name, Answer.kind, Answer.label, Answer.rationale,
@@ -121,8 +143,12 @@ def review_queue(db: Database, project_id: int, *, limit: int = 50) -> list[Revi
                 by_item.setdefault(int(item_id), []).append(
                     ReviewAnswer(int(answer_id), str(name), str(kind), label, rationale, created)
                 )
-        waiting = [(item_id, why) for item_id, answers in by_item.items() if (why := _why(answers)) is not None]
-        order = {"flag": 0, "conflict": 1, "weak majority": 2}
+        waiting = [
+            (item_id, why)
+            for item_id, answers in by_item.items()
+            if (why := _why(answers) or ("unsure aggregate" if item_id in unsure else None)) is not None
+        ]
+        order = {"flag": 0, "conflict": 1, "weak majority": 2, "unsure aggregate": 3}
         waiting.sort(key=lambda pair: (order[pair[1]], pair[0]))
         return [_item(s, item_id, why, by_item[item_id]) for item_id, why in waiting[:limit]]
 

@@ -42,12 +42,12 @@ from sqlalchemy import Row, insert, select
 from terakoya.errors import ConfigError, StateError
 from terakoya.evaluation.metrics import probabilities_ece
 from terakoya.kinds import TaskKind, kind_for
-from terakoya.kinds.base import Evidence, ExpertTarget
-from terakoya.quality.aggregate import AGGREGATOR, expert_answers
+from terakoya.kinds.base import ExpertTarget
+from terakoya.quality.aggregate import AGGREGATOR, evidence, expert_answers
 from terakoya.quality.review import REVIEW
 from terakoya.settings import Settings
 from terakoya.storage import Database
-from terakoya.storage.models import Answer, AutoAccept, Item, Person, StudentRun, Suggestion, TrainingLabel
+from terakoya.storage.models import AutoAccept, Item, StudentRun, Suggestion, TrainingLabel
 from terakoya.storage.queries import current_suggestion_ids
 from terakoya.students import make_student, resolve
 from terakoya.students.base import Student, softmax
@@ -225,32 +225,6 @@ def _read_pool(
     return items, teacher_rows, accepted
 
 
-def _evidence(db: Database, project_id: int, answers: dict[int, list[tuple[int, str]]]) -> Evidence:
-    """The answers, who gave each, and what the teacher and the newest student said of the answered items (for
-    aggregators that weigh people and models by their reliability)."""
-    answer_ids = [answer_id for pairs in answers.values() for answer_id, _ in pairs]
-    people: dict[int, str] = {}
-    models: dict[str, dict[int, str]] = {}
-    with db.session() as s:
-        for start in range(0, len(answer_ids), _CHUNK):
-            chunk = answer_ids[start : start + _CHUNK]
-            rows = s.execute(
-                select(Answer.id, Person.name).join(Person, Answer.person_id == Person.id).where(Answer.id.in_(chunk))
-            )
-            people.update((int(answer_id), str(name)) for answer_id, name in rows)
-        for worker in ("teacher", "student"):
-            newest = current_suggestion_ids(project_id, worker, split="pool")
-            rows = s.execute(
-                select(Suggestion.item_id, Suggestion.label).where(
-                    Suggestion.id.in_(newest), Suggestion.label.is_not(None)
-                )
-            )
-            given = {int(item_id): str(label) for item_id, label in rows if int(item_id) in answers}
-            if given:
-                models[worker] = given
-    return Evidence(answers, people, models)
-
-
 def _reviewed(
     db: Database, project_id: int, classes: list[str], answers: dict[int, list[tuple[int, str]]]
 ) -> dict[int, ExpertTarget]:
@@ -286,7 +260,7 @@ def build_training_set(
     expert_order = list(answers)
     if max_expert is not None:
         expert_order = expert_order[: max(0, max_expert)]
-    experts = kind.expert_targets(_evidence(db, project_id, {i: answers[i] for i in expert_order}), settings)
+    experts = kind.expert_targets(evidence(db, project_id, {i: answers[i] for i in expert_order}), settings)
     experts.update(_reviewed(db, project_id, classes, answers))
     teacher = {row.item_id: row for row in teacher_rows} if dropped is None else {}
 

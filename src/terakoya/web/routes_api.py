@@ -475,7 +475,7 @@ class DecisionOut(BaseModel):
 def review_json(request: Request, who: Reviewer) -> list[review.ReviewItem]:
     """Flagged items and items answered differently, with every answer and the teacher's and student's labels."""
     st = get_state(request)
-    return review.review_queue(st.db, st.project_id)
+    return review.review_queue(st.db, st.project_id, settings=st.settings)
 
 
 @router.post("/review/{item_id}", tags=["owner"], response_model=DecisionOut, summary="Decide an item's label")

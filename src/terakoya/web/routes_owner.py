@@ -238,7 +238,7 @@ def review_page(request: Request, who: Annotated[Principal, Depends(page_user("r
 def _review(request: Request, *, error: str | None, done: str | None, status_code: int) -> Response:
     st = get_state(request)
     ctx = {
-        "items": review.review_queue(st.db, st.project_id),
+        "items": review.review_queue(st.db, st.project_id, settings=st.settings),
         "decisions": review.recent_decisions(st.db, st.project_id),
         "labels": st.settings.label_names,
         "error": error,
