@@ -251,10 +251,10 @@ def _try_lease(
             if made is not None:
                 return made
     with db.session() as s:
-        if attempt == 0 and not qualifying:
-            _refuse_paused(s, project_id, person_id)
         held = s.execute(assignments.held_tasks(project_id, person_id)).all()
         mine = [row.id for row in held if row.id not in skip_ids]
+        if attempt == 0 and not qualifying and not mine:  # a task already held is theirs to finish
+            _refuse_paused(s, project_id, person_id)
         last = s.scalar(
             select(Membership.last_action_at).where(
                 Membership.project_id == project_id, Membership.person_id == person_id
