@@ -438,7 +438,8 @@ def _record(
                     s.flush()
                     assignments.finish(s, task_id, person_id, answer.id, flag=kind == "flag", now=now)
                     _touch(s, project_id, person_id, now)
-                    if found.reason != "gold" and kind != "flag" and settings.quality.max_answers_per_item > 1:
+                    checks = ("gold", "qualification")  # known answers: one more person would learn nothing
+                    if found.reason not in checks and kind != "flag" and settings.quality.max_answers_per_item > 1:
                         teacher = current_suggestion(s, found.item_id)
                         said = teacher.label if teacher is not None else None
                         assignments.ask_one_more(s, task_id, settings.quality.max_answers_per_item, said)
