@@ -43,6 +43,8 @@ def test_status_quality_show_provenance_and_unpause(tmp_path: Path) -> None:
     out = run("status", cwd=folder)
     assert out.returncode == 0, out.stderr
     assert "answers per item" in out.stdout and "3.0" in out.stdout and "fleiss kappa" in out.stdout
+    waiting = next(line for line in out.stdout.splitlines() if "waiting for review" in line)
+    assert int(waiting.split("│")[2].strip()) > 0  # the random clicker disagrees with the others
 
     out = run("quality", "show", cwd=folder)
     assert out.returncode == 0, out.stderr

@@ -30,6 +30,8 @@ def test_dashboard_and_api_show_agreement_and_keep_reliability_to_the_owner(proj
         page = owner.get("/dashboard").text
         assert f"Agreement among 2 people on {len(items)} items answered by two or more" in page
         assert 'id="agreement-per-label"' in page and 'id="reliability"' in page and "2.00 answers per" in page
+        differ = len([n for n in range(len(items)) if n % 4 == 0])  # ben differs on every fourth item
+        assert f'<a href="/review">{differ} items wait for review</a>' in page
         page = reviewer.get("/dashboard").text
         assert f"Agreement among 2 people on {len(items)} items" in page and 'id="reliability"' not in page
 
