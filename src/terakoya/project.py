@@ -385,7 +385,7 @@ class Project:
             raise StateError(f"{name} is not paused on this project; `terakoya quality show` lists who is")
 
     def _quality_status(self) -> dict[str, Any]:
-        from terakoya.quality.review import review_queue
+        from terakoya.quality.review import waiting_for_review
 
         if len(self.settings.label_names) < 2:
             return {}
@@ -398,7 +398,7 @@ class Project:
             "krippendorff_alpha": round(a.alpha, 3) if a.alpha is not None else a.note,
             "paused": [f"{p.person}: {p.reason}" for p in q.pauses] or "nobody",
             "aggregator": q.aggregator,
-            "waiting_for_review": len(review_queue(self.db, self.project_id, limit=100_000)),
+            "waiting_for_review": waiting_for_review(self.db, self.project_id),
         }
 
     def _trust_status(self) -> dict[str, Any]:

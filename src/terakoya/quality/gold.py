@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from terakoya.errors import StateError
 from terakoya.evaluation.metrics import wilson_interval
@@ -135,12 +135,7 @@ def gold_scores_in(
 ) -> dict[int, GoldScore]:
     """Person -> their gold score on the project (answers after their last lifted pause, unless ``all_time``);
     each person's newest live answer per check item counts once."""
-    query = (
-        select(Answer.person_id, Answer.item_id, Answer.label, Item.gold_label, Answer.created_at)
-        .join(Item, Answer.item_id == Item.id)
-        .where(Item.project_id == project_id, Item.split == "test", Item.gold_label.is_not(None), live_expert_answer())
-        .order_by(Answer.id)
-    )
+    query = _check_answers(project_id)
     if person_id is not None:
         query = query.where(Answer.person_id == person_id)
     since = {} if all_time else _since(s, project_id)
@@ -151,6 +146,33 @@ def gold_scores_in(
             continue
         newest.setdefault(int(pid), {})[int(item_id)] = (int(item_id), str(label), str(gold))
     return {pid: _score(pid, list(rows.values())) for pid, rows in newest.items()}
+
+
+def _check_answers(project_id: int) -> Select[int, int, str | None, str | None, datetime]:
+    """(person id, item id, label, known label, when) of the live expert answers on the project's check items
+    (test items with a known label), oldest first: what a gold score and a qualification read."""
+    return (
+        select(Answer.person_id, Answer.item_id, Answer.label, Item.gold_label, Answer.created_at)
+        .join(Item, Answer.item_id == Item.id)
+        .where(Item.project_id == project_id, Item.split == "test", Item.gold_label.is_not(None), live_expert_answer())
+        .order_by(Answer.id)
+    )
+
+
+def _new_pause(
+    s: Session, project_id: int, person_id: int, reason: str, score: GoldScore, now: datetime | None
+) -> Pause:
+    pause = Pause(
+        project_id=project_id,
+        person_id=person_id,
+        reason=reason,
+        gold_answers=score.answers,
+        gold_correct=score.correct,
+        created_at=now or utcnow(),
+    )
+    s.add(pause)
+    s.flush()
+    return pause
 
 
 def gold_scores(
@@ -206,17 +228,7 @@ def check_pause(
     reason = pause_reason(score, quality) if score is not None else None
     if score is None or reason is None:
         return None
-    pause = Pause(
-        project_id=project_id,
-        person_id=person_id,
-        reason=reason,
-        gold_answers=score.answers,
-        gold_correct=score.correct,
-        created_at=now or utcnow(),
-    )
-    s.add(pause)
-    s.flush()
-    return pause
+    return _new_pause(s, project_id, person_id, reason, score, now)
 
 
 def lift_pause(db: Database, project_id: int, person_id: int, *, by: int | None, now: datetime | None = None) -> bool:
@@ -279,19 +291,15 @@ class Qualification:
 
 
 def _qualification_rows(s: Session, project_id: int, person_id: int) -> list[tuple[int, str, str]]:
+    """(item, label, known label) of the person's newest live answer on each of their qualification items."""
     from terakoya.storage.models import Task
 
-    rows = s.execute(
-        select(Answer.item_id, Answer.label, Item.gold_label)
+    query = (
+        _check_answers(project_id)
         .join(Task, Answer.task_id == Task.id)
-        .join(Item, Answer.item_id == Item.id)
-        .where(
-            Task.project_id == project_id, Task.reason == QUALIFICATION, Answer.person_id == person_id,
-            live_expert_answer(), Item.gold_label.is_not(None),
-        )
-        .order_by(Answer.id)
-    ).all()  # fmt: skip
-    newest = {int(item): (int(item), str(label), str(gold)) for item, label, gold in rows}
+        .where(Task.reason == QUALIFICATION, Answer.person_id == person_id)
+    )
+    newest = {int(item): (int(item), str(label), str(gold)) for _, item, label, gold, _ in s.execute(query).all()}
     return list(newest.values())
 
 
@@ -348,18 +356,9 @@ def check_qualification(
     if state.state != "failed" or state.score is None or active_pause(s, project_id, person_id) is not None:
         return None
     score = state.score
-    pause = Pause(
-        project_id=project_id,
-        person_id=person_id,
-        reason=(
-            f"{_QUALIFICATION_PAUSE}{score.correct} of {score.answers} qualification items matched the known "
-            f"answer ({score.balanced_accuracy:.0%} averaged over the labels; this project asks for "
-            f"{quality.min_gold_accuracy:.0%})"
-        ),
-        gold_answers=score.answers,
-        gold_correct=score.correct,
-        created_at=now or utcnow(),
+    reason = (
+        f"{_QUALIFICATION_PAUSE}{score.correct} of {score.answers} qualification items matched the known "
+        f"answer ({score.balanced_accuracy:.0%} averaged over the labels; this project asks for "
+        f"{quality.min_gold_accuracy:.0%})"
     )
-    s.add(pause)
-    s.flush()
-    return pause
+    return _new_pause(s, project_id, person_id, reason, score, now)

@@ -44,6 +44,7 @@ __all__ = [
     "review_queue",
     "reviewed_labels",
     "undo_decision",
+    "waiting_for_review",
 ]
 
 #: the answer kind of a reviewer's decision
@@ -121,6 +122,35 @@ def _unsure(db: Database, project_id: int, settings: Settings | None) -> set[int
     return {item for item, target in targets.items() if target.confidence < UNSURE}
 
 
+def _waiting(
+    s: Session, project_id: int, unsure: set[int]
+) -> tuple[list[tuple[int, str]], dict[int, list[ReviewAnswer]]]:
+    """(item id, why) of the items waiting for review, in queue order, and every item's answers."""
+    rows = s.execute(
+        select(Answer.id, Answer.item_id, Person.name, Answer.kind, Answer.label, Answer.rationale,
+               Answer.created_at)
+        .join(Item, Answer.item_id == Item.id)
+        .join(Person, Answer.person_id == Person.id)
+        .where(_live(project_id), Answer.kind.in_((*EXPERT_KINDS, "flag")))
+        .order_by(Answer.id)
+    ).all()  # fmt: skip
+    decided = reviewed_labels(s, project_id)
+    by_item: dict[int, list[ReviewAnswer]] = {}
+    for answer_id, item_id, name, kind, label, rationale, created in rows:
+        if int(item_id) not in decided:
+            by_item.setdefault(int(item_id), []).append(
+                ReviewAnswer(int(answer_id), str(name), str(kind), label, rationale, created)
+            )
+    waiting = [
+        (item_id, why)
+        for item_id, answers in by_item.items()
+        if (why := _why(answers) or ("unsure aggregate" if item_id in unsure else None)) is not None
+    ]
+    order = {"flag": 0, "conflict": 1, "weak majority": 2, "unsure aggregate": 3}
+    waiting.sort(key=lambda pair: (order[pair[1]], pair[0]))
+    return waiting, by_item
+
+
 def review_queue(
     db: Database, project_id: int, *, limit: int = 50, settings: Settings | None = None
 ) -> list[ReviewItem]:
@@ -128,29 +158,15 @@ def review_queue(
     ``settings`` naming a reliability-weighted aggregator, also items whose aggregate is unsure."""
     unsure = _unsure(db, project_id, settings)
     with db.session() as s:
-        rows = s.execute(
-            select(Answer.id, Answer.item_id, Person.name, Answer.kind, Answer.label, Answer.rationale,
-                   Answer.created_at)
-            .join(Item, Answer.item_id == Item.id)
-            .join(Person, Answer.person_id == Person.id)
-            .where(_live(project_id), Answer.kind.in_((*EXPERT_KINDS, "flag")))
-            .order_by(Answer.id)
-        ).all()  # fmt: skip
-        decided = reviewed_labels(s, project_id)
-        by_item: dict[int, list[ReviewAnswer]] = {}
-        for answer_id, item_id, name, kind, label, rationale, created in rows:
-            if int(item_id) not in decided:
-                by_item.setdefault(int(item_id), []).append(
-                    ReviewAnswer(int(answer_id), str(name), str(kind), label, rationale, created)
-                )
-        waiting = [
-            (item_id, why)
-            for item_id, answers in by_item.items()
-            if (why := _why(answers) or ("unsure aggregate" if item_id in unsure else None)) is not None
-        ]
-        order = {"flag": 0, "conflict": 1, "weak majority": 2, "unsure aggregate": 3}
-        waiting.sort(key=lambda pair: (order[pair[1]], pair[0]))
+        waiting, by_item = _waiting(s, project_id, unsure)
         return [_item(s, item_id, why, by_item[item_id]) for item_id, why in waiting[:limit]]
+
+
+def waiting_for_review(db: Database, project_id: int, *, settings: Settings | None = None) -> int:
+    """How many items :func:`review_queue` holds, without reading each one's suggestions."""
+    unsure = _unsure(db, project_id, settings)
+    with db.session() as s:
+        return len(_waiting(s, project_id, unsure)[0])
 
 
 def _item(s: Session, item_id: int, why: str, answers: list[ReviewAnswer]) -> ReviewItem:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from terakoya.quality.aggregate import live_expert_answer
+from terakoya.quality.aggregate import expert_answer_rows
 from terakoya.quality.agreement import Agreement, annotator_agreement
 from terakoya.quality.gold import PauseView, gold_scores_in, pauses
 from terakoya.storage.models import Answer, Item, Person, Suggestion
@@ -72,14 +72,14 @@ class QualitySummary:
 def _answers(db: Database, project_id: int, labels: list[str]) -> list[tuple[int, int, int, str, str]]:
     """(answer id, item id, person id, person name, label) of the live expert answers with a declared label."""
     query = (
-        select(Answer.id, Answer.item_id, Answer.person_id, Person.name, Answer.label)
+        expert_answer_rows(labels)
+        .add_columns(Answer.person_id, Person.name)
         .join(Item, Answer.item_id == Item.id)
         .join(Person, Answer.person_id == Person.id)
-        .where(Item.project_id == project_id, live_expert_answer(), Answer.label.in_(labels))
-        .order_by(Answer.id)
+        .where(Item.project_id == project_id)
     )
     with db.session() as s:
-        return [(int(a), int(i), int(p), str(n), str(lb)) for a, i, p, n, lb in s.execute(query).all()]
+        return [(int(a), int(i), int(p), str(n), str(lb)) for a, i, lb, p, n in s.execute(query).all()]
 
 
 def _estimates(

@@ -46,7 +46,7 @@ def dashboard_page(request: Request, who: Annotated[Principal, Depends(page_user
         "charts": _charts(data),
         "quality": quality_summary(st.db, st.project_id, st.settings),
         "can_own": who.may("owner"),
-        "review_waiting": len(review.review_queue(st.db, st.project_id, limit=100_000)),
+        "review_waiting": review.waiting_for_review(st.db, st.project_id),
     }
     return render(request, "dashboard.html", ctx, page="dashboard")
 
