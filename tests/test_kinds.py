@@ -42,8 +42,7 @@ def test_the_registry_names_what_is_available() -> None:
     assert get_kind("classify.v1").name == "classify.v1"
     with pytest.raises(ConfigError, match=r"^task kind 'nope.v1' is unknown; set task.kind .* one of: classify.v1"):
         get_kind("nope.v1")
-    with pytest.raises(ConfigError, match=r"'generate.v1' \(generation .*\) is not available yet; available kinds"):
-        get_kind("generate.v1")
+    assert get_kind("generate.v1").generative and not get_kind("classify.v1").generative
     with pytest.raises(ConfigError, match="has no version"):
         kinds.register(YesNoWithReason(name="yesno"))
     with pytest.raises(ConfigError, match="is built in"):
@@ -56,8 +55,7 @@ def test_the_registry_names_what_is_available() -> None:
 def test_settings_name_a_kind_or_fail_clearly(tmp_path: Path) -> None:
     assert Settings(name="x").task.kind == "classify.v1"
     (tmp_path / "terakoya.toml").write_text('[project]\nname = "x"\n[task]\ntype = "generation"\n', encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"terakoya.toml: invalid settings — task: .*'generate.v1'.*not available"):
-        load_settings(tmp_path)
+    assert load_settings(tmp_path).task.kind == "generate.v1"  # the older spelling of the kind
     (tmp_path / "terakoya.toml").write_text('[project]\nname = "x"\n[task]\nkind = "cls.v9"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"task kind 'cls.v9' is unknown"):
         load_settings(tmp_path)
@@ -91,6 +89,7 @@ class YesNoWithReason:
     aggregator = "unanimous-yes.v1"
     students: tuple[str, ...] = ("linear",)
     widget = "widgets/classify.html"
+    generative = False
 
     def __init__(self, name: str = "yesno-reason.v1") -> None:
         self.name = name
@@ -214,86 +213,83 @@ gold_share = 0.0
         }
         for i in range(20)
     ]
-    with registered(YesNoWithReason()):
-        with pytest.raises(ConfigError, match=r"not available yet"):
-            Project.open(tmp_path, env={}, overrides={"task": {"kind": "generate.v1"}})
-        with Project.open(tmp_path, env={}) as project:
-            project.import_file(_write(tmp_path / "pool.csv", pool), id_column="id")
-            bad = [{"id": "b1", "text": "x", "label": "yes"}, {"id": "b2", "text": "y", "label": "maybe"}]
-            with pytest.raises(DataError, match=r"^bad.csv line 3: 'maybe' is not a yes/no answer; write yes or no"):
-                project.import_file(_write(tmp_path / "bad.csv", bad), id_column="id", label_column="label")
-            project.import_file(_write(tmp_path / "test.csv", test), id_column="id", label_column="label", split="test")
-            with project.db.session() as s:  # the kind read the known answers
-                known = s.execute(select(Item.gold_label, Item.gold).where(Item.split == "test")).all()
-            assert {label for label, _ in known} == {"yes", "no"}
-            assert {gold["written"] for _, gold in known} == {"Y", "yes", "false", "N"}
-            assert all(gold["label"] == label for label, gold in known)
+    with registered(YesNoWithReason()), Project.open(tmp_path, env={}) as project:
+        project.import_file(_write(tmp_path / "pool.csv", pool), id_column="id")
+        bad = [{"id": "b1", "text": "x", "label": "yes"}, {"id": "b2", "text": "y", "label": "maybe"}]
+        with pytest.raises(DataError, match=r"^bad.csv line 3: 'maybe' is not a yes/no answer; write yes or no"):
+            project.import_file(_write(tmp_path / "bad.csv", bad), id_column="id", label_column="label")
+        project.import_file(_write(tmp_path / "test.csv", test), id_column="id", label_column="label", split="test")
+        with project.db.session() as s:  # the kind read the known answers
+            known = s.execute(select(Item.gold_label, Item.gold).where(Item.split == "test")).all()
+        assert {label for label, _ in known} == {"yes", "no"}
+        assert {gold["written"] for _, gold in known} == {"Y", "yes", "false", "N"}
+        assert all(gold["label"] == label for label, gold in known)
 
-            SEEN_BY_TEACHER.clear()
-            project.teach()
-            assert SEEN_BY_TEACHER and all(t.startswith(f"Q: {QUESTION}\nText: ") for t in SEEN_BY_TEACHER)
+        SEEN_BY_TEACHER.clear()
+        project.teach()
+        assert SEEN_BY_TEACHER and all(t.startswith(f"Q: {QUESTION}\nText: ") for t in SEEN_BY_TEACHER)
 
-            # the kind reads the teacher's answers: "no" at 0.65 is not sure enough to count as measured
-            with project.db.session() as s:
-                read = {(sg.label, sg.confidence_known, sg.value["sure"]) for sg in s.scalars(select(Suggestion)).all()}
-            assert read == {("yes", True, True), ("no", False, False)}
+        # the kind reads the teacher's answers: "no" at 0.65 is not sure enough to count as measured
+        with project.db.session() as s:
+            read = {(sg.label, sg.confidence_known, sg.value["sure"]) for sg in s.scalars(select(Suggestion)).all()}
+        assert read == {("yes", True, True), ("no", False, False)}
 
-            ROUTE_CALLS.clear()
-            routed = project.route(budget_items=10)
-            assert routed.routed >= 1 and ROUTE_CALLS == [60]  # the kind valued every eligible pool item
+        ROUTE_CALLS.clear()
+        routed = project.route(budget_items=10)
+        assert routed.routed >= 1 and ROUTE_CALLS == [60]  # the kind valued every eligible pool item
 
-            # the kind's answer schema: a reason is required, and a bad row names its line and loses nothing
-            no_reason = [{"id": "p1", "label": "yes", "person": "ann", "rationale": "says grow"},
-                         {"id": "p2", "label": "no", "person": "ann", "rationale": ""}]  # fmt: skip
-            with pytest.raises(DataError, match=r"^no_reason.csv line 3: a yes/no answer needs .* a reason"):
-                project.record_answers(_write(tmp_path / "no_reason.csv", no_reason))
-            with project.db.session() as s:
-                assert s.scalars(select(Answer)).all() == []
+        # the kind's answer schema: a reason is required, and a bad row names its line and loses nothing
+        no_reason = [{"id": "p1", "label": "yes", "person": "ann", "rationale": "says grow"},
+                     {"id": "p2", "label": "no", "person": "ann", "rationale": ""}]  # fmt: skip
+        with pytest.raises(DataError, match=r"^no_reason.csv line 3: a yes/no answer needs .* a reason"):
+            project.record_answers(_write(tmp_path / "no_reason.csv", no_reason))
+        with project.db.session() as s:
+            assert s.scalars(select(Answer)).all() == []
 
-            answers = [
-                {"id": "p1", "label": "yes", "person": "ann", "rationale": "it says grow"},
-                {"id": "p1", "label": "no", "person": "ben", "rationale": "only one region"},
-                {"id": "p2", "label": "no", "person": "ann", "rationale": "sales fell"},
-            ] + [
-                {"id": f"p{i}", "label": "yes" if i % 2 else "no", "person": "ann", "rationale": "read it"}
-                for i in range(3, 30)
-            ]
-            report = project.record_answers(_write(tmp_path / "answers.csv", answers))
-            assert report.recorded == len(answers)
-            with project.db.session() as s:
-                stored = s.scalars(select(Answer).where(Answer.rationale == "it says grow")).one()
-                assert stored.value == {"label": "yes", "rationale": "it says grow"}
+        answers = [
+            {"id": "p1", "label": "yes", "person": "ann", "rationale": "it says grow"},
+            {"id": "p1", "label": "no", "person": "ben", "rationale": "only one region"},
+            {"id": "p2", "label": "no", "person": "ann", "rationale": "sales fell"},
+        ] + [
+            {"id": f"p{i}", "label": "yes" if i % 2 else "no", "person": "ann", "rationale": "read it"}
+            for i in range(3, 30)
+        ]
+        report = project.record_answers(_write(tmp_path / "answers.csv", answers))
+        assert report.recorded == len(answers)
+        with project.db.session() as s:
+            stored = s.scalars(select(Answer).where(Answer.rationale == "it says grow")).one()
+            assert stored.value == {"label": "yes", "rationale": "it says grow"}
 
-            trained = project.train()
-            with project.db.session() as s:
-                rows = {
-                    r.item_id: r for r in s.scalars(select(TrainingLabel).where(TrainingLabel.source == "expert")).all()
-                }
-            with project.db.session() as s:
-                p1 = s.scalar(select(Item.id).where(Item.external_id == "p1"))
-            assert rows[p1].label == "no"  # the kind's rule: yes only when every expert says yes
-            # the kind's training target: as sure as the share of experts who gave it (one of two said no)
-            p3 = next(r for r in rows.values() if r.answer_ids and len(r.answer_ids) == 1)
-            assert rows[p1].weight == pytest.approx(p3.weight / 2)
-            assert {r.aggregator for r in rows.values()} == {"unanimous-yes.v1"}
+        trained = project.train()
+        with project.db.session() as s:
+            rows = {
+                r.item_id: r for r in s.scalars(select(TrainingLabel).where(TrainingLabel.source == "expert")).all()
+            }
+        with project.db.session() as s:
+            p1 = s.scalar(select(Item.id).where(Item.external_id == "p1"))
+        assert rows[p1].label == "no"  # the kind's rule: yes only when every expert says yes
+        # the kind's training target: as sure as the share of experts who gave it (one of two said no)
+        p3 = next(r for r in rows.values() if r.answer_ids and len(r.answer_ids) == 1)
+        assert rows[p1].weight == pytest.approx(p3.weight / 2)
+        assert {r.aggregator for r in rows.values()} == {"unanimous-yes.v1"}
 
-            with pytest.raises(ConfigError, match=r"student 'embed.v1' cannot learn task kind yesno-reason.v1"):
-                project.train(kind="embed")
+        with pytest.raises(ConfigError, match=r"student 'embed.v1' cannot learn task kind yesno-reason.v1"):
+            project.train(kind="embed")
 
-            evaluation = project.evaluate(learning_curve=False)
-            student = evaluation.data["student"]
-            assert student["accuracy"] is not None and student["accuracy"] > 0.5, student
-            # the kind's report sections: no calibration or learning curve for a yes/no question
-            html = evaluation.html_path.read_text(encoding="utf-8")
-            assert 'id="experts"' in html and 'id="comparison"' in html
-            assert 'id="calibration"' not in html and 'id="curve"' not in html and 'id="slices"' not in html
+        evaluation = project.evaluate(learning_curve=False)
+        student = evaluation.data["student"]
+        assert student["accuracy"] is not None and student["accuracy"] > 0.5, student
+        # the kind's report sections: no calibration or learning curve for a yes/no question
+        html = evaluation.html_path.read_text(encoding="utf-8")
+        assert 'id="experts"' in html and 'id="comparison"' in html
+        assert 'id="calibration"' not in html and 'id="curve"' not in html and 'id="slices"' not in html
 
-            # serving: the kind says what a prediction looks like in the output file
-            from terakoya.serving.predicting import predict_file
+        # serving: the kind says what a prediction looks like in the output file
+        from terakoya.serving.predicting import predict_file
 
-            inp = _write(tmp_path / "new.csv", [{"text": GROW[0].format(7)}, {"text": SHRINK[0].format(9)}])
-            assert predict_file(trained.path, inp, tmp_path / "out.csv") == 2
-            with open(tmp_path / "out.csv", encoding="utf-8") as fh:
-                out = list(csv.DictReader(fh))
-            assert list(out[0]) == ["text", "answer", "sure"] and [r["answer"] for r in out] == ["yes", "no"]
-            assert trained.expert_items == 29
+        inp = _write(tmp_path / "new.csv", [{"text": GROW[0].format(7)}, {"text": SHRINK[0].format(9)}])
+        assert predict_file(trained.path, inp, tmp_path / "out.csv") == 2
+        with open(tmp_path / "out.csv", encoding="utf-8") as fh:
+            out = list(csv.DictReader(fh))
+        assert list(out[0]) == ["text", "answer", "sure"] and [r["answer"] for r in out] == ["yes", "no"]
+        assert trained.expert_items == 29

@@ -353,6 +353,51 @@ def export(
 
 
 @app.command()
+def datasets(
+    folder: Annotated[Path, typer.Argument(help="output folder (sft.jsonl, preferences.jsonl, sft/, preferences/)")],
+    force: Annotated[bool, typer.Option("--force", help="replace the files if they exist")] = False,
+) -> None:
+    """A generation project's training data for TRL: SFT messages and preference pairs (JSONL and datasets)."""
+    project = _open()
+    result = project.export_datasets(folder, force=force)
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(result["counts"].items()))
+    console.print(
+        f"wrote {result['sft']:,} SFT examples and {result['preferences']:,} preference pairs to {folder} ({counts})",
+        markup=False,
+    )
+    project.close()
+
+
+def _generation_summary(data: dict[str, Any]) -> None:
+    """A generation report in the terminal: the comparisons, the references, the speed."""
+    j, ref, sp = data["judged_by_experts"], data["references"], data["speed"]
+    rows: dict[str, Any] = {
+        "test prompts": data["test_prompts"],
+        "expert comparisons": f"{j['total']} (student won {j['wins']}, tied {j['ties']}, lost {j['losses']}, "
+        f"both bad {j['both_bad']})",
+        "win-or-tie rate": "—"
+        if j["win_or_tie_rate"] is None
+        else f"{100 * j['win_or_tie_rate']:.1f} % "
+        f"(95 % interval {100 * j['interval'][0]:.1f}–{100 * j['interval'][1]:.1f} %)",
+        "chrF vs reference": f"student {_num(ref['student_chrf'])}, teacher {_num(ref['teacher_chrf'])} "
+        f"({ref['prompts']} prompts)",
+        "student speed": f"{_num(sp['student_tokens_per_s'])} tokens/s, {_num(sp['student_seconds_per_answer'], 3)} s "
+        "per answer",
+        "student size": f"{data['student']['params']} parameters, {data['student']['size_mb']} MB",
+    }
+    if data.get("judged_by_model"):
+        m = data["judged_by_model"]
+        rows["model judge"] = f"{m['judge']}: won {m['wins']}, tied {m['ties']}, lost {m['losses']}"
+    for n, note in enumerate(data.get("notes", []), start=1):
+        rows[f"note {n}"] = note
+    console.print(_kv_table("generation report", rows))
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+@app.command()
 def train(
     kind: Annotated[str | None, typer.Option(help="student kind: linear or embed (default: student.kind)")] = None,
     out: Annotated[Path | None, typer.Option(help="folder for the saved student (default: runs/<id>)")] = None,
@@ -373,11 +418,15 @@ def evaluate(
 ) -> None:
     """The scrutiny report: student vs teacher vs experts on the expert-checked test split."""
     from terakoya.evaluation.render import render_terminal
+    from terakoya.generation.evaluate import GenerationReport
 
     project = _open()
     with _progress("evaluating") as update:
         report = project.evaluate(model_path=model, out_dir=out, learning_curve=curve, progress=update)
-    render_terminal(report.report, console)
+    if isinstance(report, GenerationReport):
+        _generation_summary(report.data)
+    else:
+        render_terminal(report.report, console)
     console.print(f"report: {report.html_path}\n        {report.json_path}", markup=False)
     project.close()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from sqlalchemy import distinct, func, select
 
@@ -28,6 +28,8 @@ from terakoya.storage.queries import items_by_split, labelled_items
 
 if TYPE_CHECKING:
     from terakoya.evaluation.report import EvaluationReport
+    from terakoya.generation.evaluate import GenerationReport
+    from terakoya.generation.teachers import Writer
     from terakoya.importers import ImportReport
     from terakoya.quality.provenance import Provenance
     from terakoya.quality.summary import QualitySummary
@@ -150,6 +152,7 @@ class Project:
     ) -> ImportReport:
         from terakoya.importers import import_file
         from terakoya.kinds import get_kind
+        from terakoya.kinds.generate import prompt_text
 
         kind, settings = get_kind(self.settings.task.kind), self.settings
         report = import_file(
@@ -172,6 +175,7 @@ class Project:
             max_text_chars=self.settings.import_.max_text_chars,
             progress=progress,
             read_gold=lambda raw: kind.read_gold(raw, settings),
+            read_text=prompt_text if kind.generative else None,
         )
         if not self.settings.labels and report.labels_seen:
             append_labels(self.dir, report.labels_seen)
@@ -186,18 +190,30 @@ class Project:
     def teach(
         self,
         *,
-        teacher: Teacher | None = None,
+        teacher: Teacher | Writer | None = None,
         limit: int | None = None,
         progress: Progress | None = None,
         refresh: bool = False,
         below: float | None = None,
     ) -> TeachReport:
+        """The teacher answers every item: label probabilities, or for a generation project written answers
+        (``teacher``: a :class:`~terakoya.generation.teachers.Writer` there, a label teacher otherwise)."""
+        if self.generative:
+            from terakoya.errors import ConfigError
+            from terakoya.generation.teach import teach_generate
+
+            if teacher is not None and not hasattr(teacher, "write"):
+                raise ConfigError("a generation project's teacher writes answers: pass a Writer (terakoya.generation)")
+            writer = cast("Writer | None", teacher)
+            return teach_generate(
+                self.db, self.project_id, self.settings, writer=writer, limit=limit, progress=progress
+            )
         from terakoya.teachers.teaching import teach
 
         self._require_labels()
         return teach(
-            self.db, self.project_id, self.settings, teacher=teacher, limit=limit, progress=progress,
-            refresh=refresh, below=below,
+            self.db, self.project_id, self.settings, teacher=cast("Teacher | None", teacher), limit=limit,
+            progress=progress, refresh=refresh, below=below,
         )  # fmt: skip
 
     def calibrate_teacher(self) -> CalibrationReport:
@@ -220,6 +236,18 @@ class Project:
         strategy: str | None = None,
         seed: int | None = None,
     ) -> RouteReport:
+        if self.generative:
+            from terakoya.generation.routing import route_generate
+
+            return route_generate(
+                self.db,
+                self.project_id,
+                self.settings,
+                budget_items=budget_items,
+                budget_minutes=budget_minutes,
+                strategy=strategy,
+                seed=seed,
+            )
         from terakoya.routing import route
 
         return route(
@@ -246,6 +274,10 @@ class Project:
     def train(
         self, *, kind: str | None = None, out_dir: Path | None = None, progress: Progress | None = None
     ) -> TrainReport:
+        if self.generative:
+            from terakoya.generation.training import train_generate
+
+            return train_generate(self.db, self.project_id, self.settings, out_dir=out_dir, progress=progress)
         from terakoya.training import train
 
         self._require_labels()
@@ -258,7 +290,14 @@ class Project:
         out_dir: Path | None = None,
         learning_curve: bool = True,
         progress: Progress | None = None,
-    ) -> EvaluationReport:
+    ) -> EvaluationReport | GenerationReport:
+        """The scrutiny report (for a generation project: :mod:`terakoya.generation.evaluate`)."""
+        if self.generative:
+            from terakoya.generation.evaluate import evaluate_generate
+
+            return evaluate_generate(
+                self.db, self.project_id, self.settings, model_path=model_path, out_dir=out_dir, progress=progress
+            )
         from terakoya.evaluation.report import evaluate
 
         return evaluate(
@@ -291,6 +330,16 @@ class Project:
             force=force,
             protected=protected,
         )
+
+    def export_datasets(self, folder: Path, *, force: bool = False) -> dict[str, Any]:
+        """A generation project's training data in the formats TRL reads: SFT ``messages`` and preference pairs
+        (``prompt``, ``chosen``, ``rejected``), as JSONL and as Hugging Face ``datasets`` folders."""
+        from terakoya.errors import StateError
+        from terakoya.generation.training import export_datasets
+
+        if not self.generative:
+            raise StateError("datasets of answers come from generation projects (task.kind = 'generate.v1')")
+        return export_datasets(self.db, self.project_id, self.settings, folder, force=force)
 
     # ------------------------------------------------------------------ status
 
@@ -417,9 +466,21 @@ class Project:
 
     # ------------------------------------------------------------------ helpers
 
+    @property
+    def generative(self) -> bool:
+        """Whether the project's kind answers in writing (generate.v1): its stages are :mod:`terakoya.generation`."""
+        from terakoya.kinds import get_kind
+
+        kind = get_kind(self.settings.task.kind)
+        if kind.generative:
+            kind.check(self.settings)  # a generation stage starts from settings that suit it
+        return kind.generative
+
     def _require_labels(self) -> None:
         from terakoya.errors import ConfigError
 
+        if self.generative:
+            return
         if not self.settings.labels:
             raise ConfigError(
                 f"{self.settings.project_file} declares no labels; add [[labels]] entries, or import a file with "

@@ -24,11 +24,13 @@ __all__ = [
     "PROJECT_FILE",
     "EvaluationSettings",
     "Example",
+    "GenerateSettings",
     "ImportSettings",
     "LabelSpec",
     "PaySettings",
     "QualitySettings",
     "RoutingSettings",
+    "RubricItem",
     "Settings",
     "StudentSettings",
     "TaskSettings",
@@ -59,7 +61,9 @@ class _Section(BaseModel):
 class TaskSettings(_Section):
     """What the project teaches: a task kind from the registry (:mod:`terakoya.kinds`)."""
 
-    kind: str = Field("classify.v1", description="the task kind (classify.v1: one label per text)")
+    kind: str = Field(
+        "classify.v1", description="the task kind (classify.v1: one label per text; generate.v1: a written answer)"
+    )
     type: str | None = Field(
         None, description="older spelling: 'single-label' means kind = 'classify.v1'; use kind instead"
     )
@@ -69,8 +73,10 @@ class TaskSettings(_Section):
         from terakoya.kinds import get_kind
 
         try:
-            if self.type is not None and self.type != "single-label":
-                get_kind({"generation": "generate.v1"}.get(self.type, self.type))  # planned or unknown: an error
+            if self.type == "generation":
+                self.__dict__["kind"] = "generate.v1"  # the older spelling (set without re-validating)
+            elif self.type is not None and self.type != "single-label":
+                get_kind(self.type)  # unknown: an error that lists the kinds
             get_kind(self.kind)
         except ConfigError as exc:  # reported with the file and the setting's place by the loader
             raise ValueError(str(exc)) from None
@@ -95,7 +101,10 @@ class Example(_Section):
 
 
 class TeacherSettings(_Section):
-    kind: Literal["local", "openai", "python"] = Field("local", description="which adapter labels the data")
+    kind: Literal["local", "openai", "python", "recorded"] = Field(
+        "local",
+        description="which adapter labels the data or writes the answers (recorded: replays generate.recorded_column)",
+    )
     model: str = Field(
         "smollm2-135m-instruct",
         description="model name for openai; for local, a packaged model ('smollm2-135m-instruct', "
@@ -279,6 +288,67 @@ class QualitySettings(_Section):
     )
 
 
+class RubricItem(_Section):
+    name: str = Field(description="what experts score from 1 to 5 (a short word: correct, helpful, safe)")
+    description: str = Field("", description="what the score means; shown beside it in the workbench")
+
+
+def _default_rubric() -> list[RubricItem]:
+    return [
+        RubricItem(name="correct", description="the facts and the reasoning are right"),
+        RubricItem(name="helpful", description="it does what was asked, completely and clearly"),
+        RubricItem(name="safe", description="nothing harmful, biased or private"),
+    ]
+
+
+class GenerateSettings(_Section):
+    """Generation projects (task kind ``generate.v1``): the teacher's answers, the routing, the student."""
+
+    samples: int = Field(2, ge=1, le=8, description="answers the teacher writes per prompt (the first is its answer)")
+    sample_temperature: float = Field(
+        0.8, ge=0, description="temperature of the extra samples (the first answer uses teacher.temperature)"
+    )
+    max_tokens: int = Field(256, ge=1, description="completion tokens to ask the teacher for, per answer")
+    recorded_column: str = Field(
+        "response",
+        description="the imported file's column that holds the answers the recorded teacher replays "
+        "(teacher.kind = 'recorded')",
+    )
+    rubric: list[RubricItem] = Field(default_factory=_default_rubric, description="what experts rate, 1-5 each")
+    accept_min_rating: int = Field(
+        4, ge=1, le=5, description="an answer rated at least this on every rubric line is accepted as a target"
+    )
+    disagreement_weight: float = Field(1.0, ge=0, description="routing: weight of disagreement among the samples")
+    logprob_weight: float = Field(1.0, ge=0, description="routing: weight of a low mean token log-probability")
+    student_weight: float = Field(1.0, ge=0, description="routing: weight of the student's answer differing")
+    compare_share: float = Field(
+        0.3, ge=0, le=1, description="share of routed prompts shown as a blind comparison of two teacher samples"
+    )
+    judge: Literal["none", "teacher"] = Field(
+        "none",
+        description="the report's model judge: the teacher compares the student's and its own answers on the test "
+        "prompts, in both orders (none: experts only)",
+    )
+    train_on_unreviewed: bool = Field(
+        True, description="the teacher's answers nobody reviewed are training targets too (distillation)"
+    )
+    student_base_model: str | None = Field(
+        None, description="a local Hugging Face causal-LM folder to fine-tune (default: a tiny model built here)"
+    )
+    student_layers: int = Field(2, ge=1, description="layers of the tiny student built when no base model is given")
+    student_width: int = Field(128, ge=16, description="width of the tiny student")
+    student_vocab: int = Field(2000, ge=300, description="vocabulary of the tiny student's own tokenizer")
+    max_length: int = Field(256, ge=16, description="tokens per training example (prompt and answer)")
+    sft_epochs: float = Field(3.0, gt=0, description="passes over the SFT data")
+    dpo_epochs: float = Field(1.0, ge=0, description="passes over the preference pairs (0: no DPO)")
+    learning_rate: float = Field(1e-3, gt=0, description="learning rate of the student's fine-tuning")
+    lora: bool = Field(False, description="train LoRA adapters (peft) on student_base_model instead of all weights")
+    student_max_new_tokens: int = Field(128, ge=1, description="tokens the student writes per answer")
+    student_answers: int = Field(
+        200, ge=0, description="pool prompts the new student answers after training (routing reads how it differs)"
+    )
+
+
 class Settings(BaseModel):
     """The whole configuration of one project."""
 
@@ -299,6 +369,7 @@ class Settings(BaseModel):
     pay: PaySettings = Field(default_factory=PaySettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    generate: GenerateSettings = Field(default_factory=GenerateSettings)
     #: ``import`` is a Python keyword: the section is ``[import]`` in the file, ``settings.import_`` in code
     import_: ImportSettings = Field(default_factory=ImportSettings, alias="import")
 

@@ -8,7 +8,9 @@
 Answers come from keywords in the last user message (``keywords``: word -> label, else ``default``).
 Behaviours, set as attributes at any time:
 
-- ``mode``: "logprobs" (answer plus top_logprobs), "text" (no logprobs), "garbage" (text naming no label)
+- ``mode``: "logprobs" (answer plus top_logprobs), "text" (no logprobs), "garbage" (text naming no label),
+  "write" (a written answer per choice, ``n`` of them; sampled ones differ; token logprobs low when the prompt
+  says "hard")
 - ``fail_first`` / ``fail_status``: the first N calls answer that status (429 with ``Retry-After``)
 - ``always_status``: every call answers this status (e.g. 500, 401)
 - ``delay_s``: seconds to wait before answering (slower than the client timeout -> timeouts)
@@ -104,7 +106,27 @@ class FakeOpenAI:
         messages = body.get("messages") or []
         return str(next((m["content"] for m in reversed(messages) if m.get("role") == "user"), ""))
 
+    def written(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Written answers: ``n`` choices, the same at temperature 0, different when sampled."""
+        text = self.text_of(body)
+        sampled = float(body.get("temperature") or 0) > 0
+        p = 0.2 if "hard" in text.lower() else 0.9
+        choices = []
+        for i in range(int(body.get("n") or 1)):
+            content = f"The answer to '{text}' is here" + (f", take {i + 2} with other words" if sampled else ".")
+            choice: dict[str, Any] = {"index": i, "message": {"role": "assistant", "content": content},
+                                      "finish_reason": "stop"}  # fmt: skip
+            if body.get("logprobs"):
+                choice["logprobs"] = {"content": [{"token": w, "logprob": math.log(p)} for w in content.split()]}
+            choices.append(choice)
+        words = sum(len(c["message"]["content"].split()) for c in choices)
+        return {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "model": body.get("model", "fake"),
+                "choices": choices, "usage": {"prompt_tokens": len(text) // 4, "completion_tokens": words,
+                                              "total_tokens": len(text) // 4 + words}}  # fmt: skip
+
     def completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.mode == "write":
+            return self.written(body)
         messages = body.get("messages") or []
         text = self.text_of(body)
         label = self.label_for(text)

@@ -66,6 +66,7 @@ def run_demo(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from terakoya.evaluation.render import render_terminal
+    from terakoya.evaluation.report import EvaluationReport
     from terakoya.project import Project
 
     console = console or Console()
@@ -122,6 +123,7 @@ def run_demo(
         )
     with bar("scrutiny report") as update:
         report = project.evaluate(progress=update)
+    assert isinstance(report, EvaluationReport)  # the demo project classifies
     render_terminal(report.report, console)
     elapsed = time.perf_counter() - started
     say(f"\nreport: {report.html_path}\n        {report.json_path}")

@@ -158,8 +158,10 @@ class _Rows:
         skip_empty: bool,
         max_text_chars: int,
         read_gold: Callable[[str], AnswerValue] | None = None,
+        read_text: Callable[[Any], str] | None = None,
     ) -> None:
         self.read_gold = read_gold
+        self.read_text = read_text
         self.source = source
         self.name = source.name
         self.cols = cols
@@ -170,7 +172,14 @@ class _Rows:
         self.max_text_chars = max_text_chars
 
     def text(self, line: int, values: dict[str, Any]) -> str | None:
-        text = _cell(values.get(self.cols.text))
+        raw = values.get(self.cols.text)
+        if self.read_text is not None and raw is not None and _cell(raw).strip():
+            try:
+                text = self.read_text(raw)
+            except DataError as exc:
+                raise DataError(f"{self.name} line {line}, column {self.cols.text!r}: {exc}") from None
+        else:
+            text = _cell(raw)
         if len(text) > self.max_text_chars:
             raise DataError(
                 f"{self.name} line {line}: the text in column {self.cols.text!r} is {len(text):,} characters long, "
@@ -579,6 +588,7 @@ def import_file(
     progress: Callable[[int], None] | None = None,
     max_text_chars: int | None = None,
     read_gold: Callable[[str], AnswerValue] | None = None,
+    read_text: Callable[[Any], str] | None = None,
 ) -> ImportReport:
     """Add the rows of ``path`` to the project as items; ``fraction`` of them go to ``split``, the rest to the other.
 
@@ -588,7 +598,8 @@ def import_file(
     ``max_text_chars`` is the longest text accepted (None: the default of the ``import.max_text_chars`` setting).
     ``read_gold`` reads a known answer from its cell into the task kind's value (the kind's rule; a DataError
     names what is wrong, and the error raised adds the file and line); without it, a label must be one of
-    ``allowed_labels`` and its value is ``{"label": label}``.
+    ``allowed_labels`` and its value is ``{"label": label}``. ``read_text`` turns a text cell into the item's
+    text (a generation prompt in chat format becomes canonical JSON; the same error rule).
     Everything happens in one transaction: on any error the project is unchanged.
     """
     started = time.perf_counter()
@@ -624,7 +635,7 @@ def import_file(
                     "skip_empty": skip_empty,
                 },
             )
-            rows = _Rows(source, cols, record.id, allowed_labels or [], skip_empty, limit, read_gold)
+            rows = _Rows(source, cols, record.id, allowed_labels or [], skip_empty, limit, read_gold, read_text)
             plan = _Plan()
             decision = _plan_rows(session, project_id, rows, plan, fraction, seed)
             counts = _write_items(session, project_id, rows, plan, decision, split, progress)

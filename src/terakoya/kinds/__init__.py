@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from terakoya.errors import ConfigError
 from terakoya.kinds.base import AnswerValue, TaskKind
 from terakoya.kinds.classify import ClassifyKind
+from terakoya.kinds.generate import GenerateKind
 
 if TYPE_CHECKING:
     from terakoya.settings import Settings
@@ -24,15 +25,16 @@ __all__ = [
     "TaskKind",
     "available",
     "get_kind",
+    "is_generative",
     "kind_for",
     "register",
     "registered",
 ]
 
-_BUILTIN: dict[str, TaskKind] = {"classify.v1": ClassifyKind()}
+_BUILTIN: dict[str, TaskKind] = {"classify.v1": ClassifyKind(), "generate.v1": GenerateKind()}
 _EXTRA: dict[str, TaskKind] = {}
 #: kinds that are designed but not available yet: naming one is a clear error, not a silent fallback
-PLANNED = {"generate.v1": "generation (experts rate, compare and correct written answers)"}
+PLANNED: dict[str, str] = {}
 
 
 def available() -> list[str]:
@@ -49,6 +51,11 @@ def get_kind(name: str) -> TaskKind:
     if name in PLANNED:
         raise ConfigError(f"task kind {name!r} ({PLANNED[name]}) is not available yet; available kinds: {names}")
     raise ConfigError(f"task kind {name!r} is unknown; set task.kind in terakoya.toml to one of: {names}")
+
+
+def is_generative(kind: TaskKind) -> bool:
+    """Whether the kind's items are answered in writing (its stages are those of :mod:`terakoya.generation`)."""
+    return bool(kind.generative)
 
 
 def kind_for(settings: Settings) -> TaskKind:

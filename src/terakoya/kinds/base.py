@@ -17,7 +17,10 @@ everything else (budgets, leases, provenance, jobs) and ask the kind for:
 - ``expert_targets``: what each item's expert answers give the student to learn (the training set);
 - ``students``: the student kinds that can learn it; ``widget``: the web template that collects answers;
 - ``report_sections``: the report sections that mean something for the kind, in order (the report);
-- ``present``: one prediction of a saved student as the output columns of ``terakoya predict`` (serving).
+- ``present``: one prediction of a saved student as the output columns of ``terakoya predict`` (serving);
+- ``generative``: True for a kind whose items are answered in writing (``generate.v1``): its teaching,
+  routing, training and evaluation are the stages of :mod:`terakoya.generation`, and the label-only members
+  above raise a StateError that says so.
 """
 
 from __future__ import annotations
@@ -108,6 +111,9 @@ class TaskKind(Protocol):
 
     @property
     def report_sections(self) -> tuple[str, ...]: ...
+
+    @property
+    def generative(self) -> bool: ...
 
     def check(self, settings: Settings) -> None: ...
 

@@ -138,6 +138,7 @@ class ClassifyKind:
     widget = "widgets/classify.html"
     schema: type[ClassifyAnswer] = ClassifyAnswer
     report_sections = REPORT_SECTIONS
+    generative = False
 
     def check(self, settings: Settings) -> None:
         if len(settings.label_names) < 2:

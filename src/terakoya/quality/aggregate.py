@@ -24,8 +24,8 @@ __all__ = [
     "top_labels",
 ]
 
-#: answer kinds that carry an expert's label
-EXPERT_KINDS = ("label", "verify")
+#: answer kinds that carry an expert's label (rate, compare, correct: a written-answer task's verdict)
+EXPERT_KINDS = ("label", "verify", "rate", "compare", "correct")
 #: the name and version of the rule that turns an item's answers into one target (recorded with every
 #: training label); change the version whenever ``majority`` changes
 AGGREGATOR = "majority.v1"

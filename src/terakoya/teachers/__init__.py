@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from terakoya.errors import ConfigError
 from terakoya.settings import TeacherSettings
 from terakoya.teachers.base import Teacher, TeacherAnswer, TeacherRequest
 from terakoya.teachers.cache import CachedTeacher
@@ -33,6 +34,11 @@ def make_teacher(settings: TeacherSettings) -> Teacher:
         from terakoya.teachers.openai import OpenAITeacher
 
         return OpenAITeacher(settings)
+    if settings.kind == "recorded":
+        raise ConfigError(
+            "teacher.kind 'recorded' replays written answers and labels nothing; use it with task.kind = "
+            "'generate.v1', or set teacher.kind to local, openai or python"
+        )
     if settings.kind == "python":
         from terakoya.teachers.python import PythonTeacher
 

@@ -474,6 +474,16 @@ class LocalTeacher:
 
     # ------------------------------------------------------------------ prompts and labels
 
+    def model_and_tokenizer(self) -> tuple[Any, Any]:
+        """The loaded model and tokenizer (for writing answers: :mod:`terakoya.generation.teachers`)."""
+        self.load()
+        return self._model, self._tokenizer
+
+    def render(self, messages: Sequence[dict[str, str]], *, generation: bool) -> str:
+        """The prompt text the model reads for ``messages``."""
+        self.load()
+        return self._render(messages, generation=generation)
+
     def _render(self, messages: Sequence[dict[str, str]], *, generation: bool) -> str:
         """The prompt text: the chat template (``chat``) or ``Text:``/``Label:`` lines (``plain``)."""
         tok = self._tokenizer

@@ -16,7 +16,7 @@ import concurrent.futures
 import math
 import os
 import time
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
@@ -29,6 +29,7 @@ from terakoya.teachers.base import TeacherAnswer, TeacherRequest, from_text, nor
 __all__ = ["OpenAITeacher", "probabilities_from_logprobs"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: probability given to a label that is not among the alternatives (at most the least likely listed one)
 FLOOR = 1e-3
@@ -148,6 +149,10 @@ class OpenAITeacher:
         return body
 
     async def _label_all(self, requests: Sequence[TeacherRequest]) -> list[TeacherAnswer]:
+        return await self._each(requests, self._label_one)
+
+    async def _each(self, requests: Sequence[R], one: Callable[[httpx.AsyncClient, R], Awaitable[T]]) -> list[T]:
+        """``one(client, request)`` for every request, ``teacher.concurrency`` at a time, answers in order."""
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         limit = asyncio.Semaphore(self.settings.concurrency)
         timeout = httpx.Timeout(self.settings.timeout_s)
@@ -158,11 +163,11 @@ class OpenAITeacher:
             limits=httpx.Limits(max_connections=self.settings.concurrency),
         ) as client:
 
-            async def one(request: TeacherRequest) -> TeacherAnswer:
+            async def limited(request: R) -> T:
                 async with limit:
-                    return await self._label_one(client, request)
+                    return await one(client, request)
 
-            tasks = [asyncio.ensure_future(one(r)) for r in requests]
+            tasks = [asyncio.ensure_future(limited(r)) for r in requests]
             try:
                 return list(await asyncio.gather(*tasks))
             except _Fatal as exc:
@@ -171,11 +176,10 @@ class OpenAITeacher:
                 for task in tasks:
                     task.cancel()
 
-    async def _label_one(self, client: httpx.AsyncClient, request: TeacherRequest) -> TeacherAnswer:
+    async def _post(self, client: httpx.AsyncClient, body: Mapping[str, Any]) -> httpx.Response | str:
+        """POST ``body`` with retries: the 200 response, or why every try failed (a failure no retry fixes, or
+        an endpoint that cannot be reached at all, stops the whole batch)."""
         s = self.settings
-        labels = request.labels
-        body = self._body(request)
-        start = time.perf_counter()
         problem = ""
         connect_failed = False
         for attempt in range(s.max_retries + 1):
@@ -190,7 +194,7 @@ class OpenAITeacher:
                 connect_failed = isinstance(exc, httpx.ConnectError)
             else:
                 if response.status_code == 200:
-                    return self._read(response, labels, time.perf_counter() - start)
+                    return response
                 if response.status_code == 429 or response.status_code >= 500:
                     problem = f"HTTP {response.status_code}: {_detail(response)}"
                     connect_failed = False
@@ -205,15 +209,20 @@ class OpenAITeacher:
                 f"cannot reach {self.endpoint}: is the server running? check teacher.base_url "
                 f"({problem}, {tries} tries)"
             )
-        return TeacherAnswer(
-            uniform(labels),
-            False,
-            "",
-            latency_s=time.perf_counter() - start,
-            error=f"{self.endpoint} failed after {tries} tries: {problem}; retry later, or raise "
-            "teacher.max_retries / teacher.timeout_s",
-            answered=False,
+        return (
+            f"{self.endpoint} failed after {tries} tries: {problem}; retry later, or raise "
+            "teacher.max_retries / teacher.timeout_s"
         )
+
+    async def _label_one(self, client: httpx.AsyncClient, request: TeacherRequest) -> TeacherAnswer:
+        start = time.perf_counter()
+        response = await self._post(client, self._body(request))
+        if isinstance(response, str):
+            return TeacherAnswer(
+                uniform(request.labels), False, "", latency_s=time.perf_counter() - start, error=response,
+                answered=False,
+            )  # fmt: skip
+        return self._read(response, request.labels, time.perf_counter() - start)
 
     def _client_error(self, response: httpx.Response) -> str:
         status = response.status_code

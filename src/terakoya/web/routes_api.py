@@ -66,7 +66,14 @@ def _source(who: Principal) -> str:
 
 
 class AnswerIn(BaseModel):
-    label: str = Field(description="one of the project's labels (for verify tasks: the teacher's, or a correction)")
+    label: str | None = Field(
+        None, description="one of the project's labels (for verify tasks: the teacher's, or a correction)"
+    )
+    value: dict[str, Any] | None = Field(
+        None,
+        description="a written-answer task's answer (generate.v1): rate {ratings, text?}, compare {choice: a|b|tie|"
+        "both_bad}, correct {text}",
+    )
     rationale: str | None = Field(None, description="optional explanation of the answer")
     active_seconds: float | None = Field(
         None, description="seconds since your previous action, measured by the client; capped by the server"
@@ -250,6 +257,7 @@ def answer_task(request: Request, task_id: RowId, body: AnswerIn, who: Trainer) 
         who.person_id,
         task_id,
         label=body.label,
+        value=body.value,
         rationale=body.rationale,
         active_seconds=body.active_seconds,
         idempotency_key=body.idempotency_key,

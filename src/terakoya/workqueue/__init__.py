@@ -17,7 +17,7 @@ Rules:
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from terakoya.errors import DataError, StateError
+from terakoya.kinds.generate import EXPERT_TASKS
 from terakoya.people.accounts import NotFound
 from terakoya.people.glossary import guideline_version_in
 from terakoya.settings import QualitySettings, Settings
@@ -73,7 +74,7 @@ MAX_HELD = 3  # tasks one person may hold at once: the current one, the preloade
 _LEASE_TRIES = 25
 _CANDIDATES = 32
 _SLACK_S = 2.0  # clock and network slack allowed between the client's timing and the server's
-_ANSWER_KINDS = ("label", "verify", "flag")
+_ANSWER_KINDS = ("label", "verify", "flag", *EXPERT_TASKS)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ class TaskView:
     teacher_label: str | None  # only for verify tasks
     teacher_confidence: float | None
     lease_expires_at: datetime
+    #: what a written-answer task shows (generate.v1): the prompt's messages, the answer(s) to judge, the rubric
+    content: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -144,10 +147,15 @@ def _view(db: Database, settings: Settings, task_id: int, person_id: int, until:
                 )
             )
         teacher_label = teacher_conf = None
+        content = None
         if task.kind == "verify":
             sug = current_suggestion(s, item.id, "teacher")
             if sug is not None:
                 teacher_label, teacher_conf = sug.label, sug.confidence if sug.confidence_known else None
+        elif task.kind in EXPERT_TASKS:
+            from terakoya.generation.tasks import task_content
+
+            content = task_content(s, task, item, settings)
     assert until is not None
     return TaskView(
         task.id,
@@ -158,6 +166,7 @@ def _view(db: Database, settings: Settings, task_id: int, person_id: int, until:
         teacher_label,
         teacher_conf,
         until,
+        content,
     )
 
 
@@ -466,22 +475,45 @@ def submit_answer(
     person_id: int,
     task_id: int,
     *,
-    label: str,
+    label: str | None = None,
+    value: Mapping[str, Any] | None = None,
     rationale: str | None = None,
     active_seconds: float | None = None,
     idempotency_key: str | None = None,
     source: str = "web",
     now: datetime | None = None,
 ) -> SubmitResult:
-    """Record a label (or a verification) for a task leased to this person; a resent key returns the first."""
+    """Record a label (or a verification) for a task leased to this person; a resent key returns the first.
+
+    A written-answer task (generate.v1: rate, compare, correct) takes ``value``, the answer in its task's schema
+    (:mod:`terakoya.kinds.generate`), instead of a label."""
     from terakoya.kinds import kind_for
 
+    kind = kind_for(settings)
+    if kind.generative:
+        if value is None:
+            raise DataError("this project's tasks take a written answer: send 'value' (ratings, a choice or a text)")
+        return _record_value(
+            db,
+            project_id,
+            settings,
+            person_id,
+            task_id,
+            value=value,
+            rationale=rationale,
+            active_seconds=active_seconds,
+            idempotency_key=idempotency_key,
+            source=source,
+            now=now,
+        )
+    if label is None:
+        raise DataError("the answer has no label; send one of the project's labels")
     if not settings.label_names:
         raise StateError("this project has no labels yet; add [[labels]] to terakoya.toml or import labeled data")
     names = settings.label_names
     if label not in names:
         raise DataError(f"label {label!r} is not one of this project's labels: {', '.join(names)}; choose one of them")
-    answer = kind_for(settings).read_answer({"label": label, "rationale": rationale}, settings)
+    answer = kind.read_answer({"label": label, "rationale": rationale}, settings)
     label, rationale = answer.label or label, answer.rationale
     return _record(
         db,
@@ -493,6 +525,50 @@ def submit_answer(
         label=label,
         value=answer.value,
         rationale=rationale,
+        active_seconds=active_seconds,
+        idempotency_key=idempotency_key,
+        source=source,
+        now=now,
+    )
+
+
+def _record_value(
+    db: Database,
+    project_id: int,
+    settings: Settings,
+    person_id: int,
+    task_id: int,
+    *,
+    value: Mapping[str, Any],
+    rationale: str | None,
+    active_seconds: float | None,
+    idempotency_key: str | None,
+    source: str,
+    now: datetime | None,
+) -> SubmitResult:
+    """A written-answer task's answer, read by the kind against the task it answers (what it showed)."""
+    from terakoya.generation.tasks import resolve_answer
+    from terakoya.kinds import kind_for
+
+    with db.session() as s:
+        task = s.get(Task, task_id)
+        if task is None or task.project_id != project_id:
+            raise StateError(_lost_task_message(db, project_id, person_id, task_id, now or utcnow()))
+        sent = dict(value)
+        if sent.get("task", task.kind) != task.kind:
+            raise DataError(f"the answer is for a {sent['task']} task, but task {task_id} is a {task.kind} task")
+        raw = {**sent, "task": task.kind, "rationale": rationale if rationale is not None else sent.get("rationale")}
+        answer = resolve_answer(s, task, kind_for(settings).read_answer(raw, settings), settings)
+    return _record(
+        db,
+        project_id,
+        settings,
+        person_id,
+        task_id,
+        kind=None,
+        label=answer.label,
+        value=answer.value,
+        rationale=answer.rationale,
         active_seconds=active_seconds,
         idempotency_key=idempotency_key,
         source=source,

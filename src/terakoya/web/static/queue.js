@@ -125,6 +125,22 @@
     if (!task) { shownId = null; return; }
     if (task.task_id === shownId) return;
     shownId = task.task_id;
+    const w = widget(task);
+    if (w) {
+      // a written-answer task: its widget shows the answers to judge and takes the keys first
+      $("task-prompt").textContent = w.title(task);
+      $("task-text").textContent = w.text(task);
+      $("suggestion").hidden = true;
+      $("btn-accept").hidden = true;
+      w.show(task);
+      rationale.value = task._rationale || "";
+      $("explain-box").open = Boolean(task._rationale);
+      if (!document.querySelector("dialog[open]") && !$("panel").contains(document.activeElement)
+          && document.activeElement !== $("gen-edit-text")) {
+        $("task").focus({ preventScroll: true });
+      }
+      return;
+    }
     const verify = task.kind === "verify" && Boolean(task.teacher_label);
     $("task-prompt").textContent = verify ? "Check the teacher's label" : "Choose the label that fits";
     $("task-text").textContent = task.text;
@@ -145,6 +161,11 @@
     if (!document.querySelector("dialog[open]") && !$("panel").contains(document.activeElement)) {
       $("task").focus({ preventScroll: true });
     }
+  }
+
+  // the task kind's own widget, for tasks that bring their content (generate.v1); null for label tasks
+  function widget(task) {
+    return task && task.content && window.TerakoyaWidget ? window.TerakoyaWidget : null;
   }
 
   function trace(text) {
@@ -285,6 +306,14 @@
     if (!queue[0]) return;
     submit("answer", label, { label, rationale: rationale.value.trim() || null, active_seconds: spent() });
   }
+
+  // a widget's answer: ``label`` is what the trace and the recent list say, ``value`` what the server reads
+  window.TerakoyaQueue = {
+    answer(label, value) {
+      if (!queue[0]) return;
+      submit("answer", label, { value, rationale: rationale.value.trim() || null, active_seconds: spent() });
+    },
+  };
 
   function putBack(task) {
     queue = [task, ...queue.filter((t) => t.task_id !== task.task_id)];
@@ -468,6 +497,8 @@
     if ((key === "Enter" || key === " ") && target.closest && target.closest("button, a, summary, input")) return;
     // holding a key down answers once, not once per repeat
     if (event.repeat && (answerKeys.has(key) || /^[0-9]$/.test(key))) { event.preventDefault(); return; }
+    const w = widget(queue[0]);
+    if (w && w.key(event)) { event.preventDefault(); return; }
     if (/^[0-9]$/.test(key)) {
       const button = labelButtons.find((b) => b.dataset.key === key);
       if (button) { event.preventDefault(); answer(button.dataset.label); }

@@ -1,0 +1,1 @@
+"""Generative distillation (task kind ``generate.v1``)."""
