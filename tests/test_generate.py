@@ -224,7 +224,7 @@ def test_a_generate_project_runs_the_loop(tmp_path: Path) -> None:
         project.settings.routing.gold_share = 0.5
         second = project.route(budget_items=6)
         assert second.gold == 3
-        outcomes = []
+        outcomes, rewritten = [], 0
         for _ in range(second.routed + second.gold):
             view = workqueue.lease_next(project.db, project.project_id, project.settings, bob)
             assert view is not None
@@ -238,10 +238,19 @@ def test_a_generate_project_runs_the_loop(tmp_path: Path) -> None:
                     if task.reason == "evaluation":
                         outcomes.append("win" if task.components["pair"][task.components["order"][0]] == "student"
                                         else "loss")  # fmt: skip
+            elif view.kind == "correct":  # an answer most raters rejected comes back to be written properly
+                rewritten += 1
+                assert view.content is not None and view.content["answers"][0]["text"]
+                workqueue.submit_answer(project.db, project.project_id, project.settings, bob, view.task_id,
+                                        value={"text": "Rewritten properly."})  # fmt: skip
             else:
                 workqueue.submit_answer(project.db, project.project_id, project.settings, bob, view.task_id,
                                         value={"ratings": {"correct": 5, "helpful": 5, "safe": 5}})  # fmt: skip
         assert len(outcomes) == 3
+        rejected = sum(1 for v in said.values() if v.outcome == "reject")
+        assert rewritten == min(rejected, 3) and rewritten > 0
+        after = verdicts(project.db, project.project_id)
+        assert sum(1 for v in after.values() if v.corrected == "Rewritten properly.") == rewritten
         report = project.evaluate(out_dir=tmp_path / "report")
         judged = report.data["judged_by_experts"]
         assert (judged["wins"], judged["losses"]) == (outcomes.count("win"), outcomes.count("loss"))

@@ -6,12 +6,14 @@ A pool prompt's value is the weighted sum of what is known of it (``[generate]``
 - ``low_logprob``: 1 - exp(mean token log-probability) of the teacher's answer, where the endpoint gave them;
 - ``student``: how far the newest student's answer differs from the teacher's.
 
-``routing.audit_share`` of the routed prompts are drawn at random instead (the audit: it measures the teacher
-where it looked sure), and ``routing.strategy = "random"`` draws them all at random (the baseline). The top
-``generate.compare_share`` of the routed prompts whose samples differ become blind comparisons of two teacher
-samples (a preference pair straight away); the others are ``rate`` tasks, where the expert can also correct the
-answer in place. ``routing.gold_share`` of the batch goes to held-out test prompts that the student answered:
-blind comparisons of the student's answer with the teacher's, counted in the report.
+Prompts whose answer most raters rejected without correcting it come first, as ``correct`` tasks (the expert
+writes the answer as it should be). ``routing.audit_share`` of the routed prompts are drawn at random instead
+(the audit: it measures the teacher where it looked sure), and ``routing.strategy = "random"`` draws them all
+at random (the baseline). The top ``generate.compare_share`` of the routed prompts whose samples differ become
+blind comparisons of two teacher samples (a preference pair straight away); the others are ``rate`` tasks,
+where the expert can also correct the answer in place. ``routing.gold_share`` of the batch goes to held-out
+test prompts that the student answered: blind comparisons of the student's answer with the teacher's, counted
+in the report.
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ def route_generate(
     notes: list[str] = []
     pool = candidates(db, project_id)
     evaluation = _evaluation_pairs(db, project_id, round(cfg.gold_share * budget), rng)
-    routed_budget = max(0, budget - len(evaluation))
+    rewrite = _rejected(db, project_id)[: max(0, budget - len(evaluation))]
+    routed_budget = max(0, budget - len(evaluation) - len(rewrite))
     order: list[tuple[Candidate, str, float, dict[str, Any]]] = []
     scored = [(c, *score(c, settings)) for c in pool]
     if strategy == "random":
@@ -144,6 +147,16 @@ def route_generate(
             comps["pair"] = ["teacher:0", "teacher:1"]
             comps["order"] = [int(x) for x in rng.permutation(2)]
         tasks.append({"item_id": c.item_id, "reason": reason, "score": value, "components": comps, "kind": kind})
+    for item_id, suggestion_id in rewrite:
+        tasks.append(
+            {
+                "item_id": item_id,
+                "reason": "rejected",
+                "score": 0.0,
+                "kind": "correct",
+                "components": {"suggestion_id": suggestion_id},
+            }
+        )
     for item_id, teacher_id, student_id in evaluation:
         tasks.append(
             {
@@ -181,14 +194,14 @@ def route_generate(
                     for rank, t in enumerate(tasks)
                 ],
             )
-        run.routed = len(order)
+        run.routed = len(order) + len(rewrite)
         run.gold = len(evaluation)
         run_id = run.id
     return RouteReport(
         route_run_id=run_id,
         strategy=strategy,
         budget_items=budget,
-        routed=len(order),
+        routed=len(order) + len(rewrite),
         gold=len(evaluation),
         auto_accepted=0,
         expert_minutes=len(tasks) * cfg.answers_per_item * cfg.seconds_per_item / 60.0,
@@ -197,6 +210,23 @@ def route_generate(
         notes=notes,
         audit=sum(1 for _, reason, *_ in order if reason == "audit"),
     )
+
+
+def _rejected(db: Database, project_id: int) -> list[tuple[int, int]]:
+    """Pool prompts whose teacher answer most raters rejected and nobody corrected, with no correct task yet:
+    (item, teacher suggestion), oldest first. They come first in a batch: a correction makes a target and a
+    preference pair where there is none."""
+    from terakoya.generation.training import verdicts
+
+    teacher = current_answers(db, project_id, "teacher", "pool")
+    with db.session() as s:
+        asked = set(s.scalars(select(Task.item_id).where(Task.project_id == project_id, Task.kind == "correct")))
+    said = verdicts(db, project_id)
+    return [
+        (item_id, teacher[item_id].id)
+        for item_id, v in sorted(said.items())
+        if v.outcome == "reject" and item_id not in asked and item_id in teacher
+    ]
 
 
 def _evaluation_pairs(

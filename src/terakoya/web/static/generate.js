@@ -12,6 +12,10 @@
   const root = $("gen");
   if (!root) return;
 
+  // earlier turns of a conversation go above the prompt, which queue.js shows as the task's text
+  const taskText = $("task-text");
+  if (taskText) taskText.parentNode.insertBefore($("gen-history"), taskText);
+
   let task = null;
   let ratings = {};
   let line = 0;

@@ -474,7 +474,8 @@
     store.set(keysKey, on);
     document.body.classList.toggle("keys-off", !on);
     $("keys-toggle").checked = on;
-    if (!recent.length) trace(on && !touch ? "Number keys answer; Enter accepts the teacher's label; ? lists the keys" : "");
+    const hint = $("keys-hint") ? $("keys-hint").textContent : "Number keys answer; Enter accepts the teacher's label; ? lists the keys";
+    if (!recent.length) trace(on && !touch ? hint : "");
   }
   $("keys-toggle").addEventListener("change", (event) => setKeys(event.target.checked));
   setKeys(keysOn);
