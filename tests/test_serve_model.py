@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,13 +28,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def _serving(folder: Path) -> Iterator[str]:
+    """The student in ``folder`` served over real HTTP on 127.0.0.1; yields the base URL."""
     import uvicorn
 
-    student = LinearStudent().fit(TEXTS, LABELS)
-    student.metadata = {"run_id": "run-42", "task_kind": "classify.v1"}
-    folder = student.save(tmp_path_factory.mktemp("m") / "model")
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_model_app(folder), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -41,9 +41,19 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     while not server.started:
         assert time.monotonic() < deadline, "the model server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    student = LinearStudent().fit(TEXTS, LABELS)
+    student.metadata = {"run_id": "run-42", "task_kind": "classify.v1"}
+    with _serving(student.save(tmp_path_factory.mktemp("m") / "model")) as url:
+        yield url
 
 
 def test_an_openai_client_gets_the_students_label(served: str) -> None:
@@ -85,3 +95,71 @@ def test_serve_model_refuses_a_folder_that_is_not_a_student(tmp_path: Path) -> N
 
     out = run("serve-model", str(tmp_path), cwd=tmp_path)
     assert out.returncode == 1 and "Traceback" not in out.stderr and out.stderr.startswith("error:")
+
+
+# ----------------------------------------------------------------------------- a generative student
+
+CHATS = [
+    [{"role": "user", "content": "Greet me."}, {"role": "assistant", "content": "Hello! How can I help?"}],
+    [{"role": "user", "content": "挨拶して。"}, {"role": "assistant", "content": "こんにちは！ご用件は？"}],
+    [{"role": "user", "content": "Say goodbye."}, {"role": "assistant", "content": "Goodbye, see you soon."}],
+] * 4
+
+
+@pytest.fixture(scope="module")
+def generative(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    pytest.importorskip("trl")
+    from terakoya.students.generative import GenerativeStudent
+
+    student = GenerativeStudent(vocab_size=300, n_layer=1, n_embd=32, n_head=2, max_length=48, sft_epochs=15,
+                                learning_rate=5e-3, max_new_tokens=16)  # fmt: skip
+    student.fit([{"messages": chat} for chat in CHATS])
+    student.metadata_["run_id"] = "gen-7"
+    with _serving(student.save(tmp_path_factory.mktemp("g") / "model")) as url:
+        yield url, student
+
+
+def test_an_openai_client_gets_the_generative_students_answer(generative: tuple[str, Any]) -> None:
+    from openai import OpenAI
+
+    url, student = generative
+    client = OpenAI(base_url=url, api_key="not-needed")
+    (listed,) = client.models.list()
+    assert listed.id == "gen-7" and listed.model_extra == {"kind": "generative.v1", "task_kind": "generate.v1"}
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "挨拶して。"}]
+    (expected,) = student.generate([messages])
+    assert expected.text
+
+    reply = client.chat.completions.create(model="gen-7", messages=messages)  # type: ignore[arg-type]
+    assert reply.choices[0].message.content == expected.text and reply.choices[0].finish_reason == "stop"
+    assert reply.usage is not None
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (expected.prompt_tokens, expected.tokens)
+
+    stream = client.chat.completions.create(
+        model="gen-7",
+        messages=messages,
+        stream=True,
+        stream_options={"include_usage": True},  # type: ignore[arg-type]
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected.text
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == expected.tokens
+
+    short = client.chat.completions.create(model="gen-7", messages=messages, max_tokens=2)  # type: ignore[arg-type]
+    assert short.usage is not None and short.usage.completion_tokens == 2
+    assert short.choices[0].finish_reason == "length"
+    assert short.choices[0].message.content == student.generate([messages], max_new_tokens=2)[0].text
+
+
+def test_a_generative_student_refuses_to_classify(generative: tuple[str, Any]) -> None:
+    url, _ = generative
+    refused = httpx.post(f"{url}/classify", json={"input": "hello"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == "this student generates text; use /v1/chat/completions"
+    tool = httpx.post(f"{url}/chat/completions", json={"messages": [{"role": "user", "content": "hi"},
+                                                                      {"role": "tool", "content": "42"}]})  # fmt: skip
+    assert tool.status_code == 400 and "leave out tool messages" in tool.json()["error"]["message"]
+    hot = httpx.post(
+        f"{url}/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "temperature": 5}
+    )
+    assert hot.status_code == 422 and "temperature" in hot.json()["error"]["message"]

@@ -454,10 +454,9 @@ def serve_model_cmd(
     port: Annotated[int, typer.Option(help="port")] = 8001,
 ) -> None:
     """Serve a saved student over HTTP: OpenAI-compatible /v1/chat/completions, /v1/classify, /v1/models."""
-    from terakoya.serving.server import serve_model
-    from terakoya.students import load
+    from terakoya.serving.server import load_served, serve_model
 
-    load(model)  # a folder that is not a student fails here, with the message that says why
+    load_served(model)  # a folder that is not a student (of either kind) fails here, with the message that says why
     console.print(f"serving {model} on http://{host}:{port}/v1 (OpenAI-compatible)", markup=False)
     serve_model(model, host=host, port=port)
 
