@@ -268,3 +268,24 @@ def test_label_only_stages_say_what_to_use_instead(tmp_path: Path) -> None:
     (tmp_path / "terakoya.toml").write_text(TOML + twice, encoding="utf-8")
     with pytest.raises(ConfigError):
         Project.open(tmp_path, env={}).route(budget_items=1)
+
+
+def test_a_judge_with_position_bias_only_gives_ties(tmp_path: Path) -> None:
+    toml = TOML.replace('kind = "recorded"', 'kind = "python"\nfunction = "tests.fakes.writer:write"')
+    (tmp_path / "terakoya.toml").write_text(toml + 'judge = "teacher"\n', encoding="utf-8")
+    with Project.open(tmp_path, env={}) as project:
+        project.import_file(_jsonl(tmp_path / "pool.jsonl", _rows(12)), text_column="prompt", id_column="id",
+                            label_column="reference")  # fmt: skip
+        project.import_file(_jsonl(tmp_path / "test.jsonl", _rows(4, start=50)), text_column="prompt",
+                            id_column="id", label_column="reference", split="test")  # fmt: skip
+        taught = project.teach()
+        assert taught.model == "python:tests.fakes.writer:write" and taught.labeled == 16
+        project.train()
+        report = project.evaluate(out_dir=tmp_path / "report")
+        judged = report.data["judged_by_model"]
+        # the judge always says "A"; asked in both orders, it contradicts itself every time: all ties
+        assert (judged["wins"], judged["ties"], judged["losses"]) == (0, 4, 0)
+        assert "no expert has compared" in " ".join(report.data["notes"])
+        project.settings.teacher.kind = "recorded"
+        with pytest.raises(ConfigError, match="a recorded one only replays"):
+            project.evaluate(out_dir=tmp_path / "report2")

@@ -346,3 +346,20 @@ def test_gemma_labels_obvious_sentences_after_batch_calibration(gemma: LocalTeac
     obvious = [0, 1, 2, 10, 11]
     assert [predicted[i] for i in obvious] == [truth[i] for i in obvious]
     assert gemma.label_sequences([], labels)[0][-1] == gemma._tokenizer.encode("\n\n", add_special_tokens=False)[-1]
+
+
+@needs_smollm2
+@pytest.mark.slow
+def test_the_local_model_writes_answers_with_log_probabilities() -> None:
+    from terakoya.generation.teachers import LocalWriter
+
+    settings = Settings(name="x", task={"kind": "generate.v1"}, teacher={"kind": "local", "model": PACKAGED_MODEL},
+                        generate={"samples": 2, "max_tokens": 8})  # fmt: skip
+    writer = LocalWriter(settings)
+    request = TeacherRequest("1", "hi", ({"role": "user", "content": "What colour is the sky on a clear day?"},), ())
+    [written] = writer.write([request])
+    assert len(written.samples) == 2 and written.error is None
+    first = written.samples[0]
+    assert first.text.strip() and 0 < first.tokens <= 8
+    assert first.mean_logprob is not None and first.mean_logprob < 0
+    assert writer.write([request])[0].samples[0].text == first.text  # the first answer is greedy: the same again

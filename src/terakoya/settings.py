@@ -341,7 +341,10 @@ class GenerateSettings(_Section):
     max_length: int = Field(256, ge=16, description="tokens per training example (prompt and answer)")
     sft_epochs: float = Field(3.0, gt=0, description="passes over the SFT data")
     dpo_epochs: float = Field(1.0, ge=0, description="passes over the preference pairs (0: no DPO)")
-    learning_rate: float = Field(1e-3, gt=0, description="learning rate of the student's fine-tuning")
+    learning_rate: float = Field(1e-3, gt=0, description="learning rate of the student's SFT")
+    dpo_learning_rate: float | None = Field(
+        None, gt=0, description="learning rate of the student's DPO (default: a tenth of generate.learning_rate)"
+    )
     lora: bool = Field(False, description="train LoRA adapters (peft) on student_base_model instead of all weights")
     student_max_new_tokens: int = Field(128, ge=1, description="tokens the student writes per answer")
     student_answers: int = Field(

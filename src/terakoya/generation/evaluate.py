@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from terakoya.errors import StateError
+from terakoya.errors import ConfigError, StateError
 from terakoya.generation.metrics import chrf, throughput, win_tie_loss
 from terakoya.generation.routing import current_answers
 from terakoya.kinds.generate import messages_of
@@ -94,6 +94,11 @@ def _judge(settings: Settings, rows: list[dict[str, Any]]) -> dict[str, Any] | N
     """The teacher as judge, both orders (see the module text); None when ``generate.judge`` is none."""
     if settings.generate.judge == "none" or not rows:
         return None
+    if settings.teacher.kind == "recorded":
+        raise ConfigError(
+            "generate.judge = 'teacher' needs a teacher that answers (a recorded one only replays): set teacher.kind "
+            "to openai, local or python, or generate.judge = 'none'"
+        )
     from terakoya.generation.metrics import swap_judgement
     from terakoya.generation.teachers import make_writer
     from terakoya.teachers.base import TeacherRequest

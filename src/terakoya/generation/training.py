@@ -261,6 +261,7 @@ def train_generate(
         sft_epochs=g.sft_epochs,
         dpo_epochs=g.dpo_epochs,
         learning_rate=g.learning_rate,
+        dpo_learning_rate=g.dpo_learning_rate,
         lora=g.lora,
         max_new_tokens=g.student_max_new_tokens,
         seed=settings.seed,

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EXPERT_TASKS",
     "REPORT_SECTIONS",
+    "VERDICTS",
     "GenerateKind",
     "messages_of",
     "prompt_text",
@@ -53,6 +54,8 @@ __all__ = [
 
 #: the expert tasks of a generation project (``tasks.kind``)
 EXPERT_TASKS = ("rate", "compare", "correct")
+#: what an expert's answer says, as its label (quality control counts agreement on these)
+VERDICTS = ("accept", "reject", "corrected", "teacher:0", "teacher:1", "student", "tie", "both_bad")
 #: the sections of a generation project's report, in order
 REPORT_SECTIONS = ("summary", "judged", "references", "speed", "examples", "experts", "economics")
 #: the chat roles a prompt may hold

@@ -106,7 +106,11 @@ def _estimates(
 
 def quality_summary(db: Database, project_id: int, settings: Settings, *, n_boot: int = SUMMARY_BOOT) -> QualitySummary:
     """Agreement, per-person reliability, overlap and pauses of the project (see the module docstring)."""
-    labels = list(settings.label_names)
+    from terakoya.kinds import get_kind
+    from terakoya.kinds.generate import VERDICTS
+
+    # a generation project's answers agree or not on their verdicts (accept, reject, corrected, a comparison's winner)
+    labels = list(VERDICTS) if get_kind(settings.task.kind).generative else list(settings.label_names)
     rows = _answers(db, project_id, labels)
     newest: dict[int, dict[str, str]] = {}
     per_item: dict[int, int] = {}
