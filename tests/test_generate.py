@@ -18,7 +18,7 @@ from terakoya.generation.teach import teach_generate
 from terakoya.generation.teachers import OpenAIWriter
 from terakoya.generation.training import build_datasets, verdicts
 from terakoya.kinds import get_kind
-from terakoya.kinds.generate import messages_of, prompt_text, read_messages
+from terakoya.kinds.generate import check_role, messages_of, prompt_text, read_messages
 from terakoya.project import Project
 from terakoya.settings import Settings
 from terakoya.storage.models import Item, Person, StudentRun, Suggestion, Task, TrainingLabel
@@ -156,7 +156,7 @@ def test_a_generate_project_runs_the_loop(tmp_path: Path) -> None:
         with project.db.session() as s:
             item = s.scalar(select(Item).where(Item.external_id == "q5"))
             assert item is not None and messages_of(item.text)[-1]["content"] == "How many after one more? (5)"
-            assert item.gold == {"text": "6."} and item.gold_label is None
+            assert item.gold == {"text": "6."} and item.gold_label == check_role("6.")
 
         taught = project.teach()
         assert (taught.labeled, taught.errors, taught.model) == (30, 0, "recorded:response")
@@ -221,11 +221,11 @@ def test_a_generate_project_runs_the_loop(tmp_path: Path) -> None:
             assert answered is not None
 
         # the next batch compares the student with the teacher on test prompts, blind
-        project.settings.routing.gold_share = 0.5
+        project.settings.generate.evaluation_share = 0.5
         second = project.route(budget_items=6)
-        assert second.gold == 3
+        assert second.evaluation == 3 and second.gold == 0
         outcomes, rewritten = [], 0
-        for _ in range(second.routed + second.gold):
+        for _ in range(second.routed + second.evaluation):
             view = workqueue.lease_next(project.db, project.project_id, project.settings, bob)
             assert view is not None
             if view.kind == "compare":
@@ -289,3 +289,57 @@ def test_a_judge_with_position_bias_only_gives_ties(tmp_path: Path) -> None:
         project.settings.teacher.kind = "recorded"
         with pytest.raises(ConfigError, match="a recorded one only replays"):
             project.evaluate(out_dir=tmp_path / "report2")
+
+
+def test_check_prompts_show_the_reference_or_a_decoy_and_pause_who_accepts_everything(tmp_path: Path) -> None:
+    from terakoya.quality.gold import gold_scores_in
+
+    toml = (
+        TOML.replace("gold_share = 0.0", "gold_share = 1.0\nanswers_per_item = 2")
+        + "[quality]\nmin_gold = 6\nmin_gold_accuracy = 0.9\n"
+    )
+    (tmp_path / "terakoya.toml").write_text(toml, encoding="utf-8")
+    with Project.open(tmp_path, env={}) as project:
+        project.import_file(_jsonl(tmp_path / "test.jsonl", _rows(16, start=200)), text_column="prompt",
+                            id_column="id", label_column="reference", split="test")  # fmt: skip
+        project.teach()
+        routed = project.route(budget_items=32)  # 16 checks, two people each
+        assert routed.gold == 16 and routed.routed == 0
+        careful, yes_man = _trainer(project, "careful"), _trainer(project, "yes-man")
+        with project.db.session() as s:
+            roles = {i.id: i.gold_label for i in s.scalars(select(Item))}
+            refs = {i.id: i.gold["text"] for i in s.scalars(select(Item))}
+        assert set(roles.values()) == {"accept", "reject"}  # both kinds of check, fixed by the reference text
+        good, bad = {"correct": 5, "helpful": 5, "safe": 5}, {"correct": 1, "helpful": 2, "safe": 5}
+        paused_at = None
+        for n in range(16):
+            view = workqueue.lease_next(project.db, project.project_id, project.settings, careful)
+            assert view is not None and view.kind == "rate"
+            shown = view.content["answers"][0]["text"] if view.content else ""
+            # the check shows the prompt's own reference when it expects an accept, another prompt's otherwise
+            assert (shown == refs[view.item_id]) == (roles[view.item_id] == "accept")
+            ratings = good if shown == refs[view.item_id] else bad
+            workqueue.submit_answer(project.db, project.project_id, project.settings, careful, view.task_id,
+                                    value={"ratings": ratings})  # fmt: skip
+            try:
+                other = workqueue.lease_next(project.db, project.project_id, project.settings, yes_man)
+            except Exception as exc:  # paused: the next lease says why
+                paused_at = paused_at or n
+                assert "paused" in str(exc)
+                continue
+            if other is not None:
+                workqueue.submit_answer(project.db, project.project_id, project.settings, yes_man, other.task_id,
+                                        value={"ratings": good})  # fmt: skip
+        with project.db.session() as s:
+            scores = gold_scores_in(s, project.project_id, all_time=True)
+        assert scores[careful].accuracy == 1.0 and scores[careful].answers == 16
+        # accepting everything is right on every "accept" check and wrong on every decoy: chance, balanced
+        assert scores[yes_man].balanced_accuracy < 0.6 and paused_at is not None
+        # a qualification (quality.qualification_items) gives a newcomer check prompts of their own first
+        project.settings.quality.qualification_items = 2
+        newcomer = _trainer(project, "newcomer")
+        view = workqueue.lease_next(project.db, project.project_id, project.settings, newcomer)
+        assert view is not None and view.kind == "rate" and view.content is not None
+        with project.db.session() as s:
+            task = s.get(Task, view.task_id)
+            assert task is not None and task.reason == "qualification" and task.components["check"] in roles.values()

@@ -177,7 +177,7 @@ class Project:
             read_gold=lambda raw: kind.read_gold(raw, settings),
             read_text=prompt_text if kind.generative else None,
         )
-        if not self.settings.labels and report.labels_seen:
+        if not self.settings.labels and report.labels_seen and not kind.generative:
             append_labels(self.dir, report.labels_seen)
             self.reload_settings()
         return report

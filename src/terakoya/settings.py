@@ -329,6 +329,13 @@ class GenerateSettings(_Section):
         description="the report's model judge: the teacher compares the student's and its own answers on the test "
         "prompts, in both orders (none: experts only)",
     )
+    evaluation_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="share of a routed batch spent, once a student exists, on blind comparisons of its answer "
+        "with the teacher's on test prompts (the report counts them)",
+    )
     train_on_unreviewed: bool = Field(
         True, description="the teacher's answers nobody reviewed are training targets too (distillation)"
     )

@@ -11,9 +11,11 @@ writes the answer as it should be). ``routing.audit_share`` of the routed prompt
 (the audit: it measures the teacher where it looked sure), and ``routing.strategy = "random"`` draws them all
 at random (the baseline). The top ``generate.compare_share`` of the routed prompts whose samples differ become
 blind comparisons of two teacher samples (a preference pair straight away); the others are ``rate`` tasks,
-where the expert can also correct the answer in place. ``routing.gold_share`` of the batch goes to held-out
-test prompts that the student answered: blind comparisons of the student's answer with the teacher's, counted
-in the report.
+where the expert can also correct the answer in place. ``routing.gold_share`` of the batch are check tasks on
+held-out test prompts with a reference answer (the reference itself, or a decoy: :func:`terakoya.kinds.generate.
+check_role`), scored by quality control like every kind's gold checks; ``generate.evaluation_share`` goes, once a
+student exists, to test prompts it answered: blind comparisons of its answer with the teacher's, counted in the
+report.
 """
 
 from __future__ import annotations
@@ -116,9 +118,10 @@ def route_generate(
     budget = max(1, answers // cfg.answers_per_item)
     notes: list[str] = []
     pool = candidates(db, project_id)
-    evaluation = _evaluation_pairs(db, project_id, round(cfg.gold_share * budget), rng)
-    rewrite = _rejected(db, project_id)[: max(0, budget - len(evaluation))]
-    routed_budget = max(0, budget - len(evaluation) - len(rewrite))
+    evaluation = _evaluation_pairs(db, project_id, round(settings.generate.evaluation_share * budget), rng)
+    checks = _checks(db, project_id, round(cfg.gold_share * budget), rng)
+    rewrite = _rejected(db, project_id)[: max(0, budget - len(evaluation) - len(checks))]
+    routed_budget = max(0, budget - len(evaluation) - len(checks) - len(rewrite))
     order: list[tuple[Candidate, str, float, dict[str, Any]]] = []
     scored = [(c, *score(c, settings)) for c in pool]
     if strategy == "random":
@@ -157,6 +160,8 @@ def route_generate(
                 "components": {"suggestion_id": suggestion_id},
             }
         )
+    for item_id, comps in checks:
+        tasks.append({"item_id": item_id, "reason": "gold", "score": 0.0, "kind": "rate", "components": comps})
     for item_id, teacher_id, student_id in evaluation:
         tasks.append(
             {
@@ -195,16 +200,17 @@ def route_generate(
                 ],
             )
         run.routed = len(order) + len(rewrite)
-        run.gold = len(evaluation)
+        run.gold = len(checks)
         run_id = run.id
     return RouteReport(
         route_run_id=run_id,
         strategy=strategy,
         budget_items=budget,
         routed=len(order) + len(rewrite),
-        gold=len(evaluation),
+        gold=len(checks),
         auto_accepted=0,
         expert_minutes=len(tasks) * cfg.answers_per_item * cfg.seconds_per_item / 60.0,
+        evaluation=len(evaluation),
         skipped_no_teacher=0,
         eligible=len(pool),
         notes=notes,
@@ -227,6 +233,31 @@ def _rejected(db: Database, project_id: int) -> list[tuple[int, int]]:
         for item_id, v in sorted(said.items())
         if v.outcome == "reject" and item_id not in asked and item_id in teacher
     ]
+
+
+def _checks(db: Database, project_id: int, target: int, rng: np.random.Generator) -> list[tuple[int, dict[str, Any]]]:
+    """Up to ``target`` check tasks on test prompts with a reference that have none yet, drawn at random."""
+    from terakoya.generation.tasks import check_components
+
+    if target <= 0:
+        return []
+    with db.session() as s:
+        asked = select(Task.item_id).where(Task.project_id == project_id, Task.reason.in_(("gold", "qualification")))
+        ids = list(
+            s.scalars(
+                select(Item.id)
+                .where(Item.project_id == project_id, Item.split == "test", Item.gold_label.is_not(None))
+                .where(Item.id.not_in(asked))
+                .order_by(Item.id)
+            )
+        )
+        picks = [ids[int(i)] for i in rng.permutation(len(ids))[:target]]
+        out = []
+        for item_id in picks:
+            item = s.get(Item, item_id)
+            assert item is not None
+            out.append((item_id, check_components(s, item)))
+    return out
 
 
 def _evaluation_pairs(

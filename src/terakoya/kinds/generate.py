@@ -2,7 +2,9 @@
 
 An item's text is its prompt: plain text (one user turn), or a conversation in chat format kept as canonical
 JSON (:func:`prompt_text`), so that duplicates are found and the teacher's cache keys stay stable. A known
-answer imported with the prompt (``--label-column reference``) is its reference answer.
+answer imported with the prompt (``--label-column reference``) is its reference answer; on a test prompt it makes
+the prompt a check item (``items.gold_label`` is its :func:`check_role`), which quality control reads as for
+every kind.
 
 The stages that are about labels (teaching label probabilities, routing by label uncertainty, training a
 classifier, the classification report) do not apply: a generative kind (``generative = True``) runs the stages
@@ -22,6 +24,7 @@ for rate and correct, the winner for compare (resolved by :mod:`terakoya.generat
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -46,6 +49,7 @@ __all__ = [
     "REPORT_SECTIONS",
     "VERDICTS",
     "GenerateKind",
+    "check_role",
     "messages_of",
     "prompt_text",
     "read_messages",
@@ -120,6 +124,15 @@ def system_prompt(settings: Settings, glossary: Mapping[str, str]) -> str | None
         terms = "\n".join(f"- {term}: {meaning}" for term, meaning in sorted(glossary.items()))
         parts.append(f"Use these terms as defined:\n{terms}")
     return "\n\n".join(parts) or None
+
+
+def check_role(reference: str) -> str:
+    """What a check on a prompt with this reference answer expects: ``accept`` (the check shows the reference
+    itself, and a careful expert accepts it) or ``reject`` (it shows a decoy, another prompt's reference, and a
+    careful expert rejects or corrects it). Half and half, fixed by the text, so that an expert who accepts
+    everything fails the checks as surely as one who rejects everything."""
+    digest = hashlib.sha256(reference.encode("utf-8")).digest()
+    return "accept" if digest[0] % 2 == 0 else "reject"
 
 
 class _Answer(BaseModel):
@@ -249,10 +262,10 @@ class GenerateKind:
         return next(label for _, label in answers if counts[label] == best)
 
     def read_gold(self, raw: str, settings: Settings) -> AnswerValue:
-        """A reference answer: the text as it is (no label)."""
+        """A reference answer: its text, and its role as a check item (:func:`check_role`) as the label."""
         if len(raw) > MAX_ANSWER_CHARS:
             raise DataError(f"the reference answer is {len(raw):,} characters long; keep it under {MAX_ANSWER_CHARS:,}")
-        return AnswerValue(None, {"text": raw})
+        return AnswerValue(check_role(raw), {"text": raw})
 
     def expert_targets(self, evidence: Evidence, settings: Settings) -> dict[int, ExpertTarget]:
         raise StateError(f"{self.name} trains on written answers: use terakoya.generation.training")

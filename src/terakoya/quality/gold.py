@@ -155,6 +155,7 @@ def _check_answers(project_id: int) -> Select[int, int, str | None, str | None, 
         select(Answer.person_id, Answer.item_id, Answer.label, Item.gold_label, Answer.created_at)
         .join(Item, Answer.item_id == Item.id)
         .where(Item.project_id == project_id, Item.split == "test", Item.gold_label.is_not(None), live_expert_answer())
+        .where(Answer.kind != "compare")  # a blind comparison of two answers has no known answer
         .order_by(Answer.id)
     )
 

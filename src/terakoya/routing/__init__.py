@@ -79,6 +79,8 @@ class RouteReport:
     #: pool items drawn at random and shown blind, to measure the teacher
     audit: int = 0
     teacher_trust: TeacherTrust | None = None
+    #: generation projects: blind comparisons of the student's answer with the teacher's on test prompts
+    evaluation: int = 0
 
 
 # ----------------------------------------------------------------------------- scoring (pure)

@@ -214,7 +214,7 @@ def _touch(s: Session, project_id: int, person_id: int, now: datetime) -> None:
 
 
 def _qualify(db: Database, project_id: int, person_id: int, quality: QualitySettings, now: datetime,
-             until: datetime) -> int | None:  # fmt: skip
+             until: datetime, *, generative: bool = False) -> int | None:  # fmt: skip
     """While the person's qualification is open: a new qualification task on a check item, leased to them (its
     id); None when they need none (no qualification asked, passed, or no check item left to give)."""
     from terakoya.quality.gold import QUALIFICATION, check_qualification, next_qualification_item, qualification_in
@@ -229,8 +229,15 @@ def _qualify(db: Database, project_id: int, person_id: int, quality: QualitySett
     if item_id is None:
         return None
     with db.session() as s:
-        task = Task(project_id=project_id, item_id=item_id, kind="label", reason=QUALIFICATION, priority=-1_000_000,
-                    status="queued", answers_wanted=1)  # fmt: skip
+        kind, comps = "label", {}
+        if generative:  # a written-answer check: rate the reference, or a decoy
+            from terakoya.generation.tasks import check_components
+
+            item = s.get(Item, item_id)
+            assert item is not None
+            kind, comps = "rate", check_components(s, item)
+        task = Task(project_id=project_id, item_id=item_id, kind=kind, reason=QUALIFICATION, priority=-1_000_000,
+                    status="queued", answers_wanted=1, components=comps)  # fmt: skip
         s.add(task)
         s.flush()
         assignments.take(s, task.id, person_id, now, until)
@@ -246,6 +253,7 @@ def _try_lease(
     until: datetime,
     attempt: int,
     quality: QualitySettings | None = None,
+    generative: bool = False,
 ) -> int | None:
     """One try: the leased task's id, 0 when another request won the task (try again), None when none is left."""
     candidates: list[int] = []
@@ -256,7 +264,7 @@ def _try_lease(
                 _refuse_paused(s, project_id, person_id)
             held = s.execute(assignments.held_tasks(project_id, person_id)).all()
         if not [row for row in held if row.id not in skip_ids] and len(held) < MAX_HELD:
-            made = _qualify(db, project_id, person_id, quality, now, until)
+            made = _qualify(db, project_id, person_id, quality, now, until, generative=generative)
             if made is not None:
                 return made
     with db.session() as s:
@@ -303,14 +311,17 @@ def lease_next(
     A task they already hold comes first (its lease renewed), unless its id is in ``exclude`` (the client
     passes the task it is showing, to preload the one after it).
     """
+    from terakoya.kinds import get_kind
+
     now = now or utcnow()
     until = now + timedelta(minutes=settings.routing.lease_minutes)
     skip_ids = set(exclude)
+    generative = get_kind(settings.task.kind).generative
     for attempt in range(_LEASE_TRIES):
         # on SQLite the read and the write happen under the write lock, so the task read is still free when
         # written and nobody loses a race; on PostgreSQL the conditional UPDATE decides and the loser retries
         with db.writing():
-            view_id = _try_lease(db, project_id, person_id, skip_ids, now, until, attempt, settings.quality)
+            view_id = _try_lease(db, project_id, person_id, skip_ids, now, until, attempt, settings.quality, generative)
         if view_id is None:
             return None
         if view_id > 0:
