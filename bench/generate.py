@@ -23,9 +23,12 @@ The loop is the project's own (terakoya.project.Project, a SQLite file in a temp
 5. **Measure** on the test prompts: chrF of each student's answer against the reference, beside two baselines
    from the same run: the teacher (its answer *is* the reference: 100 by construction, the ceiling) and the
    "wrong answer" floor (each test prompt answered with another prompt's answer of the same category). With
-   ``--judge``, the local teacher model (teacher.model, Gemma 3 270M by default) compares the SFT+DPO student
+   ``--judge``, the local teacher model (teacher.model, SmolLM2-135M by default) compares the SFT+DPO student
    with the SFT student on every test prompt, in both orders (a verdict that flips with the order is a tie).
    Speed (tokens/s, seconds per answer, one prompt at a time), size and CPU minutes of each student.
+6. **The preference path on real pairs**: ``--hh`` pairs of ../shared/data/hh_rlhf_harmless_test (English
+   red-team dialogues, chosen/rejected), 80 % to train (SFT on the chosen answers, then DPO on the pairs), 20 %
+   held out; for each student, the share of pairs where it gives the chosen answer the higher log-probability.
 
 Output: tables (mean ± std over seeds) on stdout, and ``generate.json``, ``generate.md``, ``generate.png`` in
 ``--out`` (``--quick``: bench/results/generate_quick, 600 train / 50 test prompts, a 1-layer model, 200
@@ -52,6 +55,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DOLLY = ROOT.parent / "shared" / "data" / "dolly_15k_ja" / "databricks-dolly-15k-ja.jsonl"
+HH = ROOT.parent / "shared" / "data" / "hh_rlhf_harmless_test" / "harmless-base-test.jsonl.gz"
 
 TOML = """
 [project]
@@ -263,6 +267,53 @@ def _judge(project: Any, test: list[dict[str, str]], first: list[str], second: l
     return out
 
 
+def preference_path(seed: int, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The preference path on real pairs (hh_rlhf_harmless_test, English red-team dialogues): SFT on the chosen
+    answers, then DPO on the pairs; how often the student gives the chosen answer the higher log-probability, on
+    the training pairs and on held-out ones, without and with DPO (same tokenizer, same SFT)."""
+    from terakoya.generation.datasets import SFTExample, preference_rows, read_hh_rlhf, sft_rows
+    from terakoya.students.generative import GenerativeStudent
+
+    if not HH.is_file():
+        return None
+    pairs = read_hh_rlhf(HH).pairs
+    rng = random.Random(seed)
+    picked = rng.sample(pairs, min(len(pairs), args.hh))
+    cut = int(0.8 * len(picked))
+    train, held = picked[:cut], picked[cut:]
+    sft = sft_rows(
+        [SFTExample(p.item_id, p.external_id, p.messages, p.chosen, "reference") for p in train], provenance=False
+    )
+    prefs = preference_rows(train, provenance=False)
+    out: dict[str, Any] = {"train_pairs": len(train), "held_out_pairs": len(held)}
+    for arm, dpo in (("SFT", 0.0), ("SFT+DPO", args.dpo_epochs)):
+        started = time.perf_counter()
+        student = GenerativeStudent(
+            n_layer=args.layers,
+            n_embd=args.width,
+            vocab_size=args.vocab,
+            max_length=args.max_length,
+            sft_epochs=args.hh_epochs,
+            dpo_epochs=dpo,
+            learning_rate=0.003,
+            seed=seed,
+        ).fit(sft, prefs)
+        row: dict[str, Any] = {"minutes": (time.perf_counter() - started) / 60}
+        for name, part in (("train", train), ("held_out", held)):
+            prompts = [list(p.messages) for p in part]
+            up = student.log_likelihood(prompts, [p.chosen for p in part])
+            down = student.log_likelihood(prompts, [p.rejected for p in part])
+            row[f"{name}_accuracy"] = sum(u > d for u, d in zip(up, down, strict=True)) / len(part)
+            row[f"{name}_margin"] = statistics.fmean(u - d for u, d in zip(up, down, strict=True))
+        row["losses"] = student.describe().get("metadata", {}).get("losses")
+        out[arm] = row
+        say(
+            f"  seed {seed} hh-rlhf {arm}: chosen preferred on {100 * row['train_accuracy']:.1f} % of training pairs, "
+            f"{100 * row['held_out_accuracy']:.1f} % held out"
+        )
+    return out
+
+
 def _ms(values: Sequence[float | None], digits: int = 1) -> str:
     vals = [v for v in values if v is not None]
     if not vals:
@@ -305,12 +356,36 @@ def markdown(results: dict[str, Any]) -> str:
             + ", both orders), SFT+DPO vs SFT: "
             + "; ".join(f"won {x['wins']}, tied {x['ties']}, lost {x['losses']}" for x in j)
         )
+    hh = [s.get("hh_rlhf") for s in seeds if s.get("hh_rlhf")]
+    if hh:
+        lines += [
+            "",
+            f"Preference path on hh_rlhf_harmless_test ({hh[0]['train_pairs']} training / {hh[0]['held_out_pairs']} "
+            "held-out pairs per seed): share of pairs where the student gives the chosen answer the higher "
+            "log-probability",
+            "",
+            "| arm | training pairs | held-out pairs | mean margin (held out, nats) |",
+            "|---|---|---|---|",
+        ]
+        for arm in ("SFT", "SFT+DPO"):
+            lines.append(
+                f"| {arm} | {_ms([100 * h[arm]['train_accuracy'] for h in hh])} % | "
+                f"{_ms([100 * h[arm]['held_out_accuracy'] for h in hh])} % | "
+                f"{_ms([h[arm]['held_out_margin'] for h in hh], 2)} |"
+            )
     lines += ["", "Targets:"]
     met_dpo = all(d > 0 for d in dpo)
     lines.append(f"- SFT+DPO beats SFT alone on chrF in every seed: {'MET' if met_dpo else 'MISSED'}")
     met_floor = all(f > 0 for f in floor)
     lines.append(f"- the student beats the wrong-answer floor in every seed: {'MET' if met_floor else 'MISSED'}")
     lines.append("- the student beats the teacher: MISSED by construction (the recorded teacher is the reference)")
+    if hh:
+        up = all(h["SFT+DPO"]["train_accuracy"] > h["SFT"]["train_accuracy"] for h in hh)
+        lines.append(
+            f"- DPO raises the chosen answers on the pairs it trained on, every seed: {'MET' if up else 'MISSED'}"
+        )
+        gen = all(h["SFT+DPO"]["held_out_accuracy"] > h["SFT"]["held_out_accuracy"] for h in hh)
+        lines.append(f"- ... and on held-out pairs, every seed: {'MET' if gen else 'MISSED'}")
     return "\n".join(lines)
 
 
@@ -341,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=None, help="blind comparisons answered per seed")
     parser.add_argument("--expert-accuracy", type=float, default=0.9)
     parser.add_argument("--judge", action="store_true", help="the local teacher model judges SFT+DPO vs SFT")
+    parser.add_argument("--hh", type=int, default=None, help="hh-rlhf pairs for the preference path (0: skip)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     quick = args.quick
@@ -350,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.budget = args.budget or (200 if quick else 600)
     args.layers, args.width, args.vocab = (1, 64, 1000) if quick else (2, 128, 2000)
     args.max_length, args.epochs, args.dpo_epochs = 192, (20.0 if quick else 8.0), 3.0
+    args.hh = (300 if quick else 1000) if args.hh is None else args.hh
+    args.hh_epochs = 10.0 if quick else 5.0
     out = args.out or ROOT / "bench" / "results" / ("generate_quick" if quick else "generate")
     if not DOLLY.is_file():
         say(f"dolly_15k_ja not found at {DOLLY}: nothing to measure (the benchmark reads it from ../shared/data)")
@@ -358,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"dolly_15k_ja: {len(rows):,} short prompts; {args.seeds} seeds of {args.train}/{args.test}")
     started = time.perf_counter()
     seeds = [run_seed(rows, seed, args) for seed in range(args.seeds)]
+    for seed, result in enumerate(seeds):
+        result["hh_rlhf"] = preference_path(seed, args)
     results = {
         "mode": "quick" if quick else "full",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -86,6 +86,23 @@ def test_dpo_runs_on_the_preference_pairs_and_progress_counts_both_stages(
     assert progress == [(i, total) for i in range(1, total + 1)]
 
 
+def test_dpo_moves_the_chosen_answers_up_against_the_rejected_ones(fitted: GenerativeStudent) -> None:
+    # the same tokenizer and the same SFT (same data, same seed), without the DPO stage
+    sft_only = GenerativeStudent(**TINY, sft_epochs=60, dpo_epochs=0).fit(SFT, PREFERENCES)
+    prompts = [row["prompt"] for row in PREFERENCES]
+    chosen = [row["chosen"][0]["content"] for row in PREFERENCES]
+    rejected = [row["rejected"][0]["content"] for row in PREFERENCES]
+
+    def margin(student: GenerativeStudent) -> float:
+        up, down = student.log_likelihood(prompts, chosen), student.log_likelihood(prompts, rejected)
+        return sum(c - r for c, r in zip(up, down, strict=True)) / len(prompts)
+
+    assert all(v < 0 for v in fitted.log_likelihood(prompts, chosen))
+    assert margin(fitted) > margin(sft_only)  # the same SFT (same seed), then DPO: the pairs pull apart
+    with pytest.raises(DataError, match="give one answer each"):
+        fitted.log_likelihood(prompts, chosen[:1])
+
+
 def test_a_saved_student_is_a_plain_hugging_face_folder_and_generates_the_same(
     fitted: GenerativeStudent, tmp_path: Path
 ) -> None:

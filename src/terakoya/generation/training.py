@@ -266,8 +266,11 @@ def train_generate(
         max_new_tokens=g.student_max_new_tokens,
         seed=settings.seed,
     )
-    prefs = preference_rows(data.preferences, provenance=False) if g.dpo_epochs > 0 else []
+    # the pairs always go in: the tiny model's tokenizer learns from every text, so a student with and one
+    # without DPO (generate.dpo_epochs = 0) share their tokenizer and their SFT, and differ by DPO alone
+    prefs = preference_rows(data.preferences, provenance=False)
     student.fit(sft_rows(data.sft, provenance=False), prefs, progress=progress)
+    prefs = prefs if g.dpo_epochs > 0 else []
     student.save(path)
     (path / "training").mkdir(exist_ok=True)
     write_jsonl(sft_rows(data.sft), path / "training" / "sft.jsonl", force=True)

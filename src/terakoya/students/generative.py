@@ -533,6 +533,35 @@ class GenerativeStudent:
             finish_reason="stop" if stopped or len(generated) < new else "length",
         )
 
+    def log_likelihood(
+        self, conversations: Sequence[Sequence[Mapping[str, str]]], answers: Sequence[str]
+    ) -> list[float]:
+        """The log-probability the student gives each answer after its conversation (summed over the answer's
+        tokens and the end of turn): what DPO moves, chosen answers up and rejected ones down."""
+        import torch
+
+        self._check_fitted()
+        if len(conversations) != len(answers):
+            raise DataError(f"{len(conversations)} conversations but {len(answers)} answers; give one answer each")
+        out = []
+        context = _context_length(self.model_.config, self.max_length)
+        with _threads_for(self.model_), torch.inference_mode():
+            for i, (conversation, answer) in enumerate(zip(conversations, answers, strict=True)):
+                messages = _messages(conversation, f"conversation {i}")
+                prompt = self.tokenizer_.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
+                full = self.tokenizer_.apply_chat_template(
+                    [*messages, {"role": "assistant", "content": answer}], return_dict=True
+                )
+                start, ids = len(prompt["input_ids"]), list(full["input_ids"])
+                cut = max(0, len(ids) - context)  # keep the end: the answer
+                ids, start = ids[cut:], max(1, start - cut)
+                logits = self.model_(torch.tensor([ids])).logits[0, :-1]
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                targets = torch.tensor(ids[1:])
+                picked = logp[torch.arange(len(targets)), targets][start - 1 :]
+                out.append(float(picked.sum()))
+        return out
+
     # ---- saving
 
     def describe(self) -> dict[str, Any]:
