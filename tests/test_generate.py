@@ -343,3 +343,40 @@ def test_check_prompts_show_the_reference_or_a_decoy_and_pause_who_accepts_every
         with project.db.session() as s:
             task = s.get(Task, view.task_id)
             assert task is not None and task.reason == "qualification" and task.components["check"] in roles.values()
+
+
+def test_a_reviewer_settles_conflicting_verdicts_and_the_decision_wins(tmp_path: Path) -> None:
+    from terakoya.quality import review
+
+    toml = TOML.replace("gold_share = 0.0", "gold_share = 0.0\nanswers_per_item = 2")
+    (tmp_path / "terakoya.toml").write_text(toml, encoding="utf-8")
+    with Project.open(tmp_path, env={}) as project:
+        project.import_file(_jsonl(tmp_path / "pool.jsonl", _rows(8)), text_column="prompt", id_column="id")
+        project.teach()
+        project.route(budget_items=8)  # four prompts, two people each: two comparisons, two ratings
+        ann, bob = _trainer(project, "ann"), _trainer(project, "bob")
+        for who, choice, score in ((ann, "a", 5), (bob, "b", 1)):  # they disagree on everything
+            while (view := workqueue.lease_next(project.db, project.project_id, project.settings, who)) is not None:
+                value = (
+                    {"choice": choice}
+                    if view.kind == "compare"
+                    else {"ratings": {"correct": score, "helpful": score, "safe": 5}}
+                )
+                workqueue.submit_answer(project.db, project.project_id, project.settings, who, view.task_id,
+                                        value=value)  # fmt: skip
+        waiting = review.review_queue(project.db, project.project_id, settings=project.settings)
+        assert len(waiting) == 4 and all(w.why == "conflict" for w in waiting)
+        compare = next(w for w in waiting if w.answers[0].kind == "compare")
+        rate = next(w for w in waiting if w.answers[0].kind == "rate")
+        assert compare.choices is not None and set(compare.choices) == {"teacher:0", "teacher:1", "tie", "both_bad"}
+        assert rate.choices == ["accept", "reject"] and "user:" in rate.text
+        with pytest.raises(DataError, match="choose one of: accept, reject"):
+            review.decide(project.db, project.project_id, project.settings, rate.item_id, ann, "teacher:0")
+        review.decide(project.db, project.project_id, project.settings, rate.item_id, ann, "accept")
+        review.decide(project.db, project.project_id, project.settings, compare.item_id, ann, "teacher:1")
+        said = verdicts(project.db, project.project_id)
+        assert said[rate.item_id].outcome == "accept"
+        assert (said[compare.item_id].winner, said[compare.item_id].loser) == ("teacher:1", "teacher:0")
+        data = build_datasets(project.db, project.project_id, project.settings)
+        chosen = next(p for p in data.preferences if p.item_id == compare.item_id)
+        assert chosen.chosen.startswith("Maybe")  # the second sample of an even row, as decided

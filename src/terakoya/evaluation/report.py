@@ -654,7 +654,8 @@ def _expert_counts(g: Gathered) -> dict[str, Any]:
     }
 
 
-def _out_dir(settings: Settings, out_dir: Path | None) -> tuple[Path, bool]:
+def report_dir(settings: Settings, out_dir: Path | None) -> tuple[Path, bool]:
+    """Where a report goes: ``out_dir``, or a new folder under reports/ (then True: publish it as latest)."""
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         return out_dir, False
@@ -683,16 +684,21 @@ def write_report(report: Report | Mapping[str, Any], out_dir: Path) -> tuple[Pat
 
 def _write(report: Report, settings: Settings, out_dir: Path | None) -> EvaluationReport:
     """Write the report into ``out_dir``, or a new folder under reports/ copied to reports/latest."""
-    folder, default = _out_dir(settings, out_dir)
+    folder, default = report_dir(settings, out_dir)
     json_path, html_path = write_report(report, folder)
     if default:
-        latest = folder.parent / "latest"
-        if latest.is_symlink() or latest.is_file():
-            latest.unlink()
-        elif latest.exists():
-            shutil.rmtree(latest)
-        shutil.copytree(folder, latest)
+        publish_latest(folder)
     return EvaluationReport(report.to_json(), folder, json_path, html_path, report)
+
+
+def publish_latest(folder: Path) -> None:
+    """Copy a report folder to reports/latest (what the web app's /report shows)."""
+    latest = folder.parent / "latest"
+    if latest.is_symlink() or latest.is_file():
+        latest.unlink()
+    elif latest.exists():
+        shutil.rmtree(latest)
+    shutil.copytree(folder, latest)
 
 
 def evaluate(

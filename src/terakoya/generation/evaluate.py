@@ -9,7 +9,8 @@
   its folder's size; the teacher's from its recorded calls (not measured for a recorded teacher);
 - **examples** of where the student and the teacher went wrong (lowest chrF, comparisons the student lost).
 
-The report is ``report.json`` and ``report.html`` in ``reports/<time>/`` (or ``out_dir``).
+The report is ``report.json`` and ``report.html`` in ``reports/<time>/``, copied to ``reports/latest/`` (what the
+web app shows), or in ``out_dir``.
 """
 
 from __future__ import annotations
@@ -269,11 +270,14 @@ def evaluate_generate(
         },
         "notes": _notes(rows, outcomes, settings),
     }
-    folder = (out_dir or settings.project_dir / "reports" / time.strftime("%Y%m%d-%H%M%S")).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
+    from terakoya.evaluation.report import publish_latest, report_dir
+
+    folder, default = report_dir(settings, out_dir)
     json_path, html_path = folder / "report.json", folder / "report.html"
     json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
     html_path.write_text(render_html(data, settings.name), encoding="utf-8")
+    if default:
+        publish_latest(folder)
     return GenerationReport(data, folder, json_path, html_path)
 
 

@@ -10,7 +10,8 @@ datasets and the report all read it):
 - **ratings**: the teacher's answer is learned when most raters accepted it (every rubric line at least
   ``generate.accept_min_rating``), and left out when most rejected it;
 - with no answer, the teacher's answer is learned when ``generate.train_on_unreviewed`` (plain distillation), and
-  a reference answer imported with the prompt wins over it.
+  a reference answer imported with the prompt wins over it;
+- a reviewer's standing decision (:mod:`terakoya.quality.review`) wins over the answers.
 
 Only pool prompts train; the test split is held out for the report.
 """
@@ -31,6 +32,7 @@ from terakoya.errors import StateError
 from terakoya.generation.datasets import PreferencePair, SFTExample, preference_rows, sft_rows, write_jsonl
 from terakoya.generation.routing import current_answers
 from terakoya.kinds.generate import messages_of
+from terakoya.quality.review import reviewed_labels
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, Item, StudentRun, Suggestion, Task, TrainingLabel
@@ -78,7 +80,32 @@ def verdicts(db: Database, project_id: int, *, split: str | None = "pool") -> di
     for row in rows:
         if row.reason != "evaluation":
             by_item.setdefault(row.item_id, []).append(row)
-    return {item_id: _verdict(item_id, answers) for item_id, answers in by_item.items()}
+    with db.session() as s:
+        decided = reviewed_labels(s, project_id)
+    out = {}
+    for item_id, answers in by_item.items():
+        v = _verdict(item_id, answers)
+        if item_id in decided:  # a reviewer's standing decision wins over the answers
+            v = _decided(v, answers, decided[item_id])
+        out[item_id] = v
+    return out
+
+
+def _decided(v: Verdict, answers: list[Any], decision: tuple[int, str]) -> Verdict:
+    answer_id, label = decision
+    out = Verdict(v.item_id, answer_ids=[answer_id, *v.answer_ids], ratings=v.ratings)
+    if label in ("accept", "reject", "tie", "both_bad"):
+        out.outcome = label
+    elif label == "corrected":
+        texts = [
+            a.value["text"] for a in answers if a.label == "corrected" and isinstance((a.value or {}).get("text"), str)
+        ]
+        out.outcome, out.corrected = ("corrected", str(texts[-1])) if texts else ("reject", None)
+    else:  # a comparison's source: it won, the other one lost
+        shown = next((list(a.value.get("shown", [])) for a in answers if a.kind == "compare"), [])
+        out.outcome, out.winner = "preferred", label
+        out.loser = next((src for src in shown if src != label), None)
+    return out
 
 
 def _verdict(item_id: int, answers: list[Any]) -> Verdict:

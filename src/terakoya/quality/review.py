@@ -45,6 +45,7 @@ __all__ = [
     "reviewed_labels",
     "undo_decision",
     "waiting_for_review",
+    "written_choices",
 ]
 
 #: the answer kind of a reviewer's decision
@@ -76,6 +77,9 @@ class ReviewItem:
     teacher_confidence: float | None = None
     student_label: str | None = None
     student_confidence: float | None = None
+    #: what the reviewer may decide here (None: the project's labels); a generation project's item offers the
+    #: verdicts its answers were about (accept, reject, corrected; a comparison's two sources, tie, both_bad)
+    choices: list[str] | None = None
 
 
 def _live(project_id: int) -> ColumnElement[bool]:
@@ -169,15 +173,38 @@ def waiting_for_review(db: Database, project_id: int, *, settings: Settings | No
         return len(_waiting(s, project_id, unsure)[0])
 
 
+def written_choices(s: Session, item_id: int) -> list[str]:
+    """The decisions a reviewer may take on a generation project's item, from the answers it has: the two
+    sources a comparison showed, ``tie`` and ``both_bad``; or ``accept``, ``reject`` and, when someone
+    corrected the answer, ``corrected`` (the newest correction)."""
+    rows = s.execute(
+        select(Answer.kind, Answer.label, Answer.value).where(
+            Answer.item_id == item_id, Answer.superseded.is_(False), Answer.kind.in_(("rate", "compare", "correct"))
+        )
+    ).all()
+    shown = [src for kind, _, value in rows if kind == "compare" for src in (value or {}).get("shown", [])]
+    if shown:
+        return [*dict.fromkeys(shown), "tie", "both_bad"]
+    corrected = any(label == "corrected" for _, label, _ in rows)
+    return ["accept", "reject", *(["corrected"] if corrected else [])]
+
+
 def _item(s: Session, item_id: int, why: str, answers: list[ReviewAnswer]) -> ReviewItem:
     item = s.get(Item, item_id)
     assert item is not None
     teacher = current_suggestion(s, item_id, "teacher")
     student = current_suggestion(s, item_id, "student")
+    written = any(a.kind in ("rate", "compare", "correct") for a in answers)
+    text, choices = item.text, None
+    if written:
+        from terakoya.kinds.generate import messages_of
+
+        text = "\n".join(f"{m['role']}: {m['content']}" for m in messages_of(item.text))
+        choices = written_choices(s, item_id)
     return ReviewItem(
-        item_id, item.external_id, item.text, why, answers,
+        item_id, item.external_id, text, why, answers,
         teacher.label if teacher else None, teacher.confidence if teacher else None,
-        student.label if student else None, student.confidence if student else None,
+        student.label if student else None, student.confidence if student else None, choices,
     )  # fmt: skip
 
 
@@ -191,9 +218,20 @@ def decide(
     *,
     rationale: str | None = None,
 ) -> int:
-    """Record the reviewer's decision on a pool item (an earlier standing decision is superseded); the answer id."""
-    if label not in settings.label_names:
+    """Record the reviewer's decision on a pool item (an earlier standing decision is superseded); the answer id.
+    A generation project's decision is one of the item's :func:`written_choices`."""
+    from terakoya.kinds import get_kind
+
+    generative = get_kind(settings.task.kind).generative
+    if not generative and label not in settings.label_names:
         raise DataError(f"label {label!r} is not one of this project's labels: {', '.join(settings.label_names)}")
+    if generative:
+        with db.session() as s:
+            choices = written_choices(s, item_id)
+        if label not in choices:
+            raise DataError(
+                f"{label!r} is not a decision this item's answers allow; choose one of: {', '.join(choices)}"
+            )
     with db.writing(), db.session() as s:
         item = s.get(Item, item_id)
         if item is None or item.project_id != project_id:
