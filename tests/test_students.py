@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from terakoya.errors import DataError, MissingDependency, StudentError
+from terakoya.errors import ConfigError, DataError, MissingDependency, StudentError
 from terakoya.students import STUDENTS, EmbedStudent, LinearStudent, load, make_student, registered, resolve
 from terakoya.students import embed as embed_module
 from terakoya.students.base import Student, fit_softmax
@@ -162,7 +162,7 @@ def test_params_protocol() -> None:
     assert student.alpha == 0.1
     assert repr(student) == "LinearStudent(alpha=0.1)"
     with pytest.raises(
-        ValueError, match="LinearStudent has no hyper-parameter 'alpah'; valid ones are: classes, alpha"
+        ConfigError, match="LinearStudent has no hyper-parameter 'alpah'; valid ones are: classes, alpha"
     ):
         student.set_params(alpah=1)
 

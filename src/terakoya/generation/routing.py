@@ -28,7 +28,7 @@ import numpy as np
 from sqlalchemy import insert, select
 
 from terakoya.generation.metrics import similarity
-from terakoya.routing import RouteReport, _budget, _check_strategy
+from terakoya.routing import RouteReport, start_run
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Item, RouteRun, Suggestion, Task
@@ -111,12 +111,7 @@ def route_generate(
 ) -> RouteReport:
     """Queue rate and compare tasks for the most useful prompts, audits among them, and student comparisons."""
     cfg = settings.routing
-    answers = _budget(settings, budget_items, budget_minutes)
-    strategy = _check_strategy(strategy or cfg.strategy)
-    seed = cfg.seed if seed is None else seed
-    rng = np.random.default_rng(seed)
-    budget = max(1, answers // cfg.answers_per_item)
-    notes: list[str] = []
+    budget, strategy, seed, rng, notes = start_run(settings, budget_items, budget_minutes, strategy, seed)
     pool = candidates(db, project_id)
     evaluation = _evaluation_pairs(db, project_id, round(settings.generate.evaluation_share * budget), rng)
     checks = _checks(db, project_id, round(cfg.gold_share * budget), rng)

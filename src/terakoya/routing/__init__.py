@@ -636,6 +636,25 @@ def _write_run(
     return run.id, accepts
 
 
+def start_run(
+    settings: Settings, budget_items: int | None, budget_minutes: float | None, strategy: str | None, seed: int | None
+) -> tuple[int, str, int, np.random.Generator, list[str]]:
+    """What every route run starts from, whatever the kind: the items the budget buys (it counts answers, and each
+    item takes ``routing.answers_per_item`` of them), the strategy, the seed, its generator, and the notes so far."""
+    cfg = settings.routing
+    answers = _budget(settings, budget_items, budget_minutes)
+    strategy = _check_strategy(strategy or cfg.strategy)
+    seed = cfg.seed if seed is None else seed
+    notes: list[str] = []
+    budget = max(1, answers // cfg.answers_per_item)
+    if cfg.answers_per_item > 1:
+        notes.append(
+            f"a budget of {answers} answers at {cfg.answers_per_item} answers per item (routing.answers_per_item) "
+            f"routes {budget} items"
+        )
+    return budget, strategy, seed, np.random.default_rng(seed), notes
+
+
 def route(
     db: Database,
     project_id: int,
@@ -648,18 +667,7 @@ def route(
 ) -> RouteReport:
     """Queue the most useful items for experts, add gold checks and blind audits, auto-accept confident ones."""
     cfg = settings.routing
-    answers = _budget(settings, budget_items, budget_minutes)
-    strategy = _check_strategy(strategy or cfg.strategy)
-    seed = cfg.seed if seed is None else seed
-    rng = np.random.default_rng(seed)
-    notes: list[str] = []
-    # the budget counts answers: each routed item takes routing.answers_per_item of them
-    budget = max(1, answers // cfg.answers_per_item)
-    if cfg.answers_per_item > 1:
-        notes.append(
-            f"a budget of {answers} answers at {cfg.answers_per_item} answers per item (routing.answers_per_item) "
-            f"routes {budget} items"
-        )
+    budget, strategy, seed, rng, notes = start_run(settings, budget_items, budget_minutes, strategy, seed)
     from terakoya.teachers.calibrating import calibrate_teacher
 
     calibrate_teacher(db, project_id, settings)  # re-calibrated on the newest expert answers

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from terakoya.errors import DataError, StudentError
+from terakoya.errors import ConfigError, DataError, StudentError
 from terakoya.students.lbfgs import lbfgs
 
 __all__ = [
@@ -213,7 +213,38 @@ def fit_softmax(
 # ----------------------------------------------------------------------------- the base class
 
 
-class Student:
+class HyperParameters:
+    """scikit-learn's parameter protocol, for every student: the keyword-only arguments of ``__init__`` are the
+    hyper-parameters, stored unchanged. Written here: sklearn.base costs about a second to import, and loading a
+    saved student to serve it should not need scikit-learn at all."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [p.name for p in signature.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ConfigError(
+                    f"{type(self).__name__} has no hyper-parameter {name!r}; valid ones are: {', '.join(valid)}"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values() if p.name != "self"
+        }
+        shown = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k, inspect.Parameter.empty) != v]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+class Student(HyperParameters):
     """Base class of the students: scikit-learn's estimator contract plus a self-describing save.
 
     Subclasses declare their hyper-parameters as keyword arguments of ``__init__`` (stored as-is),
@@ -229,34 +260,6 @@ class Student:
     _estimator_type: ClassVar[str] = "classifier"
 
     classes: list[str] | None
-
-    # ---- scikit-learn's parameter protocol; written here (sklearn.base costs ~1 s to import, and
-    #      loading a saved student to serve it should not need scikit-learn at all)
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [p.name for p in signature.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> Student:
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(
-                    f"{type(self).__name__} has no hyper-parameter {name!r}; valid ones are: {', '.join(valid)}"
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {
-            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values() if p.name != "self"
-        }
-        shown = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k, inspect.Parameter.empty) != v]
-        return f"{type(self).__name__}({', '.join(shown)})"
 
     def __sklearn_tags__(self) -> Any:
         from sklearn.utils import ClassifierTags, Tags, TargetTags

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import json
 import math
 import os
@@ -48,7 +47,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from terakoya.errors import ConfigError, DataError, MissingDependency, StudentError
-from terakoya.students.base import library_versions
+from terakoya.students.base import HyperParameters, library_versions
 
 __all__ = ["META_FILE", "Generation", "GenerativeStudent", "is_generative_folder"]
 
@@ -175,7 +174,7 @@ def _losses(log_history: list[dict[str, Any]]) -> dict[str, float]:
 # ----------------------------------------------------------------------------- the student
 
 
-class GenerativeStudent:
+class GenerativeStudent(HyperParameters):
     """A small causal language model fine-tuned with TRL (SFT, then DPO when there are preference pairs).
 
     Hyper-parameters (stored as given; scikit-learn's ``get_params``/``set_params``):
@@ -234,31 +233,6 @@ class GenerativeStudent:
         self.lora_r = lora_r
         self.max_new_tokens = max_new_tokens
         self.seed = seed
-
-    # ---- scikit-learn's parameter protocol
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [p.name for p in signature.parameters.values() if p.kind == p.KEYWORD_ONLY]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> GenerativeStudent:
-        valid = self._param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ConfigError(
-                    f"GenerativeStudent has no hyper-parameter {key!r}; valid ones are: {', '.join(valid)}"
-                )
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = type(self)().get_params()
-        shown = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults[k] != v]
-        return f"{type(self).__name__}({', '.join(shown)})"
 
     # ---- fitting
 
