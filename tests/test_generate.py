@@ -380,3 +380,21 @@ def test_a_reviewer_settles_conflicting_verdicts_and_the_decision_wins(tmp_path:
         data = build_datasets(project.db, project.project_id, project.settings)
         chosen = next(p for p in data.preferences if p.item_id == compare.item_id)
         assert chosen.chosen.startswith("Maybe")  # the second sample of an even row, as decided
+
+
+def test_predict_writes_a_generative_students_answers(tmp_path: Path) -> None:
+    from terakoya.serving.predicting import predict_file
+    from terakoya.students.generative import GenerativeStudent
+
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+            for i in range(24)]  # fmt: skip
+    student = GenerativeStudent(n_layer=1, n_embd=32, vocab_size=300, sft_epochs=30, learning_rate=3e-3,
+                                max_new_tokens=6).fit(rows)  # fmt: skip
+    student.save(tmp_path / "student")
+    prompts = [{"id": "x", "prompt": "q3"}, {"id": "y", "prompt": [{"role": "user", "content": "q5"}]}]
+    written = predict_file(tmp_path / "student", _jsonl(tmp_path / "in.jsonl", prompts), tmp_path / "out.jsonl",
+                           text_column="prompt")  # fmt: skip
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert written == 2 and [r["id"] for r in out] == ["x", "y"]
+    want = student.generate([[{"role": "user", "content": "q3"}], [{"role": "user", "content": "q5"}]])
+    assert [r["answer"] for r in out] == [w.text for w in want] and all(r["answer_tokens"] > 0 for r in out)

@@ -440,7 +440,7 @@ def predict(
     fmt: Annotated[str | None, typer.Option("--format", help="input format (default: suffix)")] = None,
     encoding: Annotated[str, typer.Option(help="text encoding")] = "utf-8",
 ) -> None:
-    """Label a file with a saved student (no project needed)."""
+    """Label a file with a saved student, or answer its prompts with a generative one (no project needed)."""
     from terakoya.serving.predicting import predict_file
 
     rows = predict_file(model, in_path, out_path, text_column=text_column, fmt=fmt, encoding=encoding)

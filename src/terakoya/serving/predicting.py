@@ -2,7 +2,7 @@
 
 The output holds every input column, then what the student's task kind shows of each prediction
 (``kind.present``; for ``classify.v1``: ``predicted_label``, ``confidence`` and one ``p_<label>`` column
-per label). Its format follows the output file's suffix. The file is written next to its final
+per label; a generative student writes ``answer`` and ``answer_tokens`` for each row's prompt). Its format follows the output file's suffix. The file is written next to its final
 name and renamed when complete, so a failed run leaves no half-written output.
 """
 
@@ -14,11 +14,14 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from terakoya.errors import DataError
 from terakoya.importers.readers import Row, RowSource, open_rows, require_columns
 from terakoya.students import Student, load
+
+if TYPE_CHECKING:
+    from terakoya.students.generative import GenerativeStudent
 
 __all__ = ["CHUNK_ROWS", "output_columns", "predict_file"]
 
@@ -79,7 +82,11 @@ def predict_file(
         raise DataError(f"cannot tell which format to write {out_path.name} in; name it .csv, .tsv, .jsonl or .parquet")
     if out_path.exists() and in_path.exists() and out_path.resolve() == in_path.resolve():
         raise DataError(f"the output {out_path} is the input file; pass another output path")
-    student = load(model_path)
+    from terakoya.students.generative import GenerativeStudent, is_generative_folder
+
+    student: Student | GenerativeStudent = (
+        GenerativeStudent.load(model_path) if is_generative_folder(Path(model_path)) else load(model_path)
+    )
     with open_rows(in_path, fmt=fmt, encoding=encoding) as source:
         require_columns(source, in_path, {"--text-column": text_column})
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,9 +126,32 @@ class _Outputs:
         return out
 
 
-def _write(student: Student, source: RowSource, text_column: str, tmp: Path, out_format: str) -> int:
+class _Answers:
+    """A generative student's answer to each row's prompt (plain text, or a conversation in chat format)."""
+
+    def __init__(self, student: GenerativeStudent, columns: Sequence[str]) -> None:
+        self.student = student
+        self.keys = ["answer", "answer_tokens"]
+        self.names = output_columns(columns, self.keys)
+        self.sample: dict[str, Any] = {self.names[0]: "", self.names[1]: 0}
+
+    def rows(self, chunk: list[Row], text_column: str) -> list[list[Any]]:
+        from terakoya.kinds.generate import messages_of, prompt_text
+
+        prompts = []
+        for row in chunk:
+            value = row.values.get(text_column)
+            prompts.append(messages_of(prompt_text(value if isinstance(value, list) else _text(row, text_column))))
+        return [[out.text, out.tokens] for out in self.student.generate(prompts)]
+
+
+def _write(
+    student: Student | GenerativeStudent, source: RowSource, text_column: str, tmp: Path, out_format: str
+) -> int:
+    from terakoya.students.generative import GenerativeStudent
+
     columns = list(source.columns)
-    outputs = _Outputs(student, columns)
+    outputs = _Answers(student, columns) if isinstance(student, GenerativeStudent) else _Outputs(student, columns)
     header = [*columns, *outputs.names]
     written = 0
     if out_format in {"csv", "tsv"}:
@@ -158,7 +188,7 @@ def _arrow_type(value: Any) -> Any:
 
 
 def _write_parquet(
-    outputs: _Outputs, source: RowSource, text_column: str, tmp: Path, columns: list[str], header: list[str]
+    outputs: _Outputs | _Answers, source: RowSource, text_column: str, tmp: Path, columns: list[str], header: list[str]
 ) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
