@@ -2,8 +2,9 @@
 
 The output holds every input column, then what the student's task kind shows of each prediction
 (``kind.present``; for ``classify.v1``: ``predicted_label``, ``confidence`` and one ``p_<label>`` column
-per label; a generative student writes ``answer`` and ``answer_tokens`` for each row's prompt). Its format follows the output file's suffix. The file is written next to its final
-name and renamed when complete, so a failed run leaves no half-written output.
+per label; a generative student writes ``answer`` and ``answer_tokens`` for each row's prompt). Its format
+follows the output file's suffix. The file is written next to its final name and renamed when complete, so a
+failed run leaves no half-written output.
 """
 
 from __future__ import annotations
