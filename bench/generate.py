@@ -32,8 +32,9 @@ The loop is the project's own (terakoya.project.Project, a SQLite file in a temp
 
 Output: tables (mean ± std over seeds) on stdout, and ``generate.json``, ``generate.md``, ``generate.png`` in
 ``--out`` (``--quick``: bench/results/generate_quick, 600 train / 50 test prompts, a 1-layer model, 200
-comparisons, 2 seeds, about 6 minutes on two cores; the full run, 3,000 / 200 prompts, a 2-layer model, 600
-comparisons and 3 seeds, takes about an hour and a half).
+comparisons, 300 hh-rlhf pairs, 2 seeds, about 8 minutes on two cores; the full run, 2,000 / 200 prompts, a
+2-layer model, 600 comparisons, 1,000 hh-rlhf pairs and 3 seeds, about an hour; ``--judge`` adds about ten
+minutes).
 
 Honest about the tiny model: a 1-2-layer model trained for minutes on a few thousand Japanese answers writes
 fluent-looking fragments, not answers. The point is that every step runs and is measured.
@@ -274,7 +275,7 @@ def preference_path(seed: int, args: argparse.Namespace) -> dict[str, Any] | Non
     from terakoya.generation.datasets import SFTExample, preference_rows, read_hh_rlhf, sft_rows
     from terakoya.students.generative import GenerativeStudent
 
-    if not HH.is_file():
+    if not HH.is_file() or args.hh <= 0:
         return None
     pairs = read_hh_rlhf(HH).pairs
     rng = random.Random(seed)
@@ -354,7 +355,9 @@ def markdown(results: dict[str, Any]) -> str:
             "Local judge ("
             + str(j[0].get("judge"))
             + ", both orders), SFT+DPO vs SFT: "
-            + "; ".join(f"won {x['wins']}, tied {x['ties']}, lost {x['losses']}" for x in j)
+            + "; ".join(
+                f"won {x['wins']}, tied {x['ties']}, lost {x['losses']} (its answers: {x.get('verdicts')})" for x in j
+            )
         )
     hh = [s.get("hh_rlhf") for s in seeds if s.get("hh_rlhf")]
     if hh:
@@ -421,13 +424,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quick = args.quick
     args.seeds = args.seeds or (2 if quick else 3)
-    args.train = args.train or (600 if quick else 3000)
+    args.train = args.train or (600 if quick else 2000)
     args.test = args.test or (50 if quick else 200)
     args.budget = args.budget or (200 if quick else 600)
     args.layers, args.width, args.vocab = (1, 64, 1000) if quick else (2, 128, 2000)
-    args.max_length, args.epochs, args.dpo_epochs = 192, (20.0 if quick else 8.0), 3.0
+    args.max_length, args.epochs, args.dpo_epochs = 192, (20.0 if quick else 5.0), 3.0
     args.hh = (300 if quick else 1000) if args.hh is None else args.hh
-    args.hh_epochs = 10.0 if quick else 5.0
+    args.hh_epochs = 10.0 if quick else 3.0
     out = args.out or ROOT / "bench" / "results" / ("generate_quick" if quick else "generate")
     if not DOLLY.is_file():
         say(f"dolly_15k_ja not found at {DOLLY}: nothing to measure (the benchmark reads it from ../shared/data)")

@@ -284,7 +284,7 @@ def test_a_judge_with_position_bias_only_gives_ties(tmp_path: Path) -> None:
         report = project.evaluate(out_dir=tmp_path / "report")
         judged = report.data["judged_by_model"]
         # the judge always says "A"; asked in both orders, it contradicts itself every time: all ties
-        assert (judged["wins"], judged["ties"], judged["losses"]) == (0, 4, 0)
+        assert (judged["wins"], judged["ties"], judged["losses"]) == (0, 4, 0) and judged["verdicts"] == {"a": 8}
         assert "no expert has compared" in " ".join(report.data["notes"])
         project.settings.teacher.kind = "recorded"
         with pytest.raises(ConfigError, match="a recorded one only replays"):

@@ -19,6 +19,7 @@ import html
 import json
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -115,9 +116,13 @@ def _judge(settings: Settings, rows: list[dict[str, Any]]) -> dict[str, Any] | N
             requests.append(TeacherRequest(f"{n}:{order}", question, ({"role": "user", "content": question},), ()))
     written = writer.write(requests)
 
+    said: Counter[str] = Counter()  # what the judge answered, order by order (unreadable answers count as ties)
+
     def verdict(text: str) -> str:
         word = text.strip().lower().split()[0].strip(".:!") if text.strip() else ""
-        return {"a": "a", "b": "b", "tie": "tie", "bad": "both_bad"}.get(word, "tie")
+        read = {"a": "a", "b": "b", "tie": "tie", "bad": "both_bad"}.get(word)
+        said[read or "unreadable"] += 1
+        return read or "tie"
 
     outcomes = []
     for n in range(len(rows)):
@@ -126,7 +131,7 @@ def _judge(settings: Settings, rows: list[dict[str, Any]]) -> dict[str, Any] | N
         combined = swap_judgement(verdict(first), verdict(second))  # for the student, shown first as A
         outcomes.append({"a": "win", "b": "loss"}.get(combined, combined))
     counted = win_tie_loss(outcomes)
-    return {"judge": writer.name, **asdict(counted), "total": counted.n}
+    return {"judge": writer.name, **asdict(counted), "total": counted.n, "verdicts": dict(said)}
 
 
 def evaluate_generate(
