@@ -106,7 +106,8 @@ def test_errors_have_one_shape_and_say_how_to_fix(client: TestClient) -> None:
     assert error(missing) == (
         422,
         "validation",
-        "the request is not valid — label: Field required; see /docs for the expected fields",
+        "the request is not valid — the body: Value error, give label (one of the project's labels) or, for a "
+        "written-answer task, value; see /docs for the expected fields",
     )
     assert error(client.post("/api/v1/tasks/99999/answer", json={"label": "positive"}, headers=tom)) == (
         404,

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from terakoya import dashboard, jobs, workqueue
@@ -81,6 +81,12 @@ class AnswerIn(BaseModel):
     idempotency_key: str | None = Field(
         None, max_length=100, description="a random key per answer; resending it returns the first answer"
     )
+
+    @model_validator(mode="after")
+    def _label_or_value(self) -> AnswerIn:
+        if self.label is None and self.value is None:
+            raise ValueError("give label (one of the project's labels) or, for a written-answer task, value")
+        return self
 
 
 class FlagIn(BaseModel):
