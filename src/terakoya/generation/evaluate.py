@@ -31,6 +31,7 @@ from terakoya.errors import ConfigError, StateError
 from terakoya.generation.metrics import chrf, throughput, win_tie_loss
 from terakoya.generation.routing import current_answers
 from terakoya.kinds.generate import messages_of
+from terakoya.quality.aggregate import live_expert_answer
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, Item, StudentRun, Suggestion, Task
@@ -59,12 +60,8 @@ def expert_outcomes(db: Database, project_id: int) -> dict[int, list[str]]:
         rows = s.execute(
             select(Answer.item_id, Answer.label)
             .join(Task, Task.id == Answer.task_id)
-            .where(
-                Task.project_id == project_id,
-                Task.reason == "evaluation",
-                Answer.kind == "compare",
-                Answer.superseded.is_(False),
-            )
+            .where(Task.project_id == project_id, Task.reason == "evaluation", Answer.kind == "compare")
+            .where(live_expert_answer())
             .order_by(Answer.id)
         ).all()
     out: dict[int, list[str]] = {}

@@ -31,7 +31,8 @@ from sqlalchemy import select
 from terakoya.errors import StateError
 from terakoya.generation.datasets import PreferencePair, SFTExample, preference_rows, sft_rows, write_jsonl
 from terakoya.generation.routing import current_answers
-from terakoya.kinds.generate import messages_of
+from terakoya.kinds.generate import EXPERT_TASKS, messages_of
+from terakoya.quality.aggregate import live_expert_answer
 from terakoya.quality.review import reviewed_labels
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
@@ -66,11 +67,7 @@ def verdicts(db: Database, project_id: int, *, split: str | None = "pool") -> di
             select(Answer.id, Answer.item_id, Answer.kind, Answer.label, Answer.value, Task.reason)
             .join(Item, Item.id == Answer.item_id)
             .outerjoin(Task, Task.id == Answer.task_id)
-            .where(
-                Item.project_id == project_id,
-                Answer.superseded.is_(False),
-                Answer.kind.in_(("rate", "compare", "correct")),
-            )
+            .where(Item.project_id == project_id, live_expert_answer(), Answer.kind.in_(EXPERT_TASKS))
             .order_by(Answer.id)
         )
         if split is not None:
