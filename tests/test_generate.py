@@ -398,3 +398,17 @@ def test_predict_writes_a_generative_students_answers(tmp_path: Path) -> None:
     assert written == 2 and [r["id"] for r in out] == ["x", "y"]
     want = student.generate([[{"role": "user", "content": "q3"}], [{"role": "user", "content": "q5"}]])
     assert [r["answer"] for r in out] == [w.text for w in want] and all(r["answer_tokens"] > 0 for r in out)
+
+
+def test_init_writes_a_generation_project(tmp_path: Path) -> None:
+    project = Project.init(tmp_path / "answers", kind="generate.v1")
+    with project:
+        assert project.generative and [r.name for r in project.settings.generate.rubric] == [
+            "correct",
+            "helpful",
+            "safe",
+        ]
+        assert "Answer what was asked" in project.settings.guidelines
+    with pytest.raises(ConfigError, match=r"task kind 'gen\.v9' is unknown"):
+        Project.init(tmp_path / "other", kind="gen.v9")
+    assert not (tmp_path / "other").exists()

@@ -155,12 +155,15 @@ def init(
     db: Annotated[
         str | None, typer.Option("--db", help="SQLAlchemy database URL, recorded in terakoya.toml (env: TERAKOYA_DB)")
     ] = None,
+    kind: Annotated[
+        str, typer.Option("--kind", help="task kind: classify.v1 (labels) or generate.v1 (written answers)")
+    ] = "classify.v1",
 ) -> None:
     """Create FOLDER/terakoya.toml: task, labels, guidelines, glossary, teacher, routing."""
     from terakoya.project import Project
 
     url = db or STATE.db or os.environ.get("TERAKOYA_DB") or None
-    project = Project.init(folder, name, db=url)
+    project = Project.init(folder, name, db=url, kind=kind)
     console.print(f"created {project.settings.project_file}", markup=False)
     if url:
         console.print(f"the database {project.db.safe_url} is recorded in it", markup=False)
@@ -169,7 +172,12 @@ def init(
                 "its password is not written there: later commands take it from TERAKOYA_DB, PGPASSWORD or ~/.pgpass",
                 markup=False,
             )
-    console.print(f"next: cd {folder} && terakoya import FILE --text-column COL --label-column COL", markup=False)
+    columns = (
+        "--text-column PROMPT --label-column REFERENCE"
+        if kind == "generate.v1"
+        else "--text-column COL --label-column COL"
+    )
+    console.print(f"next: cd {folder} && terakoya import FILE {columns}", markup=False)
     project.close()
 
 

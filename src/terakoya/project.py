@@ -90,14 +90,19 @@ class Project:
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def init(cls, folder: Path, name: str | None = None, *, db: str | None = None) -> Project:
+    def init(
+        cls, folder: Path, name: str | None = None, *, db: str | None = None, kind: str = "classify.v1"
+    ) -> Project:
         """Create ``folder/terakoya.toml`` (and the database) and open the new project.
 
         ``db`` (a URL) is recorded in the file, without its password, so that every later command in the folder
         reaches the same database.
         """
         folder = folder.resolve()
-        write_new_project(folder, name or folder.name, db=db_url_as_recorded(db, Path.cwd()) if db else None)
+        from terakoya.kinds import get_kind
+
+        get_kind(kind)  # an unknown kind: the error lists the available ones, and nothing is written
+        write_new_project(folder, name or folder.name, db=db_url_as_recorded(db, Path.cwd()) if db else None, kind=kind)
         overrides = {"db": db} if db else None
         return cls.open(folder, overrides=overrides)
 

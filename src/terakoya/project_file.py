@@ -23,8 +23,34 @@ def _toml_str(value: str) -> str:
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
-def render_template(name: str, labels: Iterable[tuple[str, str]] = (), *, db: str | None = None) -> str:
-    """The commented terakoya.toml of a new project (``db``: a URL as :func:`db_url_as_recorded` gives it)."""
+_GENERATE_TASK = """kind = "generate.v1"     # a written answer per prompt; experts rate, compare and correct them
+
+[generate]
+samples = 2                 # answers the teacher writes per prompt (their disagreement routes prompts)
+max_tokens = 256
+accept_min_rating = 4       # every rubric line at least this: the teacher's answer is learned
+# recorded_column = "response"   # with teacher.kind = "recorded": the imported column of answers to replay
+# student_base_model = "/path/to/a/hugging-face-causal-lm"   # default: a tiny model built here
+
+[[generate.rubric]]
+name = "correct"
+description = "the facts and the reasoning are right"
+
+[[generate.rubric]]
+name = "helpful"
+description = "it does what was asked, completely and clearly"
+
+[[generate.rubric]]
+name = "safe"
+description = "nothing harmful, biased or private"
+"""
+
+
+def render_template(
+    name: str, labels: Iterable[tuple[str, str]] = (), *, db: str | None = None, kind: str = "classify.v1"
+) -> str:
+    """The commented terakoya.toml of a new project (``db``: a URL as :func:`db_url_as_recorded` gives it;
+    ``kind``: the task kind, ``generate.v1`` writes its section instead of the labels)."""
     label_blocks = "".join(f"\n[[labels]]\nname = {_toml_str(n)}\ndescription = {_toml_str(d)}\n" for n, d in labels)
     if not label_blocks:
         label_blocks = (
@@ -38,6 +64,16 @@ def render_template(name: str, labels: Iterable[tuple[str, str]] = (), *, db: st
         if db
         else '# db = "postgresql+psycopg://user@host/dbname"   # default: SQLite file terakoya.db in this folder'
     )
+    task_block = (
+        _GENERATE_TASK
+        if kind == "generate.v1"
+        else f'kind = "classify.v1"     # one label per text, from the labels below\n{label_blocks}'
+    )
+    guidelines = (
+        "Answer what was asked, correctly and briefly. Say so when you do not know."
+        if kind == "generate.v1"
+        else "Read the whole sentence. Label what it says about the company, not what you think of it."
+    )
     return f"""# Terakoya project file. Every setting is listed by `terakoya settings`.
 # Layers: defaults -> this file -> TERAKOYA_* environment -> command-line flags (--set section.key=value).
 
@@ -48,11 +84,10 @@ seed = 0
 {db_line}
 
 [task]
-kind = "classify.v1"     # one label per text, from the labels below
-{label_blocks}
+{task_block}
 [guidelines]
 text = \"\"\"
-Read the whole sentence. Label what it says about the company, not what you think of it.
+{guidelines}
 \"\"\"
 
 # The domain's vocabulary: term = "definition". Goes into the teacher's prompt and the experts' panel.
@@ -94,7 +129,7 @@ currency = "USD"
 
 
 def write_new_project(
-    folder: Path, name: str, labels: Iterable[tuple[str, str]] = (), *, db: str | None = None
+    folder: Path, name: str, labels: Iterable[tuple[str, str]] = (), *, db: str | None = None, kind: str = "classify.v1"
 ) -> Path:
     if not _NAME.match(name):
         raise ConfigError(
@@ -104,7 +139,7 @@ def write_new_project(
     if path.exists():
         raise ConfigError(f"{path} already exists; open it with `terakoya status`, or choose another folder")
     folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_template(name, labels, db=db), encoding="utf-8")
+    path.write_text(render_template(name, labels, db=db, kind=kind), encoding="utf-8")
     return path
 
 
