@@ -127,6 +127,9 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
 
 def _report(title: str, report: Any) -> None:
     data = asdict(report) if is_dataclass(report) and not isinstance(report, type) else dict(report)
+    if data.get("kind") == "generative":  # a language model has no label temperature or calibration
+        data.pop("temperature", None)
+        data.pop("calibration", None)
     trust = data.pop("teacher_trust", None)
     if isinstance(trust, dict):
         data["teacher trust"] = trust.get("sentence", "")

@@ -182,7 +182,15 @@ class Project:
             read_gold=lambda raw: kind.read_gold(raw, settings),
             read_text=prompt_text if kind.generative else None,
         )
-        if not self.settings.labels and report.labels_seen and not kind.generative:
+        if kind.generative and report.labels_seen:
+            # a reference answer's "label" is its check role (kinds.generate.check_role), not a label to declare
+            roles = ", ".join(f"{n} would expect {role}" for role, n in sorted(report.label_counts.items()))
+            report.notes.append(
+                f"{sum(report.label_counts.values())} reference answers read; on test prompts they are check items "
+                f"({roles})"
+            )
+            report.labels_seen, report.label_counts = [], {}
+        elif not self.settings.labels and report.labels_seen:
             append_labels(self.dir, report.labels_seen)
             self.reload_settings()
         return report

@@ -293,8 +293,8 @@ def _notes(rows: list[dict[str, Any]], outcomes: list[str], settings: Settings) 
     notes = []
     if not outcomes:
         notes.append(
-            "no expert has compared the student with the teacher yet: run `terakoya route` (routing.gold_share of "
-            "the batch goes to blind comparisons on test prompts) and answer them in the workbench"
+            "no expert has compared the student with the teacher yet: run `terakoya route` (generate.evaluation_share "
+            "of the batch goes to blind comparisons on test prompts) and answer them in the workbench"
         )
     if not any(r["reference"] for r in rows):
         notes.append("no test prompt has a reference answer: import one with --label-column to get chrF scores")
