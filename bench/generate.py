@@ -90,10 +90,17 @@ def say(message: str) -> None:
 
 
 def load_dolly(path: Path = DOLLY) -> list[dict[str, str]]:
-    rows = []
+    """The short prompts, each once (dolly repeats some instructions; the import would keep only the first)."""
+    from terakoya.importers import normalize_text
+
+    rows, seen = [], set()
     for line in path.read_text(encoding="utf-8").splitlines():
         r = json.loads(line)
         prompt = r["instruction"].strip() + (f"\n\n{r['input'].strip()}" if r["input"].strip() else "")
+        key = normalize_text(prompt)
+        if key in seen:
+            continue
+        seen.add(key)
         if len(prompt) <= 200 and 0 < len(r["output"].strip()) <= 100:
             rows.append(
                 {
