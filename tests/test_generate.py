@@ -364,6 +364,11 @@ def test_a_reviewer_settles_conflicting_verdicts_and_the_decision_wins(tmp_path:
                 )
                 workqueue.submit_answer(project.db, project.project_id, project.settings, who, view.task_id,
                                         value=value)  # fmt: skip
+        from terakoya.generation.evaluate import rating_agreement
+
+        agree = rating_agreement(project.db, project.project_id)  # two rated answers, 5 vs 1 except on "safe"
+        assert agree["correct"] == {"pairs": 2, "mean_abs_difference": 4.0, "equal": 0.0, "within_one": 0.0}
+        assert agree["safe"]["equal"] == 1.0
         waiting = review.review_queue(project.db, project.project_id, settings=project.settings)
         assert len(waiting) == 4 and all(w.why == "conflict" for w in waiting)
         compare = next(w for w in waiting if w.answers[0].kind == "compare")

@@ -7,7 +7,8 @@
 - **reference-based**: chrF of each answer against the reference answer, where the prompt came with one;
 - **speed and size**: the student's tokens per second and latency per answer on this machine, its parameters and
   its folder's size; the teacher's from its recorded calls (not measured for a recorded teacher);
-- **examples** of where the student and the teacher went wrong (lowest chrF, comparisons the student lost).
+- **examples** of where the student and the teacher went wrong (lowest chrF, comparisons the student lost);
+- **agreement on ratings**: per rubric line, how far two people's scores of the same answer lie apart.
 
 The report is ``report.json`` and ``report.html`` in ``reports/<time>/``, copied to ``reports/latest/`` (what the
 web app shows), or in ``out_dir``.
@@ -51,6 +52,39 @@ class GenerationReport:
     out_dir: Path
     json_path: Path
     html_path: Path
+
+
+def rating_agreement(db: Database, project_id: int) -> dict[str, dict[str, float | int]]:
+    """How closely people who rated the same answer agree, per rubric line: over every pair of live ratings of
+    one answer by two people, the mean absolute difference (1-5 scale), the share that are equal and the share
+    within one point."""
+    with db.session() as s:
+        rows = s.execute(
+            select(Answer.task_id, Answer.person_id, Answer.value)
+            .join(Item, Item.id == Answer.item_id)
+            .where(Item.project_id == project_id, Answer.kind == "rate", live_expert_answer())
+            .order_by(Answer.id)
+        ).all()
+    by_task: dict[int, dict[int, dict[str, int]]] = {}
+    for task_id, person_id, value in rows:
+        if task_id is not None and (value or {}).get("ratings"):
+            by_task.setdefault(int(task_id), {})[int(person_id)] = value["ratings"]  # the newest per person
+    diffs: dict[str, list[int]] = {}
+    for ratings in by_task.values():
+        people = list(ratings.values())
+        for i in range(len(people)):
+            for j in range(i + 1, len(people)):
+                for name in people[i].keys() & people[j].keys():
+                    diffs.setdefault(name, []).append(abs(int(people[i][name]) - int(people[j][name])))
+    return {
+        name: {
+            "pairs": len(d),
+            "mean_abs_difference": statistics.fmean(d),
+            "equal": sum(x == 0 for x in d) / len(d),
+            "within_one": sum(x <= 1 for x in d) / len(d),
+        }
+        for name, d in sorted(diffs.items())
+    }
 
 
 def expert_outcomes(db: Database, project_id: int) -> dict[int, list[str]]:
@@ -260,6 +294,7 @@ def evaluate_generate(
             "teacher_seconds_per_answer": float(t_ms) / 1000 / t_calls if t_calls and t_ms else None,
         },
         "experts": {k: {"answers": int(n), "minutes": float(sec or 0) / 60} for k, n, sec in answers},
+        "rating_agreement": rating_agreement(db, project_id),
         "economics": {
             "teacher_cost_usd": float(t_cost),
             "teacher_calls": int(t_calls),
@@ -377,6 +412,17 @@ def render_html(data: dict[str, Any], name: str) -> str:
     parts += [
         f"<tr><td>{e(k)}</td><td>{v['answers']}</td><td>{_fmt(v['minutes'])}</td></tr>" for k, v in sorted(ex.items())
     ]
+    agree = data.get("rating_agreement") or {}
+    if agree:
+        parts.append(
+            "</table><h3>Agreement on ratings</h3><p>Pairs of people who rated the same answer:</p><table><tr>"
+            "<th>rubric line</th><th>pairs</th><th>mean |difference|</th><th>equal</th><th>within one</th></tr>"
+        )
+        parts += [
+            f"<tr><td>{e(k)}</td><td>{v['pairs']}</td><td>{v['mean_abs_difference']:.2f}</td>"
+            f"<td>{100 * v['equal']:.0f} %</td><td>{100 * v['within_one']:.0f} %</td></tr>"
+            for k, v in agree.items()
+        ]
     eco = data["economics"]
     parts.append(
         "</table></section><section id='economics'><h2>Cost</h2>"
