@@ -88,13 +88,14 @@ def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 
     return out
 
 
-def wilson_interval(correct: int, n: int) -> list[float] | None:
-    """The 95 % Wilson interval of ``correct`` successes in ``n`` trials; None when ``n`` is 0."""
+def wilson_interval(correct: float, n: int, *, z: float | None = None) -> list[float] | None:
+    """The Wilson interval of ``correct`` successes in ``n`` trials (95 %, or the normal quantile ``z``);
+    None when ``n`` is 0. ``correct`` may be fractional (a tie counted as half a win)."""
     if n == 0:
         return None
     # the closed form (as scipy's binomtest(...).proportion_ci(method="wilson") computes it, without building a
     # test object: the pause rule evaluates it after every answer on a check item)
-    z = _Z95
+    z = _Z95 if z is None else z
     p = correct / n
     denominator = 1.0 + z * z / n
     center = (p + z * z / (2 * n)) / denominator

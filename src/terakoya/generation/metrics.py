@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -199,13 +198,12 @@ def _z(confidence: float) -> float:
 
 
 def _wilson(successes: float, n: int, confidence: float) -> tuple[float, float]:
-    """Wilson's score interval for ``successes`` out of ``n`` (successes may be fractional: a tie is ½)."""
-    z = _z(confidence)
-    p = successes / n
-    denominator = 1.0 + z * z / n
-    center = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, center - half), min(1.0, center + half)
+    """Wilson's score interval for ``successes`` out of ``n`` (successes may be fractional: a tie is ½); the
+    formula is the one quality control uses (:func:`terakoya.evaluation.metrics.wilson_interval`)."""
+    from terakoya.evaluation.metrics import wilson_interval
+
+    low, high = wilson_interval(successes, n, z=_z(confidence)) or [0.0, 1.0]
+    return low, high
 
 
 def _bootstrap(wins: int, ties: int, losses: int, confidence: float, seed: int, resamples: int) -> tuple[float, float]:
