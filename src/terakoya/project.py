@@ -249,21 +249,10 @@ class Project:
         strategy: str | None = None,
         seed: int | None = None,
     ) -> RouteReport:
-        if self.generative:
-            from terakoya.generation.routing import route_generate
-
-            return route_generate(
-                self.db,
-                self.project_id,
-                self.settings,
-                budget_items=budget_items,
-                budget_minutes=budget_minutes,
-                strategy=strategy,
-                seed=seed,
-            )
+        from terakoya.generation.routing import route_generate
         from terakoya.routing import route
 
-        return route(
+        return (route_generate if self.generative else route)(
             self.db,
             self.project_id,
             self.settings,

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from terakoya.errors import DataError, StateError
+from terakoya.kinds.base import AnswerValue
 from terakoya.kinds.generate import EXPERT_TASKS
 from terakoya.people.accounts import NotFound
 from terakoya.people.glossary import guideline_version_in
@@ -504,28 +505,18 @@ def submit_answer(
     if kind.generative:
         if value is None:
             raise DataError("this project's tasks take a written answer: send 'value' (ratings, a choice or a text)")
-        return _record_value(
-            db,
-            project_id,
-            settings,
-            person_id,
-            task_id,
-            value=value,
-            rationale=rationale,
-            active_seconds=active_seconds,
-            idempotency_key=idempotency_key,
-            source=source,
-            now=now,
-        )
-    if label is None:
-        raise DataError("the answer has no label; send one of the project's labels")
-    if not settings.label_names:
-        raise StateError("this project has no labels yet; add [[labels]] to terakoya.toml or import labeled data")
-    names = settings.label_names
-    if label not in names:
-        raise DataError(f"label {label!r} is not one of this project's labels: {', '.join(names)}; choose one of them")
-    answer = kind.read_answer({"label": label, "rationale": rationale}, settings)
-    label, rationale = answer.label or label, answer.rationale
+        answer = _read_written(db, project_id, settings, person_id, task_id, value, rationale, now)
+    else:
+        if label is None:
+            raise DataError("the answer has no label; send one of the project's labels")
+        if not settings.label_names:
+            raise StateError("this project has no labels yet; add [[labels]] to terakoya.toml or import labeled data")
+        names = settings.label_names
+        if label not in names:
+            raise DataError(
+                f"label {label!r} is not one of this project's labels: {', '.join(names)}; choose one of them"
+            )
+        answer = kind.read_answer({"label": label, "rationale": rationale}, settings)
     return _record(
         db,
         project_id,
@@ -533,9 +524,9 @@ def submit_answer(
         person_id,
         task_id,
         kind=None,
-        label=label,
+        label=answer.label or label,
         value=answer.value,
-        rationale=rationale,
+        rationale=answer.rationale,
         active_seconds=active_seconds,
         idempotency_key=idempotency_key,
         source=source,
@@ -543,20 +534,16 @@ def submit_answer(
     )
 
 
-def _record_value(
+def _read_written(
     db: Database,
     project_id: int,
     settings: Settings,
     person_id: int,
     task_id: int,
-    *,
     value: Mapping[str, Any],
     rationale: str | None,
-    active_seconds: float | None,
-    idempotency_key: str | None,
-    source: str,
     now: datetime | None,
-) -> SubmitResult:
+) -> AnswerValue:
     """A written-answer task's answer, read by the kind against the task it answers (what it showed)."""
     from terakoya.generation.tasks import resolve_answer
     from terakoya.kinds import kind_for
@@ -569,22 +556,7 @@ def _record_value(
         if sent.get("task", task.kind) != task.kind:
             raise DataError(f"the answer is for a {sent['task']} task, but task {task_id} is a {task.kind} task")
         raw = {**sent, "task": task.kind, "rationale": rationale if rationale is not None else sent.get("rationale")}
-        answer = resolve_answer(s, task, kind_for(settings).read_answer(raw, settings), settings)
-    return _record(
-        db,
-        project_id,
-        settings,
-        person_id,
-        task_id,
-        kind=None,
-        label=answer.label,
-        value=answer.value,
-        rationale=answer.rationale,
-        active_seconds=active_seconds,
-        idempotency_key=idempotency_key,
-        source=source,
-        now=now,
-    )
+        return resolve_answer(s, task, kind_for(settings).read_answer(raw, settings), settings)
 
 
 def flag_task(
