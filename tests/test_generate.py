@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,10 @@ def test_a_generate_project_runs_the_loop(tmp_path: Path) -> None:
         assert report.data["speed"]["student_tokens_per_s"] > 0
         page = report.html_path.read_text(encoding="utf-8")
         assert "Judged blind by experts" in page and f"lost {judged['losses']}" in page
+        from terakoya.generation.evaluate import verdict
+
+        said_in_words = verdict(report.data)  # three comparisons: too few for the interval to leave one half
+        assert said_in_words.startswith("Experts cannot tell") and html.escape(said_in_words) in page
 
 
 def test_label_only_stages_say_what_to_use_instead(tmp_path: Path) -> None:
@@ -286,6 +291,7 @@ def test_a_judge_with_position_bias_only_gives_ties(tmp_path: Path) -> None:
         # the judge always says "A"; asked in both orders, it contradicts itself every time: all ties
         assert (judged["wins"], judged["ties"], judged["losses"]) == (0, 4, 0) and judged["verdicts"] == {"a": 8}
         assert "no expert has compared" in " ".join(report.data["notes"])
+        assert report.data["references"]["teacher_chrf"] is not None
         project.settings.teacher.kind = "recorded"
         with pytest.raises(ConfigError, match="a recorded one only replays"):
             project.evaluate(out_dir=tmp_path / "report2")
@@ -417,3 +423,19 @@ def test_init_writes_a_generation_project(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"task kind 'gen\.v9' is unknown"):
         Project.init(tmp_path / "other", kind="gen.v9")
     assert not (tmp_path / "other").exists()
+
+
+def test_the_reports_verdict_follows_the_interval_then_the_references() -> None:
+    from terakoya.generation.evaluate import verdict
+
+    refs = {"student_chrf": 30.0, "teacher_chrf": 40.0}
+    won = {"total": 40, "win_or_tie_rate": 0.8, "interval": [0.65, 0.9]}
+    lost = {"total": 40, "win_or_tie_rate": 0.2, "interval": [0.1, 0.35]}
+    assert verdict({"judged_by_experts": won, "references": refs}).startswith("Experts preferred the student's")
+    assert verdict({"judged_by_experts": lost, "references": refs}).startswith("Experts preferred the teacher's")
+    none = {"total": 0, "win_or_tie_rate": None, "interval": None}
+    assert "further from the reference answers than the teacher (30.0 vs 40.0)" in verdict(
+        {"judged_by_experts": none, "references": refs}
+    )
+    empty = {"student_chrf": None, "teacher_chrf": None}
+    assert verdict({"judged_by_experts": none, "references": empty}).endswith("nothing says which is better.")

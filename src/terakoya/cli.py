@@ -382,7 +382,10 @@ def datasets(
 def _generation_summary(data: dict[str, Any]) -> None:
     """A generation report in the terminal: the comparisons, the references, the speed."""
     j, ref, sp = data["judged_by_experts"], data["references"], data["speed"]
+    from terakoya.generation.evaluate import verdict
+
     rows: dict[str, Any] = {
+        "verdict": verdict(data),
         "test prompts": data["test_prompts"],
         "expert comparisons": f"{j['total']} (student won {j['wins']}, tied {j['ties']}, lost {j['losses']}, "
         f"both bad {j['both_bad']})",

@@ -37,7 +37,7 @@ from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Answer, Item, StudentRun, Suggestion, Task
 
-__all__ = ["GenerationReport", "evaluate_generate", "expert_outcomes"]
+__all__ = ["GenerationReport", "evaluate_generate", "expert_outcomes", "rating_agreement", "verdict"]
 
 #: answers the student writes one at a time to time itself
 TIMING_PROMPTS = 20
@@ -346,6 +346,32 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return html.escape(str(value))
 
 
+def verdict(data: dict[str, Any]) -> str:
+    """The report's answer in one sentence: is the student as good as the teacher? From the experts' blind
+    comparisons when there are any (the interval decides), else from chrF against the references."""
+    j, ref = data["judged_by_experts"], data["references"]
+    interval = j.get("interval")
+    if j.get("total") and interval:
+        low, high = interval
+        rate = 100 * j["win_or_tie_rate"]
+        if low > 0.5:
+            return f"Experts preferred the student's answers ({rate:.0f} % won or tied, 95 % interval above half)."
+        if high < 0.5:
+            return (
+                f"Experts preferred the teacher's answers (the student won or tied {rate:.0f} %, interval below half)."
+            )
+        return (
+            f"Experts cannot tell the two apart yet ({rate:.0f} % won or tied; the interval spans half): compare more."
+        )
+    if ref.get("student_chrf") is not None and ref.get("teacher_chrf") is not None:
+        closer = "closer to" if ref["student_chrf"] > ref["teacher_chrf"] else "further from"
+        return (
+            f"No expert has compared them yet; by chrF the student is {closer} the reference answers than the teacher "
+            f"({ref['student_chrf']:.1f} vs {ref['teacher_chrf']:.1f})."
+        )
+    return "No expert has compared them yet and no prompt has a reference answer: nothing says which is better."
+
+
 def render_html(data: dict[str, Any], name: str) -> str:
     """The report as one self-contained page."""
     e = html.escape
@@ -358,14 +384,17 @@ def render_html(data: dict[str, Any], name: str) -> str:
         "table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.3rem .6rem;"
         "text-align:left;vertical-align:top}pre{white-space:pre-wrap;margin:0;max-width:28rem}</style>",
         f"<h1>{e(name)}: student vs teacher</h1>",
-        f"<section id='summary'><p>{data['test_prompts']} held-out test prompts. "
+        f"<section id='summary'><p class='verdict'><strong>{e(verdict(data))}</strong></p>"
+        f"<p>{data['test_prompts']} held-out test prompts. "
         f"Student {e(data['student']['run_id'])}: {_fmt(data['student']['params'], 0)} parameters, "
         f"{_fmt(data['student']['size_mb'])} MB.</p>",
         *[f"<p class='note'>{e(n)}</p>" for n in data["notes"]],
         "</section><section id='judged'><h2>Judged blind by experts</h2>",
         f"<p>{j['total']} comparisons on {j['prompts']} prompts: the student won {j['wins']}, tied {j['ties']}, "
         f"lost {j['losses']}; both bad {j['both_bad']}. Win-or-tie rate {_fmt(rate and 100 * rate)} % "
-        f"(95 % interval {_fmt(interval[0] and 100 * interval[0])}–{_fmt(interval[1] and 100 * interval[1])} %).</p>",
+        f"(95 % interval {_fmt(interval[0] and 100 * interval[0])}–{_fmt(interval[1] and 100 * interval[1])} %).</p>"
+        if j["total"]
+        else "<p>No comparisons yet.</p>",
     ]
     model = data.get("judged_by_model")
     if model:
@@ -404,7 +433,7 @@ def render_html(data: dict[str, Any], name: str) -> str:
                 f"<td><pre>{e(r['teacher'][:400])}</pre></td><td><pre>{e((r['reference'] or '')[:400])}</pre></td></tr>"
             )
         parts.append("</table>")
-    ex = data["experts"]
+    ex = data["experts"] or {"(none yet)": {"answers": 0, "minutes": 0.0}}
     parts.append(
         "</section><section id='experts'><h2>Expert work</h2>"
         "<table><tr><th>task</th><th>answers</th><th>minutes</th></tr>"
