@@ -21,7 +21,7 @@ import json
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,34 @@ def expert_outcomes(db: Database, project_id: int) -> dict[int, list[str]]:
         outcome = {"student": "win", "tie": "tie", "both_bad": "both_bad"}.get(str(label), "loss")
         out.setdefault(item_id, []).append(outcome)
     return out
+
+
+def _answers_of(
+    db: Database, run_id: str, items: Sequence[Any], student: Any, max_new_tokens: int, *, stored: bool
+) -> dict[int, str]:
+    """item id -> the student's answer to each test prompt: the run's stored answers (those it lacks written and
+    stored now) when ``stored``, else written now and kept nowhere (a student from another folder)."""
+    if not stored:
+        written = student.generate([messages_of(i.text) for i in items])
+        return {i.id: out.text for i, out in zip(items, written, strict=True)}
+
+    def read() -> dict[int, str]:
+        with db.session() as s:
+            rows = s.execute(
+                select(Suggestion.item_id, Suggestion.value).where(
+                    Suggestion.agent_kind == "student", Suggestion.agent == run_id
+                )
+            ).all()
+        return {int(i): str((v or {}).get("text", "")) for i, v in rows}
+
+    mine = read()
+    missing = [(i.id, i.text) for i in items if i.id not in mine]
+    if missing:
+        from terakoya.generation.training import student_answers
+
+        student_answers(db, run_id, student, missing, max_new_tokens)
+        mine = read()
+    return mine
 
 
 def _newest_run(db: Database, project_id: int) -> StudentRun:
@@ -187,31 +215,14 @@ def evaluate_generate(
                 Item.project_id == project_id, Item.split == "test"
             )
         ).all()
-        mine = {
-            r.item_id: r
-            for r in s.scalars(
-                select(Suggestion).where(Suggestion.agent_kind == "student", Suggestion.agent == run.run_id)
-            )
-        }
-        for r in mine.values():
-            s.expunge(r)
     if not items:
         raise StateError("the project has no test prompts: import some with --split test (or --test-fraction)")
-    missing = [(i.id, i.text) for i in items if i.id not in mine]
-    if missing and model_path is None:
-        from terakoya.generation.training import student_answers
-
-        student_answers(db, project_id, run.run_id, student, missing, settings.generate.student_max_new_tokens)
-        return evaluate_generate(db, project_id, settings, out_dir=out_dir, progress=progress)
+    same = path.resolve() == Path(run.path).resolve()
+    written = _answers_of(db, run.run_id, items, student, settings.generate.student_max_new_tokens, stored=same)
     rows = []
     for n, item in enumerate(items):
         t = teacher.get(item.id)
-        st = mine.get(item.id)
-        if model_path is not None and st is None:
-            out = student.generate([messages_of(item.text)])[0]
-            st_text = out.text
-        else:
-            st_text = str((st.value or {}).get("text", "")) if st is not None else ""
+        st_text = written[item.id]
         t_text = str((t.value or {}).get("text", "")) if t is not None else ""
         ref = (item.gold or {}).get("text") if item.gold else None
         rows.append(

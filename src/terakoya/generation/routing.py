@@ -67,9 +67,10 @@ def current_answers(db: Database, project_id: int, agent_kind: str, split: str) 
     return {r.item_id: r for r in rows if r.value and isinstance(r.value.get("text"), str)}
 
 
-def candidates(db: Database, project_id: int) -> list[Candidate]:
-    """Pool prompts with a teacher answer and no task yet, with what routing reads of them."""
-    teacher = current_answers(db, project_id, "teacher", "pool")
+def candidates(db: Database, project_id: int, teacher: dict[int, Suggestion] | None = None) -> list[Candidate]:
+    """Pool prompts with a teacher answer and no task yet, with what routing reads of them (``teacher``: the
+    teacher's current pool answers, when the caller has read them)."""
+    teacher = current_answers(db, project_id, "teacher", "pool") if teacher is None else teacher
     student = current_answers(db, project_id, "student", "pool")
     with db.session() as s:
         asked = set(s.scalars(select(Task.item_id).where(Task.project_id == project_id)))
@@ -112,10 +113,11 @@ def route_generate(
     """Queue rate and compare tasks for the most useful prompts, audits among them, and student comparisons."""
     cfg = settings.routing
     budget, strategy, seed, rng, notes = start_run(settings, budget_items, budget_minutes, strategy, seed)
-    pool = candidates(db, project_id)
+    teacher = current_answers(db, project_id, "teacher", "pool")
+    pool = candidates(db, project_id, teacher)
     evaluation = _evaluation_pairs(db, project_id, round(settings.generate.evaluation_share * budget), rng)
     checks = _checks(db, project_id, round(cfg.gold_share * budget), rng)
-    rewrite = _rejected(db, project_id)[: max(0, budget - len(evaluation) - len(checks))]
+    rewrite = _rejected(db, project_id, teacher)[: max(0, budget - len(evaluation) - len(checks))]
     routed_budget = max(0, budget - len(evaluation) - len(checks) - len(rewrite))
     order: list[tuple[Candidate, str, float, dict[str, Any]]] = []
     scored = [(c, *score(c, settings)) for c in pool]
@@ -213,13 +215,12 @@ def route_generate(
     )
 
 
-def _rejected(db: Database, project_id: int) -> list[tuple[int, int]]:
+def _rejected(db: Database, project_id: int, teacher: dict[int, Suggestion]) -> list[tuple[int, int]]:
     """Pool prompts whose teacher answer most raters rejected and nobody corrected, with no correct task yet:
     (item, teacher suggestion), oldest first. They come first in a batch: a correction makes a target and a
     preference pair where there is none."""
     from terakoya.generation.training import verdicts
 
-    teacher = current_answers(db, project_id, "teacher", "pool")
     with db.session() as s:
         asked = set(s.scalars(select(Task.item_id).where(Task.project_id == project_id, Task.kind == "correct")))
     said = verdicts(db, project_id)

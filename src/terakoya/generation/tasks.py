@@ -38,7 +38,11 @@ def source_text(s: Session, task: Task, source: str) -> str:
     if source == "student":
         sug = _suggestion(s, task.item_id, comps.get("student_suggestion_id"), "student")
         return str((sug.value or {}).get("text", "")) if sug is not None else ""
-    sug = _suggestion(s, task.item_id, comps.get("suggestion_id"), "teacher")
+    return _sample(_suggestion(s, task.item_id, comps.get("suggestion_id"), "teacher"), source)
+
+
+def _sample(sug: Suggestion | None, source: str) -> str:
+    """The text of a teacher answer's sample ``teacher:N`` (empty when there is none)."""
     if sug is None or not sug.value:
         return ""
     index = int(source.partition(":")[2] or 0)
@@ -119,7 +123,7 @@ def resolve_answer(s: Session, task: Task, answer: AnswerValue, settings: Settin
     else:
         sug = _suggestion(s, task.item_id, (task.components or {}).get("suggestion_id"), "teacher")
         value["suggestion_id"] = sug.id if sug is not None else None
-        judged = source_text(s, task, "teacher:0")
+        judged = _sample(sug, "teacher:0")
         text = value.get("text")
         if isinstance(text, str) and text.strip() == judged.strip():
             value.pop("text")

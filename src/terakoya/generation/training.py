@@ -229,7 +229,7 @@ def export_datasets(
 
 
 def student_answers(
-    db: Database, project_id: int, run_id: str, student: Any, items: list[tuple[int, str]], max_new_tokens: int
+    db: Database, run_id: str, student: Any, items: list[tuple[int, str]], max_new_tokens: int
 ) -> float:
     """The student answers ``items`` (id, text); each answer a ``student`` suggestion. Returns the seconds taken."""
     start = time.perf_counter()
@@ -337,7 +337,7 @@ def train_generate(
             select(Item.id, Item.text).where(Item.project_id == project_id, Item.split == "pool").order_by(Item.id)
         ).all()
     to_answer = [(r.id, r.text) for r in test] + [(r.id, r.text) for r in pool[: g.student_answers]]
-    student_answers(db, project_id, run_id, student, to_answer, g.student_max_new_tokens)
+    student_answers(db, run_id, student, to_answer, g.student_max_new_tokens)
     reviewed = sum(n for k, n in data.counts.items() if k.startswith("expert"))
     return TrainReport(
         run_id=run_id,
