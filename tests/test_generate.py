@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +293,18 @@ def test_a_judge_with_position_bias_only_gives_ties(tmp_path: Path) -> None:
         assert (judged["wins"], judged["ties"], judged["losses"]) == (0, 4, 0) and judged["verdicts"] == {"a": 8}
         assert "no expert has compared" in " ".join(report.data["notes"])
         assert report.data["references"]["teacher_chrf"] is not None
+        # an older student given by its folder is judged on answers it writes now, not on the newest run's
+        first = shutil.copytree(report.data["student"]["path"], tmp_path / "elsewhere")
+        project.settings.generate.sft_epochs = 8
+        project.train()
+        newest = project.evaluate(out_dir=tmp_path / "report-newest")
+        assert newest.data["references"]["student_chrf"] != report.data["references"]["student_chrf"]
+        with project.db.session() as s:
+            stored = s.scalars(select(Suggestion.id).where(Suggestion.agent_kind == "student")).all()
+        again = project.evaluate(model_path=first, out_dir=tmp_path / "report-first")
+        assert again.data["references"] == report.data["references"] and again.data["student"]["path"] == str(first)
+        with project.db.session() as s:  # written afresh and kept nowhere
+            assert s.scalars(select(Suggestion.id).where(Suggestion.agent_kind == "student")).all() == stored
         project.settings.teacher.kind = "recorded"
         with pytest.raises(ConfigError, match="a recorded one only replays"):
             project.evaluate(out_dir=tmp_path / "report2")

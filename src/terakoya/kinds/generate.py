@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from terakoya.errors import DataError, StateError
 from terakoya.kinds.base import AnswerValue, Evidence, ExpertTarget, SuggestionValue
 from terakoya.kinds.classify import schema_error
+from terakoya.quality.aggregate import majority
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -256,10 +256,8 @@ class GenerateKind:
         return AnswerValue(label, value, rationale)
 
     def aggregate(self, answers: Sequence[tuple[int, str]]) -> str:
-        """The verdict most answers gave (the earliest among equals)."""
-        counts = Counter(label for _, label in answers)
-        best = max(counts.values())
-        return next(label for _, label in answers if counts[label] == best)
+        """The verdict most answers gave, by the house rule every kind shares (:func:`majority`)."""
+        return majority(answers)
 
     def read_gold(self, raw: str, settings: Settings) -> AnswerValue:
         """A reference answer: its text, and its role as a check item (:func:`check_role`) as the label."""
