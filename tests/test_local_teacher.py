@@ -77,6 +77,20 @@ def test_available_models_are_packaged_models() -> None:
     assert found == [name for name in PACKAGED_MODELS if name in found]  # in a stable order
 
 
+def test_auto_model_follows_the_projects_language_and_task() -> None:
+    from terakoya.teachers.local import GEMMA_MODEL, PACKAGED_MODEL, available_models
+
+    gemma = GEMMA_MODEL if GEMMA_MODEL in available_models() else PACKAGED_MODEL
+    assert Settings().teacher.model == PACKAGED_MODEL  # English: SmolLM2 with its chat template
+    assert Settings(language="ja").teacher.model == gemma  # Japanese labels: the multilingual base model
+    assert Settings(language="mixed").teacher.model == gemma
+    assert Settings(language="ja", task={"kind": "generate.v1"}).teacher.model == PACKAGED_MODEL  # answers need chat
+    assert Settings(language="ja", teacher={"model": PACKAGED_MODEL}).teacher.model == PACKAGED_MODEL  # as given
+    assert make_teacher(TeacherSettings(kind="local")).name == PACKAGED_MODEL  # no project, no language: English
+    with pytest.raises(ConfigError, match="teacher.model is 'auto', which picks a packaged model for the local"):
+        make_teacher(Settings(teacher={"kind": "openai"}).teacher)
+
+
 def test_model_cache_dir_follows_xdg_cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert model_cache_dir() == tmp_path / "terakoya" / "models"

@@ -189,7 +189,9 @@ def test_server_not_running_is_a_clear_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = TeacherSettings(kind="openai", base_url=f"http://127.0.0.1:{port}/v1", backoff_s=0.001, max_retries=1)
+    settings = TeacherSettings(
+        kind="openai", model="m", base_url=f"http://127.0.0.1:{port}/v1", backoff_s=0.001, max_retries=1
+    )
     with pytest.raises(TeacherError) as caught:
         OpenAITeacher(settings, env={}).label(requests())
     assert str(caught.value).startswith(

@@ -101,7 +101,8 @@ text = \"\"\"
 
 [teacher]
 kind = "local"                      # local | openai | python
-model = "smollm2-135m-instruct"     # packaged SmolLM2; or a path to a .gguf file or a model folder
+model = "auto"   # packaged: SmolLM2-135M-Instruct for English, Gemma-3-270M for other languages (labels);
+                 # or "smollm2-135m-instruct", "gemma3-270m", a path to a .gguf file or a model folder
 # kind = "openai"
 # model = "gpt-4o-mini"
 # base_url = "https://api.openai.com/v1"

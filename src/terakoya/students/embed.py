@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from terakoya.errors import ConfigError, MissingDependency
+from terakoya.language import is_english
 from terakoya.students.base import FloatArray, Student, Texts, fit_softmax
 
 __all__ = [
@@ -60,8 +61,6 @@ CACHE_NAMES = {"minilm": "minilm", "multilingual": "multilingual"}
 SPEEDS = {"minilm": 60.0, "multilingual": 15.0}
 #: share of texts with non-Latin letters from which ``auto`` picks the multilingual encoder
 NON_LATIN_SHARE = 0.05
-#: language codes (lower case) that the English encoder serves; every other language gets the multilingual one
-_ENGLISH = {"", "en", "eng", "english"}
 # letters of scripts all-MiniLM-L6-v2 cannot read: Greek, Cyrillic, Armenian, Hebrew, Arabic, Indic scripts,
 # Thai, Lao, Georgian, Hangul, kana, CJK ideographs, and their compatibility / half-width forms
 _NON_LATIN = re.compile(
@@ -77,10 +76,7 @@ def encoder_for_language(language: str) -> str:
     ``language`` is the project's ``language`` setting: a code such as "en", "en-GB", "ja", or a word
     such as "mixed" or "multi" for a project in several languages.
     """
-    code = language.strip().lower().replace("_", "-")
-    if code in _ENGLISH or code.startswith("en-"):
-        return "minilm"
-    return "multilingual"
+    return "minilm" if is_english(language) else "multilingual"
 
 
 def non_latin_share(texts: Sequence[str]) -> float:

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from terakoya.errors import ConfigError, MissingDependency, TeacherError
+from terakoya.language import is_english
 from terakoya.teachers.base import TeacherAnswer, TeacherRequest, uniform
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "PACKAGED_MODELS",
     "LocalTeacher",
     "available_models",
+    "default_model",
     "model_cache_dir",
     "packaged_gguf",
     "resolve_model",
@@ -178,8 +180,25 @@ def packaged_gguf(name: str = PACKAGED_MODEL) -> Path:
     return found[0]
 
 
+def default_model(language: str, *, writes: bool = False) -> str:
+    """What ``teacher.model = "auto"`` means for the local teacher of a project in ``language``.
+
+    Gemma-3-270M (a base model, plain few-shot prompts) for a label project not in English, when its package
+    is installed: ``teacher check`` on 120 chABSA test sentences gave it 76.7 % (batch calibration) against
+    56.7 % for SmolLM2 with its chat template, at half the seconds per item (SmolLM2's byte-level tokenizer
+    makes Japanese long). SmolLM2-135M-Instruct otherwise: on English it is as good or better (the demo:
+    57.5 % against 57.0 %), loads faster, and a generation project (``writes``) needs an instruction-tuned
+    model to write answers.
+    """
+    if not writes and not is_english(language) and _gemma_installed():
+        return GEMMA_MODEL
+    return PACKAGED_MODEL
+
+
 def _packaged_name(model: str) -> str | None:
     name = model.strip().lower()
+    if name == "auto":  # teacher settings made without a project (no language): the English default
+        return PACKAGED_MODEL
     return name if name in PACKAGED_MODELS else None
 
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from terakoya.errors import TeacherError
+from terakoya.errors import ConfigError, TeacherError
 from terakoya.settings import TeacherSettings
 from terakoya.teachers.base import TeacherAnswer, TeacherRequest, from_text, normalise, uniform
 
@@ -114,6 +114,11 @@ class OpenAITeacher:
         transport: httpx.AsyncBaseTransport | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
+        if settings.model.strip().lower() == "auto":
+            raise ConfigError(
+                "teacher.model is 'auto', which picks a packaged model for the local teacher only; set teacher.model "
+                "to the name of a model the endpoint serves (e.g. gpt-4o-mini, or the model your vLLM/Ollama loaded)"
+            )
         self.settings = settings
         self.transport = transport
         self.name = settings.model
