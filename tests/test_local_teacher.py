@@ -87,7 +87,7 @@ def test_auto_model_follows_the_projects_language_and_task() -> None:
     assert Settings(language="ja", task={"kind": "generate.v1"}).teacher.model == PACKAGED_MODEL  # answers need chat
     assert Settings(language="ja", teacher={"model": PACKAGED_MODEL}).teacher.model == PACKAGED_MODEL  # as given
     assert make_teacher(TeacherSettings(kind="local")).name == PACKAGED_MODEL  # no project, no language: English
-    with pytest.raises(ConfigError, match="teacher.model is 'auto', which picks a packaged model for the local"):
+    with pytest.raises(ConfigError, match=r"teacher\.model is 'auto', which picks a packaged model for the local"):
         make_teacher(Settings(teacher={"kind": "openai"}).teacher)
 
 

@@ -40,6 +40,8 @@ def settings_for(tmp_path: Path, **routing: Any) -> Settings:
             "labels": [{"name": n} for n in LABELS],
             "routing": routing,
             "teacher": {"kind": "python"},
+            # nothing to re-calibrate: with trust decided too, the audit share stays as set (see audits_needed)
+            "student": {"teacher_correction": False},
             "project_dir": tmp_path,
         }
     )
@@ -382,6 +384,32 @@ def test_audit_share_is_random_and_blind(db: Database, tmp_path: Path) -> None:
     routed = [t for t in tasks if t.reason == "routed"]
     assert {t.item.external_id for t in routed} <= {f"p{i}" for i in range(15)}
     assert report.teacher_trust is not None and report.teacher_trust.vouched
+
+
+def test_audits_fill_up_until_the_teacher_can_be_measured_and_re_calibrated(db: Database, tmp_path: Path) -> None:
+    from terakoya.routing import audits_needed
+    from terakoya.routing.trust import MIN_BLIND
+
+    pid = db.project_id("p")
+    with db.session() as s:
+        for i in range(80):
+            add_item(s, pid, f"p{i}", DISTINCT[i % 8] + f" ({i})", top=round(0.36 + 0.005 * i, 3))
+    settings = settings_for(tmp_path, trust_teacher="measured", audit_share=0.2, gold_share=0.0,
+                            auto_accept_threshold=1.0)  # fmt: skip
+    with db.session() as s:
+        assert audits_needed(s, pid, settings) == MIN_BLIND == 30
+        settings.routing.trust_teacher = "always"
+        assert audits_needed(s, pid, settings) == 0  # trust decided by the owner, nothing to re-calibrate
+        settings.student.teacher_correction = True
+        assert audits_needed(s, pid, settings) == 15  # 5 random items per label re-calibrate the teacher
+        settings.routing.trust_teacher = "measured"
+    reports = [route(db, pid, settings, budget_items=10) for _ in range(4)]
+    # all of a small batch is drawn at random until 30 are (queued audits count), then the share as set
+    assert [r.audit for r in reports] == [10, 10, 10, 2]
+    with db.session() as s:
+        assert audits_needed(s, pid, settings) == 0
+    settings.routing.audit_share = 0.0  # no audits at all when the owner turns them off
+    assert route(db, pid, settings, budget_items=10).audit == 0
 
 
 def test_untrusted_teacher_steers_nothing(db: Database, tmp_path: Path) -> None:

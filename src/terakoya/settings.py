@@ -161,7 +161,8 @@ class RoutingSettings(_Section):
         ge=0,
         le=1,
         description="share of each routed pool batch drawn uniformly at random and shown blind (no teacher answer): "
-        "it measures how far the teacher can be trusted",
+        "it measures how far the teacher can be trusted; until 30 pool items (and 5 per label) are drawn so, the "
+        "share fills up to that many (0: no audits at all)",
     )
     trust_teacher: Literal["measured", "always", "never"] = Field(
         "measured",

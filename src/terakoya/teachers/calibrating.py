@@ -37,13 +37,23 @@ from terakoya.storage.db import Database
 from terakoya.storage.models import Suggestion
 from terakoya.storage.queries import current_suggestion_ids
 
-__all__ = ["CORRECTION_REASONS", "MIN_BATCH_ITEMS", "CalibrationReport", "calibrate_teacher", "label_logprobs"]
+__all__ = [
+    "CORRECTION_REASONS",
+    "MIN_BATCH_ITEMS",
+    "MIN_CORRECTION_PER_LABEL",
+    "CalibrationReport",
+    "calibrate_teacher",
+    "label_logprobs",
+]
 
 #: task reasons whose answers re-calibrate the teacher: items drawn uniformly at random from the pool
 #: (answers imported from a file, on no task, count too)
 CORRECTION_REASONS = ("audit", "random")
 #: fewer items than this under one prompt: their mean says too little, the model's own probabilities stay
 MIN_BATCH_ITEMS = 30
+#: re-calibration needs this many randomly drawn expert-answered items per label (routing fills its audit
+#: share up to that many first)
+MIN_CORRECTION_PER_LABEL = 5
 _COPY = (
     "item_id", "agent_kind", "agent", "prompt_version", "confidence_known", "raw_output", "prompt_tokens",
     "completion_tokens", "latency_ms", "call_key",
@@ -111,7 +121,7 @@ def _calibrated(
     k = logprobs.shape[1]
     details: dict[str, Any] = {"items": int(logprobs.shape[0]), "expert_items": len(labelled)}
     base = mode == "batch" and logprobs.shape[0] >= MIN_BATCH_ITEMS
-    if settings.student.teacher_correction and len(labelled) >= 5 * k and len(set(truth)) >= 2:
+    if settings.student.teacher_correction and len(labelled) >= MIN_CORRECTION_PER_LABEL * k and len(set(truth)) >= 2:
         calibrator = fit_recalibration(
             logprobs, np.asarray(labelled, dtype=np.intp), np.asarray(truth, dtype=np.intp), seed=settings.seed
         )
