@@ -63,10 +63,13 @@ def summarise(entry: dict[str, Any]) -> dict[str, Any]:
                 "warnings": sorted({r["warning"] for r in ok if r.get("warning")}),
             }
         # the teacher alone, as Terakoya's evaluation reports its current suggestion in the default arm
-        source = [r for r in at if r["arm"] in ("terakoya", "random_routing") and r.get("teacher_accuracy") is not None]
+        measured = [r for r in at if r.get("teacher_accuracy") is not None]
+        # the Terakoya arm's own teacher (its audits re-calibrate it); random routing's only when it has none
+        arm = next((a for a in ("terakoya", "random_routing") if any(r["arm"] == a for r in measured)), None)
+        source = [r for r in measured if r["arm"] == arm]
         if source:
-            acc = _stats([r["teacher_accuracy"] for r in source if r["arm"] == source[0]["arm"]])
-            f1 = _stats([r["teacher_macro_f1"] for r in source if r["arm"] == source[0]["arm"]])
+            acc = _stats([r["teacher_accuracy"] for r in source])
+            f1 = _stats([r["teacher_macro_f1"] for r in source])
             speed = _stats([r.get("teacher_items_per_second") for r in source])["mean"]
         else:
             acc, f1 = _stats([base_eval.get("accuracy")]), _stats([base_eval.get("macro_f1")])
