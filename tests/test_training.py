@@ -399,43 +399,6 @@ def test_teacher_scale_is_chosen_on_expert_answers() -> None:
     assert choose_teacher_scale(flipped, kind="linear")[0] == max(TEACHER_SCALES)
 
 
-def test_the_teachers_weight_is_scored_on_the_expert_items_drawn_at_random() -> None:
-    """Routed items over-represent the teacher's mistakes: the weight search scores on the random ones."""
-    from terakoya.training import MIN_EXPERT_FOR_SEARCH, TEACHER_SCALES, TrainingSet, choose_teacher_scale
-
-    rng = np.random.default_rng(1)
-    good = ["profit rose strongly", "record sales growth", "dividend raised again", "orders up sharply"]
-    bad = ["loss widened badly", "sales fell sharply", "plant closed with layoffs", "rating cut to junk"]
-    texts, targets, sources = [], [], []
-    for i in range(60):  # expert items: the first 30 drawn at random, the others routed where the teacher erred
-        pos = i % 2 == 0
-        texts.append(f"{rng.choice(good if pos else bad)} {i}")
-        agrees = i < 30
-        targets.append([0.0, 0.0, 1.0] if pos == agrees else [1.0, 0.0, 0.0])
-        sources.append("expert")
-    for i in range(300):  # teacher items: right by the rule the random expert items follow
-        pos = i % 2 == 0
-        texts.append(f"{rng.choice(good if pos else bad)} t{i}")
-        targets.append([0.0, 0.0, 1.0] if pos else [1.0, 0.0, 0.0])
-        sources.append("teacher")
-    data = TrainingSet(
-        texts=texts,
-        targets=np.asarray(targets),
-        weights=np.where(np.asarray(sources) == "expert", 3.0, 1.0),
-        sources=sources,
-        item_ids=list(range(len(texts))),
-        classes=LABELS,
-        drawn_at_random=set(range(30)),
-    )
-    assert data.scored().tolist() == [True] * 30 + [False] * 30
-    scale, scores = choose_teacher_scale(data, kind="linear")
-    # scored on the random half the teacher-trained student is right on every item (on all: half of them)
-    assert scale == max(TEACHER_SCALES) and scores["scale=3"] == 1.0 > scores["scale=0"]
-    # too few random ones to score on: every expert item counts
-    data.drawn_at_random = set(range(MIN_EXPERT_FOR_SEARCH - 1))
-    assert data.scored().all()
-
-
 def test_failed_retry_does_not_hide_an_earlier_teacher_answer(tmp_path: Path) -> None:
     """Training reads the current teacher suggestion as routing and evaluation do: the newest without an error."""
     db = open_database(f"sqlite:///{tmp_path / 'e.db'}")

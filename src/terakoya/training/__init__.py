@@ -51,7 +51,6 @@ from terakoya.storage.models import AutoAccept, Item, StudentRun, Suggestion, Tr
 from terakoya.storage.queries import current_suggestion_ids
 from terakoya.students import make_student, resolve
 from terakoya.students.base import Student, softmax
-from terakoya.teachers.calibrating import CORRECTION_REASONS
 
 __all__ = [
     "MIN_EXPERT_CALIBRATION",
@@ -108,8 +107,6 @@ class TrainingSet:
     origins: list[str] = field(default_factory=list)
     #: per row, the versioned rule that aggregated its expert answers (None for other rows)
     aggregators: list[str | None] = field(default_factory=list)
-    #: expert-answered items drawn uniformly at random (audits, random routing, answers imported from a file)
-    drawn_at_random: set[int] = field(default_factory=set)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -121,25 +118,6 @@ class TrainingSet:
     @property
     def teacher_items(self) -> int:
         return self.sources.count("teacher")
-
-    def scored(self) -> NDArray[np.bool_]:
-        """Which expert rows (in row order) cross-validation scores choices on: the ones drawn at random when
-        there are ``MIN_EXPERT_FOR_SEARCH`` of them, else every expert row.
-
-        Items routed because the teacher looked unsure over-represent its mistakes: scored on them, the
-        teacher's weight search chose ×0.1 for a simulated 85 % teacher on FPB and the student lost 3–4 points.
-        """
-        expert = [self.item_ids[i] for i, src in enumerate(self.sources) if src == "expert"]
-        random_rows = np.asarray([item in self.drawn_at_random for item in expert], dtype=bool)
-        if (
-            random_rows.sum() >= MIN_EXPERT_FOR_SEARCH
-            and len(set(self.targets[self._expert_rows()][random_rows].argmax(axis=1))) >= 2
-        ):
-            return random_rows
-        return np.ones(len(expert), dtype=bool)
-
-    def _expert_rows(self) -> NDArray[np.intp]:
-        return np.flatnonzero(np.asarray(self.sources) == "expert")
 
     def row_weights(self, teacher_scale: float) -> NDArray[np.float64]:
         """Each row's sample weight when the teacher's labels weigh ``teacher_scale`` times (0: not used)."""
@@ -287,7 +265,6 @@ def build_training_set(
     teacher = {row.item_id: row for row in teacher_rows} if dropped is None else {}
 
     out = TrainingSet([], np.zeros((0, len(classes))), np.zeros(0), [], [], list(classes), teacher_dropped=dropped)
-    out.drawn_at_random = set(expert_answers(db, project_id, classes, task_reasons=CORRECTION_REASONS, untasked=True))
     targets: list[NDArray[np.float64]] = []
     weights: list[float] = []
     models: Counter[str] = Counter()
@@ -416,7 +393,7 @@ def _cv_scores(
             extra = _pseudo_labels(student, data.unlabelled_texts, threshold)
             student = _fit_rows(data, rows, scale, kind, params, extra)
         logits[fold_of == fold] = student.decision_function([data.texts[i] for i in held])
-    accuracy = float((logits.argmax(axis=1) == truth[expert_idx])[data.scored()].mean())
+    accuracy = float((logits.argmax(axis=1) == truth[expert_idx]).mean())
     return accuracy, logits
 
 
@@ -430,12 +407,11 @@ def _scale_search(
     expert items, most of them routed because the teacher looked unsure, the plain maximum picked a small
     weight by chance and lost several points to using the teacher fully (bench/: 10 % budget, 80 items).
     """
-    scored = data.scored()
     truth = data.targets.argmax(axis=1)[np.asarray(data.sources) == "expert"]
     runs = {s: _cv_scores(data, kind, params, s, None, folds, seed) for s in scales}
-    right = {s: (logits.argmax(axis=1) == truth).astype(float)[scored] for s, (_, logits) in runs.items()}
+    right = {s: (logits.argmax(axis=1) == truth).astype(float) for s, (_, logits) in runs.items()}
     best = max(scales, key=lambda s: (right[s].mean(), s))
-    n = int(scored.sum())
+    n = len(truth)
 
     def close_enough(s: float) -> bool:
         diff = right[best] - right[s]
