@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from sqlalchemy import Row, insert, select
+from sqlalchemy import Row, func, insert, select
 from sqlalchemy.orm import Session
 
 from terakoya.errors import ConfigError, StateError
@@ -487,8 +487,6 @@ def audits_needed(s: Session, project_id: int, settings: Settings) -> int:
     left it uncalibrated and its student at 54.0 ± 1.5 %, while random routing's 35 random items
     re-calibrated it to 63 % and reached 64.5 ± 1.8 %.
     """
-    from sqlalchemy import func
-
     from terakoya.teachers.calibrating import CORRECTION_REASONS, MIN_CORRECTION_PER_LABEL
 
     wanted = MIN_BLIND if settings.routing.trust_teacher == "measured" else 0

@@ -197,8 +197,8 @@ def default_model(language: str, *, writes: bool = False) -> str:
 
 def _packaged_name(model: str) -> str | None:
     name = model.strip().lower()
-    if name == "auto":  # teacher settings made without a project (no language): the English default
-        return PACKAGED_MODEL
+    if name == "auto":  # teacher settings made without a project: no language, so English's
+        return default_model("")
     return name if name in PACKAGED_MODELS else None
 
 
