@@ -89,12 +89,31 @@ def test_vector_scaling_recovers_a_temperature_and_biases() -> None:
     assert log_loss(recovered, y[test]) < oracle + 0.02 < batch_only
 
 
+def test_a_bias_gives_back_the_label_mix_batch_calibration_evened_out() -> None:
+    rng = np.random.default_rng(3)
+    k, n = 3, 400
+    prior = np.array([0.7, 0.2, 0.1])
+    y = rng.choice(k, 2 * n, p=prior)
+    # the teacher's scores are the evidence (log-likelihoods of x = 1.5 e_y + unit noise, up to a constant)
+    # without how common each label is
+    teacher = 1.5 * (1.5 * np.eye(k)[y] + rng.normal(0.0, 1.0, (2 * n, k)))
+    fit, test = np.arange(n), np.arange(n, 2 * n)
+    batch_accuracy = (batch_calibrate(teacher)[1][test].argmax(axis=1) == y[test]).mean()
+    calibrator = fit_recalibration(teacher, fit, y[fit])
+    # the fewest parameters that do the job: a bias, not a full scaling
+    assert calibrator.name == "bias"
+    assert calibrator.weights == ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    assert calibrator.bias[0] > calibrator.bias[1] > calibrator.bias[2]
+    accuracy = (calibrator.apply(teacher[test]).argmax(axis=1) == y[test]).mean()
+    assert accuracy > batch_accuracy + 0.05
+
+
 def test_recalibration_is_kept_only_where_it_lowers_held_out_log_loss() -> None:
     rng = np.random.default_rng(0)
     truth, y = _synthetic(rng, 300, 3, spread=2.0)
     calibrator = fit_recalibration(truth, np.arange(300), y)
     assert calibrator.name == "batch"
-    assert set(calibrator.cv_log_loss) == {"batch", "vector", "matrix"}
+    assert set(calibrator.cv_log_loss) == {"batch", "bias", "vector", "matrix"}
     assert calibrator.weights == ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)) and calibrator.bias == (0.0,) * 3
 
 

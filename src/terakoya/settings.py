@@ -208,8 +208,9 @@ class StudentSettings(_Section):
     expert_weight: float = Field(3.0, ge=0, description="sample weight of an expert-labelled item")
     teacher_correction: bool = Field(
         True,
-        description="re-calibrate the teacher on the experts' answers (vector or matrix scaling of its label "
-        "log-probabilities, kept only where it lowers cross-validated log loss) before its labels are trained on",
+        description="re-calibrate the teacher on the experts' answers (a label prior, vector or matrix scaling of "
+        "its label log-probabilities, the simplest whose cross-validated log loss is within half a standard error "
+        "of the lowest) before its labels are trained on",
     )
     teacher_weight_search: bool = Field(
         True,

@@ -1,7 +1,7 @@
 """Verify vs blind: do the experts follow the teacher when they see its label?
 
 A *verify* task shows the expert the teacher's label (routed items, with ``routing.verify_routed``); a
-*blind* label task — a gold check, a blind audit, a random pick (:data:`terakoya.routing.trust.BLIND_REASONS`)
+*blind* label task — a gold check, a blind audit, a random pick (:data:`terakoya.quality.aggregate.BLIND_REASONS`)
 — does not. On each, over the answers people gave:
 
 - accuracy against the item's recorded (gold) label, where it has one, with its 95 % Wilson interval;
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from terakoya.evaluation.gather import AnswerRow
 from terakoya.evaluation.metrics import proportions_p, wilson_interval
 from terakoya.evaluation.records import Record
-from terakoya.routing.trust import BLIND_REASONS
+from terakoya.quality.aggregate import BLIND_REASONS
 
 __all__ = ["MIN_ANSWERS", "TaskKindScore", "VerifyVsBlind", "verify_vs_blind"]
 

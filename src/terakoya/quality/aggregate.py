@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AGGREGATOR",
+    "BLIND_REASONS",
     "EXPERT_KINDS",
+    "blind_answers",
     "by_item",
     "evidence",
     "expert_answer_rows",
@@ -116,6 +118,20 @@ def expert_answers(
         query = query.where(or_(wanted_task, Answer.task_id.is_(None)) if untasked else wanted_task)
     with db.session() as s:
         return by_item(s.execute(query).all())
+
+
+#: task reasons whose items were drawn uniformly at random and shown without the teacher's answer: gold checks,
+#: blind audits, random picks (answers imported from a file, on no task, count with them)
+BLIND_REASONS = ("audit", "gold", "random")
+
+
+def blind_answers(
+    db: Database, project_id: int, classes: Sequence[str], *, split: str | None
+) -> dict[int, list[tuple[int, str]]]:
+    """The expert answers that measure the teacher without its influence: given on blind tasks drawn at random
+    (:data:`BLIND_REASONS`) or imported. Teacher trust reads both splits (``split=None``); re-calibration, which
+    trains on them, the pool only."""
+    return expert_answers(db, project_id, classes, split=split, task_reasons=BLIND_REASONS, untasked=True)
 
 
 def evidence(db: Database, project_id: int, answers: dict[int, list[tuple[int, str]]]) -> Evidence:

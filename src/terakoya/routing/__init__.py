@@ -487,7 +487,8 @@ def audits_needed(s: Session, project_id: int, settings: Settings) -> int:
     left it uncalibrated and its student at 54.0 ± 1.5 %, while random routing's 35 random items
     re-calibrated it to 63 % and reached 64.5 ± 1.8 %.
     """
-    from terakoya.teachers.calibrating import CORRECTION_REASONS, MIN_CORRECTION_PER_LABEL
+    from terakoya.quality.aggregate import BLIND_REASONS
+    from terakoya.teachers.calibrating import MIN_CORRECTION_PER_LABEL
 
     wanted = MIN_BLIND if settings.routing.trust_teacher == "measured" else 0
     if settings.student.teacher_correction:
@@ -497,7 +498,7 @@ def audits_needed(s: Session, project_id: int, settings: Settings) -> int:
     drawn = s.scalar(
         select(func.count(func.distinct(Task.item_id)))
         .join(Item, Item.id == Task.item_id)
-        .where(Task.project_id == project_id, Task.reason.in_(CORRECTION_REASONS), Item.split == "pool")
+        .where(Task.project_id == project_id, Task.reason.in_(BLIND_REASONS), Item.split == "pool")
     )
     return max(0, wanted - int(drawn or 0))
 

@@ -2,9 +2,10 @@
 
 Each route run reserves ``routing.audit_share`` of its pool batch for items drawn uniformly at random
 and shown to experts *blind* (reason ``audit``; the expert does not see the teacher's answer). Those
-answers, and the experts' answers on gold items and on randomly routed items, are a fair sample of the
-data: on them the teacher's accuracy, Cohen's kappa and confusion matrix against the experts are
-measured, with bootstrap intervals.
+answers, and the experts' answers on gold items, on randomly routed items and imported from a file, are
+the teacher's blind sample (:func:`terakoya.quality.aggregate.blind_answers`, the same rule that
+re-calibration and routing's audit fill-up count with): on them the teacher's accuracy, Cohen's kappa
+and confusion matrix against the experts are measured, with bootstrap intervals.
 
 The gate: a teacher that is not measurably better than chance (the lower end of kappa's interval is at
 or below 0), or that is less accurate than a student trained on the experts' answers alone
@@ -25,16 +26,14 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import select
 
-from terakoya.quality.aggregate import expert_answers, majority
+from terakoya.quality.aggregate import blind_answers, majority
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import StudentRun, Suggestion
 from terakoya.storage.queries import current_suggestion_ids
 
-__all__ = ["BLIND_REASONS", "MIN_BLIND", "TeacherTrust", "cohen_kappa", "measure_trust", "trust_from_pairs"]
+__all__ = ["MIN_BLIND", "TeacherTrust", "cohen_kappa", "measure_trust", "trust_from_pairs"]
 
-#: task reasons whose items were drawn at random and shown without the teacher's answer
-BLIND_REASONS = ("audit", "gold", "random")
 #: fewer blind answers than this: trust is unknown
 MIN_BLIND = 30
 #: weight of teacher signals in routing while trust is unknown
@@ -194,7 +193,7 @@ def _student_cv_accuracy(db: Database, project_id: int) -> float | None:
 def blind_pairs(db: Database, project_id: int, labels: Sequence[str]) -> tuple[list[int], list[int], list[int]]:
     """(item ids, expert label index, teacher label index) on items the experts answered blind."""
     index = {c: i for i, c in enumerate(labels)}
-    answers = expert_answers(db, project_id, labels, split=None, task_reasons=BLIND_REASONS)
+    answers = blind_answers(db, project_id, labels, split=None)
     with db.session() as s:
         newest = current_suggestion_ids(project_id, "teacher").subquery()
         teacher = dict(

@@ -140,7 +140,7 @@ class Suggestion(Base):
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     call_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    #: how the probabilities were calibrated ("batch", "vector", "matrix"); None: as the model gave them
+    #: how the probabilities were calibrated ("batch", "bias", "vector", "matrix"); None: as the model gave them
     calibration: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     item: Mapped[Item] = relationship()

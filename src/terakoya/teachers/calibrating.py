@@ -6,10 +6,10 @@ re-used, never asked for again:
 
 1. **batch calibration** (Zhou et al. 2023, "Batch Calibration"): the mean label log-probability over
    the project's own items is subtracted, so no label wins just by being the model's favourite;
-2. **re-calibration** on the experts' answers (``student.teacher_correction``): vector or matrix
-   scaling of the label log-probabilities — a measured model of the teacher's errors, which also
-   un-permutes a teacher that systematically confuses two labels — chosen by cross-validated log
-   loss and kept only where it beats batch calibration.
+2. **re-calibration** on the experts' answers (``student.teacher_correction``): a label prior, vector or
+   matrix scaling of the label log-probabilities — a measured model of the teacher's errors, which also
+   learns the project's label mix and un-permutes a teacher that systematically confuses two labels —
+   chosen by cross-validated log loss (:func:`terakoya.teachers.calibration.fit_recalibration`).
 
 Each calibration is written as a new version of the item's teacher suggestion (same model, prompt
 and call, ``calibration`` naming the method), so the current suggestion — the newest one — is the
@@ -31,14 +31,13 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import insert, select
 
-from terakoya.quality.aggregate import expert_answers, majority
+from terakoya.quality.aggregate import blind_answers, majority
 from terakoya.settings import Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Suggestion
 from terakoya.storage.queries import current_suggestion_ids
 
 __all__ = [
-    "CORRECTION_REASONS",
     "MIN_BATCH_ITEMS",
     "MIN_CORRECTION_PER_LABEL",
     "CalibrationReport",
@@ -46,9 +45,6 @@ __all__ = [
     "label_logprobs",
 ]
 
-#: task reasons whose answers re-calibrate the teacher: items drawn uniformly at random from the pool
-#: (answers imported from a file, on no task, count too)
-CORRECTION_REASONS = ("audit", "random")
 #: fewer items than this under one prompt: their mean says too little, the model's own probabilities stay
 MIN_BATCH_ITEMS = 30
 #: re-calibration needs this many randomly drawn expert-answered items per label (routing fills its audit
@@ -147,7 +143,7 @@ def calibrate_teacher(db: Database, project_id: int, settings: Settings) -> Cali
     rows = _raw_rows(db, project_id)
     # only answers on items drawn at random (blind audits, random routing): items routed because the teacher
     # looked unsure over-represent its mistakes, and a correction fitted on them made its labels worse
-    answers = expert_answers(db, project_id, labels, task_reasons=CORRECTION_REASONS, untasked=True)
+    answers = blind_answers(db, project_id, labels, split="pool")
     index = {c: i for i, c in enumerate(labels)}
     groups: dict[tuple[str, str], list[tuple[Any, list[float]]]] = {}
     for suggestion in rows:

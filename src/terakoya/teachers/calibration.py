@@ -6,12 +6,13 @@ Small language models lean towards some labels whatever the text says. Two stage
    log-probabilities over the labels, subtract their mean over the project's own items (the *offsets*),
    softmax again. It needs no labels, only many items: pass every item the teacher scored.
 2. **Recalibration** on items with known (expert) labels, on top of the batch-calibrated log-probabilities
-   ``x``: *vector scaling* ``softmax(a * x + b)`` (a scale and a bias per label) and *matrix scaling*
+   ``x``: a *bias* ``softmax(x + b)`` (the label prior of the project, which batch calibration sets even),
+   *vector scaling* ``softmax(a * x + b)`` (a scale and a bias per label) and *matrix scaling*
    ``softmax(W x + b)`` (a full k x k matrix, L2-regularised towards the identity, so it can also undo a
    teacher that mixes labels up). Each is fitted by minimising the negative log-likelihood with L-BFGS
    and compared with plain batch calibration by K-fold cross-validated log loss on the labelled items;
-   the best is kept only where it lowers the held-out log loss, and only with at least
-   ``MIN_ITEMS_PER_LABEL`` labelled items per label.
+   the simplest one within half a standard error of the lowest held-out log loss is kept, and only with
+   at least ``MIN_ITEMS_PER_LABEL`` labelled items per label.
 
 :func:`fit_recalibration` returns a :class:`Calibrator`: a frozen record whose parameters are plain
 numbers (``to_json`` / ``from_json``), and whose :meth:`Calibrator.apply` turns label log-probabilities
@@ -46,8 +47,9 @@ __all__ = [
     "teacher_logprobs",
 ]
 
-Kind = Literal["batch", "vector", "matrix"]
-KINDS: tuple[Kind, ...] = ("batch", "vector", "matrix")
+Kind = Literal["batch", "bias", "vector", "matrix"]
+#: from fewest to most parameters (ties in held-out log loss go to the earlier one)
+KINDS: tuple[Kind, ...] = ("batch", "bias", "vector", "matrix")
 #: normalised log-probabilities below this are raised to it (a label given no probability at all)
 LOGPROB_FLOOR = -100.0
 #: fewer labelled items than this times the number of labels: batch calibration alone
@@ -138,7 +140,8 @@ def log_loss(probabilities: ArrayLike, y_index: ArrayLike) -> float:
 class Calibrator:
     """A fitted calibration: ``softmax(W (log_softmax(s) - offsets) + b)`` for label scores ``s``.
 
-    ``name`` says which: ``batch`` (``W`` the identity, ``b`` zero), ``vector`` (``W`` diagonal) or ``matrix``.
+    ``name`` says which: ``batch`` (``W`` the identity, ``b`` zero), ``bias`` (``W`` the identity), ``vector``
+    (``W`` diagonal) or ``matrix``.
     ``offsets`` come from ``n_rows`` scored items; ``W`` and ``b`` from ``n`` labelled ones.
     ``cv_log_loss`` holds each candidate's mean held-out log loss (empty when too few items were labelled
     to compare them).
@@ -229,6 +232,8 @@ def _fit_scaling(x: Array, y: NDArray[np.intp], kind: Kind, l2: float) -> tuple[
     eye = np.eye(k)
 
     def unpack(theta: Array) -> tuple[Array, Array]:
+        if kind == "bias":
+            return eye, theta
         if kind == "vector":
             return np.diag(theta[:k]), theta[k:]
         return theta[: k * k].reshape(k, k), theta[k * k :]
@@ -240,6 +245,8 @@ def _fit_scaling(x: Array, y: NDArray[np.intp], kind: Kind, l2: float) -> tuple[
         nll = -float((logp * onehot).sum())
         residual = np.exp(logp) - onehot  # d NLL / d z
         grad_b = residual.sum(axis=0) + 2 * l2 * b
+        if kind == "bias":
+            return nll + l2 * float((b**2).sum()), grad_b
         if kind == "vector":
             diag = np.diag(w)
             value = nll + l2 * float(((diag - 1.0) ** 2).sum() + (b**2).sum())
@@ -249,9 +256,11 @@ def _fit_scaling(x: Array, y: NDArray[np.intp], kind: Kind, l2: float) -> tuple[
         grad_w = residual.T @ x + 2 * l2 * (w - eye)
         return value, np.concatenate([grad_w.ravel(), grad_b])
 
-    start = (
-        np.concatenate([np.ones(k), np.zeros(k)]) if kind == "vector" else np.concatenate([eye.ravel(), np.zeros(k)])
-    )
+    start = {
+        "bias": np.zeros(k),
+        "vector": np.concatenate([np.ones(k), np.zeros(k)]),
+        "matrix": np.concatenate([eye.ravel(), np.zeros(k)]),
+    }[kind]
     result = minimize(objective, start, jac=True, method="L-BFGS-B", options={"maxiter": 500})
     return unpack(np.asarray(result.x, dtype=np.float64))
 
@@ -271,6 +280,18 @@ def _folds(y: NDArray[np.intp], folds: int, seed: int) -> NDArray[np.intp]:
     return out
 
 
+def _simplest_near_best(held_out: Mapping[Kind, Array], within_se: float) -> Kind:
+    """The kind with the fewest parameters whose held-out log loss is within ``within_se`` standard errors (of
+    the paired per-item difference) of the lowest one."""
+    top = min(held_out, key=lambda name: (float(held_out[name].mean()), KINDS.index(name)))
+
+    def near(name: Kind) -> bool:
+        diff = held_out[name] - held_out[top]
+        return bool(diff.mean() <= within_se * diff.std(ddof=1) / np.sqrt(len(diff)))
+
+    return min((name for name in held_out if near(name)), key=KINDS.index)
+
+
 def fit_recalibration(
     logprobs: ArrayLike,
     labelled_rows: ArrayLike,
@@ -279,10 +300,10 @@ def fit_recalibration(
     folds: int = 5,
     seed: int = 0,
     l2: float = 1.0,
-    candidates: Sequence[Kind] = ("vector", "matrix"),
-    min_gain_se: float = 1.0,
+    candidates: Sequence[Kind] = ("bias", "vector", "matrix"),
+    within_se: float = 0.5,
 ) -> Calibrator:
-    """The best of batch, vector and matrix calibration for one teacher's label log-probabilities.
+    """The best of batch, bias, vector and matrix calibration for one teacher's label log-probabilities.
 
     ``logprobs`` (rows, labels): the label log-probabilities (or log of probabilities) of *every* item the
     teacher scored in the project; the batch offsets are their column means after normalising.
@@ -291,11 +312,18 @@ def fit_recalibration(
 
     With fewer than ``MIN_ITEMS_PER_LABEL * labels`` labelled items, or fewer than two folds' worth, the
     batch calibrator is returned. Otherwise each candidate's log loss is cross-validated over ``folds``
-    folds of the labelled items (the offsets stay those of all rows: they use no labels); the candidate
-    with the lowest mean held-out log loss is refitted on all labelled items and returned when it beats
-    batch calibration by more than ``min_gain_se`` standard errors of the per-item gain (so that noise
-    does not pick a model with more parameters), else the batch calibrator; ``cv_log_loss`` is filled in
-    either way. ``l2`` pulls the scaling towards the identity and the biases towards zero.
+    folds of the labelled items (the offsets stay those of all rows: they use no labels), batch calibration
+    included. Kept is the kind with the fewest parameters (batch, bias, vector, matrix) whose held-out log
+    loss is within ``within_se`` standard errors of the paired per-item difference from the lowest one, so
+    that noise does not pick a model with more parameters; it is refitted on all labelled items (batch
+    needs no fitting). ``cv_log_loss`` is filled in either way. ``l2`` pulls the scaling towards the
+    identity and the biases towards zero.
+
+    Measured on stored teacher outputs (FPB real and simulated 40/60/85 % teachers, chABSA with Gemma; 20
+    random draws of 20-50 labelled items): this rule with the ``bias`` kind was as good as or better than
+    keeping the lowest-loss scaling only when it beat batch by one standard error, and it removed the
+    collapses at 20-30 items (simulated 85 % teacher at 20 items: 84.4 ± 3.8 %, worst 69.9 % -> 85.7 ±
+    0.2 %, worst 85.2 %; FPB real teacher at 20 items: 57.0 ± 6.8 -> 60.3 ± 2.2 %).
     """
     scores = _matrix(logprobs)
     rows = np.asarray(labelled_rows)
@@ -319,18 +347,16 @@ def fit_recalibration(
     x = batch.features(scores[rows])
     fold = _folds(y, folds, seed)
     # held-out log loss of every labelled item under each candidate
-    held_out: dict[str, Array] = {name: np.zeros(len(y)) for name in ("batch", *candidates)}
+    held_out: dict[Kind, Array] = {name: np.zeros(len(y)) for name in ("batch", *candidates)}
     for f in range(folds):
         train, test = fold != f, fold == f
         held_out["batch"][test] = _item_losses(x[test], y[test])
         for kind in candidates:
             w, b = _fit_scaling(x[train], y[train], kind, l2)
             held_out[kind][test] = _item_losses(x[test] @ w.T + b, y[test])
-    cv = {name: float(values.mean()) for name, values in held_out.items()}
-    best = min(candidates, key=lambda name: (cv[name], KINDS.index(name)))
-    # kept only when it beats batch calibration by more than `min_gain_se` standard errors of the gain
-    gain = held_out["batch"] - held_out[best]
-    if not gain.mean() > min_gain_se * gain.std(ddof=1) / np.sqrt(len(gain)):
+    cv: dict[str, float] = {name: float(values.mean()) for name, values in held_out.items()}
+    best = _simplest_near_best(held_out, within_se)
+    if best == "batch":
         return Calibrator.batch(offsets, n_rows=n_rows, n=len(y), cv_log_loss=cv)
     w, b = _fit_scaling(x, y, best, l2)
     return Calibrator(
