@@ -85,3 +85,84 @@ def test_cli_prints_the_table_and_advice(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert "teacher check on" in out.stdout and "batch" in out.stdout and "Best:" in out.stdout
+
+
+KEY = "Output rose at the Tampere mill"
+
+
+def test_example_sets_are_measured_and_the_one_that_teaches_is_advised(tmp_path: Path) -> None:
+    from fakes.openai_server import FakeOpenAI
+    from terakoya.teachers.check import check_examples
+    from terakoya.teachers.prompts import collect_examples
+
+    db, pid = _fill(tmp_path, 60)
+    examples = [
+        {"text": "Revenue rose in May", "label": "positive"},
+        {"text": "The loss grew", "label": "negative"},
+        {"text": "The report is due in June", "label": "neutral"},
+        {"text": KEY, "label": "positive"},
+    ]
+    with FakeOpenAI() as server:
+        server.needs_example = KEY  # the model labels well only when shown this example
+        settings = Settings.model_validate(
+            {
+                "name": "p",
+                "labels": [{"name": n} for n in LABELS],
+                "teacher": {"kind": "openai", "base_url": server.base_url, "model": "fake", "few_shot": 2,
+                            "max_retries": 0},
+                "examples": examples,
+                "project_dir": tmp_path,
+            }
+        )  # fmt: skip
+        assert KEY not in {text for text, _ in collect_examples(db, pid, settings)}  # type: ignore[arg-type]
+        result = check_examples(db, pid, settings, sets=5)  # type: ignore[arg-type]
+    assert result.candidates == 4 and result.items == 60 and len(result.sets) == 5
+    current = next(e for e in result.sets if e.current)
+    assert current.score is not None and current.score.accuracy == pytest.approx(1 / 3)
+    with_key = [e for e in result.sets if KEY in {text for text, _ in e.examples}]
+    assert with_key and all(e.score and e.score.accuracy == pytest.approx(1.0) for e in with_key)
+    assert result.best in with_key and result.better
+    assert 'examples_from = "file"' in result.advice and KEY in result.advice
+    # pinned as advised, the teacher sees that set
+    assert result.best is not None
+    pinned = settings.model_copy(
+        update={
+            "teacher": settings.teacher.model_copy(update={"examples_from": "file"}),
+            "examples": [type(settings.examples[0])(text=t, label=lab) for t, lab in result.best.examples],
+        }
+    )
+    assert collect_examples(db, pid, pinned) == result.best.examples  # type: ignore[arg-type]
+    db.close()  # type: ignore[attr-defined]
+
+
+def test_example_check_needs_something_to_choose_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from terakoya.teachers.check import check_examples
+
+    monkeypatch.syspath_prepend(str(FAKES))
+    db, pid = _fill(tmp_path, 30)
+    settings = _settings(tmp_path).model_copy(
+        update={"examples": [], "teacher": _settings(tmp_path).teacher.model_copy(update={"few_shot": 2})}
+    )
+    with pytest.raises(StateError, match="only 0 candidate examples for 2 places"):
+        check_examples(db, pid, settings)  # type: ignore[arg-type]
+    db.close()  # type: ignore[attr-defined]
+
+
+def test_cli_prints_the_example_sets(tmp_path: Path) -> None:
+    db, _ = _fill(tmp_path, 40)
+    db.close()  # type: ignore[attr-defined]
+    examples = "".join(f'[[examples]]\ntext = "{t} (example)"\nlabel = "{lab}"\n\n' for t, lab in SENTENCES)
+    (tmp_path / "terakoya.toml").write_text(
+        '[project]\nname = "p"\n\n' + "".join(f'[[labels]]\nname = "{n}"\n\n' for n in LABELS)
+        + '[teacher]\nkind = "python"\nfunction = "keyword_teacher:label"\nfew_shot = 2\n\n' + examples,
+        encoding="utf-8",
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(FAKES), "COLUMNS": "200"}
+    out = subprocess.run(
+        [sys.executable, "-m", "terakoya", "--project", str(tmp_path), "teacher", "examples", "--sets", "3"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "3 example sets from 6 candidates" in out.stdout and "(current)" in out.stdout
+    # a teacher that reads no examples: no set beats the current one
+    assert "keep them" in out.stdout

@@ -289,6 +289,39 @@ def teacher_check(
     project.close()
 
 
+@teacher_app.command("examples")
+def teacher_examples(
+    sets: Annotated[int, typer.Option(help="how many example sets to try (the current one among them)")] = 5,
+    limit: Annotated[int, typer.Option(help="score each set on at most this many labelled items")] = 150,
+) -> None:
+    """Try several sets of few-shot examples on items with known labels; say which the teacher should see."""
+    from terakoya.teachers.check import check_examples
+
+    project = _open()
+    with _progress("trying example sets") as update:
+        result = check_examples(
+            project.db, project.project_id, project.settings, sets=sets, limit=limit,
+            progress=lambda _name, done, total: update(done, total),
+        )  # fmt: skip
+    title = f"{len(result.sets)} example sets from {result.candidates} candidates, scored on {result.source}"
+    table = Table(title=escape(title), title_justify="left")
+    for col in ("set", "examples", "accuracy (95% CI)", "macro-F1"):
+        table.add_column(col, justify="right" if col in {"accuracy (95% CI)", "macro-F1"} else "left")
+    for n, entry in enumerate(result.sets, 1):
+        shown = "; ".join(f"{label}: {text[:40]}" for text, label in entry.examples)
+        v = entry.score
+        name = f"{n}" + (" (current)" if entry.current else "")
+        if v is None or v.error or v.accuracy is None:
+            table.add_row(name, escape(shown), escape(f"error: {v.error if v else '?'}"), "")
+            continue
+        ci = f" ({100 * v.accuracy_ci[0]:.0f}–{100 * v.accuracy_ci[1]:.0f})" if v.accuracy_ci else ""
+        table.add_row(name, escape(shown), f"{100 * v.accuracy:.1f}%{ci}", f"{v.macro_f1:.3f}")
+    console.print(table)
+    if result.advice:
+        console.print(result.advice, markup=False, highlight=False)
+    project.close()
+
+
 @app.command()
 def route(
     budget: Annotated[int | None, typer.Option(help="expert budget in answers (k per item)")] = None,

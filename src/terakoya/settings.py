@@ -123,6 +123,12 @@ class TeacherSettings(_Section):
     logprobs: bool = Field(True, description="ask the endpoint for logprobs (top_logprobs of the label tokens)")
     top_logprobs: int = Field(20, ge=1, le=20, description="how many alternatives per token to ask for")
     few_shot: int = Field(4, ge=0, description="examples per prompt, from expert answers then the project file")
+    examples_from: Literal["experts", "file"] = Field(
+        "experts",
+        description="where few-shot examples come from: 'experts' (answers the experts agree on first, then the "
+        "project file's [[examples]]) or 'file' (the [[examples]] only, in their order: a set pinned after "
+        "`terakoya teacher examples` measured it)",
+    )
     batch_size: int = Field(8, ge=1, description="items per teacher call batch (and per cache commit)")
     price_input_per_million: float = Field(0.0, ge=0, description="USD per million prompt tokens")
     price_output_per_million: float = Field(0.0, ge=0, description="USD per million completion tokens")

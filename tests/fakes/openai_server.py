@@ -16,6 +16,8 @@ Behaviours, set as attributes at any time:
 - ``delay_s``: seconds to wait before answering (slower than the client timeout -> timeouts)
 - ``require_key``: answer 401 unless ``Authorization: Bearer <require_key>``
 - ``fail_when``: answer 500 when the text contains this word (one item failing among others)
+- ``needs_example``: answer by keyword only when this text is among the prompt's few-shot turns, else
+  ``default`` (a model that examples teach)
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class FakeOpenAI:
         self.delay_s = 0.0
         self.require_key: str | None = None
         self.fail_when: str | None = None
+        self.needs_example: str | None = None
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.in_flight = 0
@@ -130,6 +133,10 @@ class FakeOpenAI:
         messages = body.get("messages") or []
         text = self.text_of(body)
         label = self.label_for(text)
+        if self.needs_example is not None and not any(
+            self.needs_example in str(m.get("content", "")) for m in messages[:-1] if m.get("role") == "user"
+        ):
+            label = self.default
         content = "I am not sure what you mean." if self.mode == "garbage" else label
         choice: dict[str, Any] = {
             "index": 0,

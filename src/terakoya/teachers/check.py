@@ -10,6 +10,7 @@ re-uses the answers already paid for.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -22,11 +23,19 @@ from sqlalchemy import select
 
 from terakoya.errors import ConfigError, StateError, TerakoyaError
 from terakoya.quality.aggregate import expert_answers, majority
-from terakoya.settings import Settings
+from terakoya.settings import Example, Settings
 from terakoya.storage.db import Database
 from terakoya.storage.models import Item
 
-__all__ = ["TeacherCheck", "VariantScore", "check_teachers", "labelled_items"]
+__all__ = [
+    "ExampleCheck",
+    "ExampleSetScore",
+    "TeacherCheck",
+    "VariantScore",
+    "check_examples",
+    "check_teachers",
+    "labelled_items",
+]
 
 #: items scored per variant at most (a seeded sample when there are more)
 DEFAULT_LIMIT = 200
@@ -227,3 +236,165 @@ def _advice(best: VariantScore, settings: Settings, scored: list[VariantScore]) 
     if interval and not math.isnan(interval[0]):
         line += f" (95% CI {100 * interval[0]:.0f}–{100 * interval[1]:.0f}%)"
     return line + f" Use it: in terakoya.toml set {settings_line}."
+
+
+# ----------------------------------------------------------------------------------------- example sets
+
+
+@dataclass
+class ExampleSetScore:
+    """One set of few-shot examples, scored on the same items as every other set."""
+
+    examples: list[tuple[str, str]]
+    current: bool = False
+    score: VariantScore | None = None
+    correct: list[bool] = field(default_factory=list)
+
+
+@dataclass
+class ExampleCheck:
+    items: int
+    source: str
+    candidates: int
+    sets: list[ExampleSetScore] = field(default_factory=list)
+    best: ExampleSetScore | None = None
+    #: whether the best set beats the current one by more than one standard error of the paired difference
+    better: bool = False
+    advice: str = ""
+
+
+def _draw_sets(
+    pool: dict[str, list[str]], current: list[tuple[str, str]], shots: int, sets: int, seed: int, labels: list[str]
+) -> list[list[tuple[str, str]]]:
+    """``sets`` label-balanced draws of ``shots`` examples from ``pool`` (label -> texts), the current set first."""
+    rng = np.random.default_rng(seed)
+    out = [list(current)] if current else []
+    seen = {tuple(sorted(current))}
+    for _ in range(sets * 10):
+        if len(out) >= sets:
+            break
+        chosen: list[tuple[str, str]] = []
+        order = [labels[i] for i in rng.permutation(len(labels))]
+        while len(chosen) < shots:
+            added = False
+            for label in order:
+                left = [t for t in pool.get(label, []) if (t, label) not in chosen]
+                if left and len(chosen) < shots:
+                    chosen.append((left[int(rng.integers(len(left)))], label))
+                    added = True
+            if not added:
+                break
+        key = tuple(sorted(chosen))
+        if chosen and key not in seen:
+            seen.add(key)
+            out.append([chosen[i] for i in rng.permutation(len(chosen))])
+    return out
+
+
+def check_examples(
+    db: Database,
+    project_id: int,
+    settings: Settings,
+    *,
+    sets: int = 5,
+    limit: int = 150,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ExampleCheck:
+    """Which few-shot examples the project's teacher should see, measured.
+
+    Candidates are the project file's ``[[examples]]`` and the pool items the experts agree on; ``sets``
+    label-balanced sets of ``teacher.few_shot`` of them (the current set first) each prompt the project's
+    teacher on the same labelled items — those with a known label that are in none of the sets — and are
+    scored after the project's calibration (batch when enough items). A set is advised only when it beats
+    the current one by more than one standard error of the paired per-item difference: which examples are
+    shown moves a small model by up to ten points, but so does chance on a hundred items.
+    """
+    from terakoya.students.base import softmax
+    from terakoya.teachers.calibrating import MIN_BATCH_ITEMS
+    from terakoya.teachers.calibration import batch_calibrate
+    from terakoya.teachers.prompts import _checked_file_examples, collect_examples, expert_examples
+
+    labels = settings.label_names
+    shots = settings.teacher.few_shot
+    if len(labels) < 2:
+        raise ConfigError("declare at least two [[labels]] in terakoya.toml before choosing examples")
+    if shots == 0:
+        raise ConfigError("teacher.few_shot is 0: the teacher is shown no examples; set it to 2 or more first")
+    pool = expert_examples(db, project_id, settings)
+    for text, label in _checked_file_examples(settings):
+        if text not in pool[label]:
+            pool[label].append(text)
+    candidates = sum(len(v) for v in pool.values())
+    if candidates <= shots:
+        raise StateError(
+            f"only {candidates} candidate examples for {shots} places: add [[examples]] to terakoya.toml or "
+            "record expert answers, so that there is something to choose from"
+        )
+    current = collect_examples(db, project_id, settings)
+    drawn = _draw_sets(pool, current, shots, sets, settings.seed, labels)
+    shown = {text for examples in drawn for text, _ in examples}
+    items, source = labelled_items(db, project_id, settings, limit=limit + len(shown), seed=settings.seed)
+    items = [row for row in items if row[1] not in shown][:limit]
+    if len(items) < 10:
+        raise StateError(
+            f"only {len(items)} items with a known label are left outside the example sets; import a test split "
+            "with --label-column, or record expert answers, so that at least 10 can score them"
+        )
+    truth = np.asarray([labels.index(lab) for _, _, lab in items], dtype=np.intp)
+    calibrate = settings.teacher.calibrate != "none" and len(items) >= MIN_BATCH_ITEMS
+    report = ExampleCheck(items=len(items), source=source, candidates=candidates)
+    model = settings.teacher.model
+    for n, examples in enumerate(drawn):
+        vsettings = settings.model_copy(
+            update={
+                "teacher": settings.teacher.model_copy(update={"examples_from": "file"}),
+                "examples": [Example(text=text, label=label) for text, label in examples],
+            }
+        )
+        entry = ExampleSetScore(examples=examples, current=n == 0 and bool(current))
+        try:
+            logprobs, per_item, cost = _run_variant(db, project_id, vsettings, items, progress)
+        except TerakoyaError as exc:
+            entry.score = VariantScore(model, "", "—", error=str(exc))
+            report.sets.append(entry)
+            continue
+        proba = batch_calibrate(logprobs)[1] if calibrate else softmax(logprobs)
+        entry.score = VariantScore(model, "", "batch" if calibrate else "none", seconds_per_item=per_item,
+                                   cost_per_item_usd=cost)  # fmt: skip
+        _score(proba, truth, len(labels), entry.score)
+        entry.correct = (proba.argmax(axis=1) == truth).tolist()
+        report.sets.append(entry)
+    scored = [e for e in report.sets if e.score is not None and e.score.accuracy is not None]
+    if not scored:
+        return report
+    report.best = max(scored, key=lambda e: (e.score.accuracy or 0.0, e.current) if e.score else (0.0, False))
+    base = next((e for e in scored if e.current), None)
+    if base is None or base is report.best:
+        report.better = base is None
+    else:
+        diff = np.asarray(report.best.correct, dtype=float) - np.asarray(base.correct, dtype=float)
+        se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        report.better = float(diff.mean()) > se
+    report.advice = _example_advice(report, base)
+    return report
+
+
+def _example_advice(report: ExampleCheck, base: ExampleSetScore | None) -> str:
+    best = report.best
+    assert best is not None and best.score is not None
+    line = f"Best: set {report.sets.index(best) + 1} — {100 * (best.score.accuracy or 0):.1f}% accuracy."
+    if not report.better:
+        return line + " The current examples are as good within chance (one standard error); keep them."
+    toml = "\n".join(
+        f"[[examples]]\ntext = {json.dumps(text, ensure_ascii=False)}\nlabel = {json.dumps(label)}\n"
+        for text, label in best.examples
+    )
+    against = (
+        f", {100 * (best.score.accuracy or 0) - 100 * (base.score.accuracy or 0):+.1f} points against the current set"
+        if base is not None and base.score is not None and base.score.accuracy is not None
+        else ""
+    )
+    return (
+        line[:-1] + against + ". Use it: in terakoya.toml put these first among the [[examples]] and set "
+        f'[teacher] examples_from = "file":\n\n{toml}'
+    )

@@ -39,6 +39,7 @@ __all__ = [
     "approved_glossary",
     "build_prompt",
     "collect_examples",
+    "expert_examples",
     "prompt_style",
 ]
 
@@ -136,14 +137,7 @@ def approved_glossary(db: Database, project_id: int, settings: Settings) -> dict
     return out
 
 
-def collect_examples(db: Database, project_id: int, settings: Settings) -> list[tuple[str, str]]:
-    """Few-shot examples: expert answers first, then the project file's examples, ``teacher.few_shot`` in all.
-
-    Expert examples are pool items (never the test split, which measures the teacher) whose current
-    label answers agree; real experts come before simulated ones, older answers before newer, and the
-    labels take turns so that each is shown.
-    """
-    wanted = settings.teacher.few_shot
+def _checked_file_examples(settings: Settings) -> list[tuple[str, str]]:
     names = settings.label_names
     for i, example in enumerate(settings.examples):
         if example.label not in names:
@@ -151,8 +145,13 @@ def collect_examples(db: Database, project_id: int, settings: Settings) -> list[
                 f"examples[{i}] has label {example.label!r}, which is not declared; labels are: "
                 f"{', '.join(names)} — fix the example in terakoya.toml"
             )
-    if wanted == 0:
-        return []
+    return [(example.text, example.label) for example in settings.examples]
+
+
+def expert_examples(db: Database, project_id: int, settings: Settings) -> dict[str, list[str]]:
+    """Label -> texts of pool items (never the test split, which measures the teacher) whose current label
+    answers agree on it: real experts' before simulated ones, older answers before newer."""
+    names = settings.label_names
     with db.session() as s:
         rows = s.execute(
             select(Answer.item_id, Answer.label, Answer.simulated, Answer.id, Item.text)
@@ -177,17 +176,31 @@ def collect_examples(db: Database, project_id: int, settings: Settings) -> list[
         label = answers[0][0]
         simulated = all(a[1] for a in answers)
         per_label[label].append((simulated, answers[0][2], answers[0][3]))
-    queues = {name: sorted(per_label[name]) for name in names}
+    return {name: [text for _, _, text in sorted(per_label[name])] for name in names}
+
+
+def collect_examples(db: Database, project_id: int, settings: Settings) -> list[tuple[str, str]]:
+    """Few-shot examples, ``teacher.few_shot`` in all: with ``teacher.examples_from = "experts"`` expert answers
+    first (:func:`expert_examples`, the labels taking turns so that each is shown), then the project file's
+    examples; with ``"file"`` the file's examples only, in their order.
+    """
+    wanted = settings.teacher.few_shot
+    from_file = _checked_file_examples(settings)
+    if wanted == 0:
+        return []
+    if settings.teacher.examples_from == "file":
+        return from_file[:wanted]
+    queues = expert_examples(db, project_id, settings)
     chosen: list[tuple[str, str]] = []
     while len(chosen) < wanted and any(queues.values()):
-        for name in names:
+        for name in settings.label_names:
             if queues[name] and len(chosen) < wanted:
-                chosen.append((queues[name].pop(0)[2], name))
+                chosen.append((queues[name].pop(0), name))
     seen = {text for text, _ in chosen}
-    for example in settings.examples:
+    for text, label in from_file:
         if len(chosen) >= wanted:
             break
-        if example.text not in seen:
-            chosen.append((example.text, example.label))
-            seen.add(example.text)
+        if text not in seen:
+            chosen.append((text, label))
+            seen.add(text)
     return chosen
