@@ -303,7 +303,10 @@ def teacher_examples(
             project.db, project.project_id, project.settings, sets=sets, limit=limit,
             progress=lambda _name, done, total: update(done, total),
         )  # fmt: skip
-    title = f"{len(result.sets)} example sets from {result.candidates} candidates, scored on {result.source}"
+    title = (
+        f"{len(result.sets)} example sets from {result.candidates} candidates, scored on the same {result.items} "
+        f"labelled items outside every set (from {result.source})"
+    )
     table = Table(title=escape(title), title_justify="left")
     for col in ("set", "examples", "accuracy (95% CI)", "macro-F1"):
         table.add_column(col, justify="right" if col in {"accuracy (95% CI)", "macro-F1"} else "left")
