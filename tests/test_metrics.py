@@ -14,6 +14,7 @@ from terakoya.evaluation.metrics import (
     cohen_kappa,
     confusions,
     expected_calibration_error,
+    paired_within,
     probabilities_ece,
     reliability_bins,
 )
@@ -131,3 +132,12 @@ def test_losses_follow_the_given_class_order() -> None:
     from sklearn.metrics import log_loss
 
     assert b["nll"] == pytest.approx(log_loss(truth, proba[:, order], labels=sorted(classes)))
+
+
+def test_paired_within_by_hand() -> None:
+    # differences 1, 0, 0, 0: mean 0.25, sample std 0.5, standard error 0.25
+    diff = [1.0, 0.0, 0.0, 0.0]
+    assert paired_within(diff, 1.0) and not paired_within(diff, 0.9)
+    assert paired_within([0.0, 0.0], 0.0)  # no difference at all is within any distance
+    assert not paired_within([0.5, 0.5, 0.5], 10.0)  # a constant gap has no noise to hide in
+    assert paired_within([-0.2], 0.0)  # one item: a gap below zero only

@@ -23,6 +23,7 @@ __all__ = [
     "confusions",
     "expected_calibration_error",
     "holm",
+    "paired_within",
     "probabilities_ece",
     "proportions_p",
     "reliability_bins",
@@ -86,6 +87,16 @@ def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 
             }
         )
     return out
+
+
+def paired_within(diff: Sequence[float] | np.ndarray[Any, Any], standard_errors: float) -> bool:
+    """Whether the mean of paired per-item differences (one candidate's score minus another's on the same items)
+    is at most ``standard_errors`` standard errors of that mean — a gap that small may be chance. The one rule
+    that the teacher's re-calibration, the training recipe's teacher weight and the example-set advice compare
+    candidates by."""
+    d = np.asarray(diff, dtype=np.float64)
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+    return float(d.mean()) <= standard_errors * se
 
 
 def wilson_interval(correct: float, n: int, *, z: float | None = None) -> list[float] | None:

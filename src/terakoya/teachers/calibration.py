@@ -34,6 +34,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 
+from terakoya.evaluation.metrics import paired_within
+
 __all__ = [
     "LOGPROB_FLOOR",
     "MIN_ITEMS_PER_LABEL",
@@ -286,8 +288,7 @@ def _simplest_near_best(held_out: Mapping[Kind, Array], within_se: float) -> Kin
     top = min(held_out, key=lambda name: (float(held_out[name].mean()), KINDS.index(name)))
 
     def near(name: Kind) -> bool:
-        diff = held_out[name] - held_out[top]
-        return bool(diff.mean() <= within_se * diff.std(ddof=1) / np.sqrt(len(diff)))
+        return paired_within(held_out[name] - held_out[top], within_se)
 
     return min((name for name in held_out if near(name)), key=KINDS.index)
 

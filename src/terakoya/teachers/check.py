@@ -372,9 +372,10 @@ def check_examples(
     if base is None or base is report.best:
         report.better = base is None
     else:
-        diff = np.asarray(report.best.correct, dtype=float) - np.asarray(base.correct, dtype=float)
-        se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
-        report.better = float(diff.mean()) > se
+        from terakoya.evaluation.metrics import paired_within
+
+        # better: the current set's accuracy is not within one standard error of the best one's
+        report.better = not paired_within(np.asarray(report.best.correct, float) - np.asarray(base.correct, float), 1.0)
     report.advice = _example_advice(report, base)
     return report
 

@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Row, insert, select
 
 from terakoya.errors import ConfigError, StateError
-from terakoya.evaluation.metrics import probabilities_ece
+from terakoya.evaluation.metrics import paired_within, probabilities_ece
 from terakoya.kinds import TaskKind, kind_for
 from terakoya.kinds.base import ExpertTarget
 from terakoya.quality.aggregate import AGGREGATOR, evidence, expert_answers
@@ -411,14 +411,7 @@ def _scale_search(
     runs = {s: _cv_scores(data, kind, params, s, None, folds, seed) for s in scales}
     right = {s: (logits.argmax(axis=1) == truth).astype(float) for s, (_, logits) in runs.items()}
     best = max(scales, key=lambda s: (right[s].mean(), s))
-    n = len(truth)
-
-    def close_enough(s: float) -> bool:
-        diff = right[best] - right[s]
-        se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
-        return float(diff.mean()) <= se
-
-    chosen = max(s for s in scales if close_enough(s))
+    chosen = max(s for s in scales if paired_within(right[best] - right[s], 1.0))
     return chosen, {f"scale={s:g}": float(right[s].mean()) for s in scales}, runs[chosen][1]
 
 
