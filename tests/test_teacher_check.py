@@ -166,3 +166,15 @@ def test_cli_prints_the_example_sets(tmp_path: Path) -> None:
     assert "3 example sets from 6 candidates" in out.stdout and "(current)" in out.stdout
     # a teacher that reads no examples: no set beats the current one
     assert "keep them" in out.stdout
+
+
+def test_a_generation_project_is_told_what_judges_its_teacher(tmp_path: Path) -> None:
+    from terakoya.errors import ConfigError
+    from terakoya.teachers.check import check_examples
+
+    settings = Settings.model_validate({"name": "p", "task": {"kind": "generate.v1"}, "project_dir": tmp_path})
+    db, pid = _fill(tmp_path, 20)
+    for run in (check_teachers, check_examples):
+        with pytest.raises(ConfigError, match=r"task kind is 'generate\.v1'"):
+            run(db, pid, settings)  # type: ignore[operator]
+    db.close()  # type: ignore[attr-defined]

@@ -101,6 +101,22 @@ def labelled_items(
     return out, source
 
 
+def _label_project(settings: Settings, what: str) -> list[str]:
+    """The project's labels, or a clear error when ``what`` cannot run on it."""
+    from terakoya.kinds import get_kind
+
+    if get_kind(settings.task.kind).generative:
+        raise ConfigError(
+            f"{what} scores teachers that choose a label; this project's task kind is {settings.task.kind!r} "
+            "(written answers), whose teachers are judged by the experts' ratings and comparisons in "
+            "`terakoya evaluate`"
+        )
+    labels = settings.label_names
+    if len(labels) < 2:
+        raise ConfigError(f"declare at least two [[labels]] in terakoya.toml before running {what}")
+    return labels
+
+
 def _score(proba: NDArray[np.float64], truth: NDArray[np.intp], k: int, out: VariantScore) -> None:
     from sklearn.metrics import f1_score
 
@@ -183,9 +199,7 @@ def check_teachers(
     from terakoya.teachers.calibrating import MIN_BATCH_ITEMS
     from terakoya.teachers.calibration import batch_calibrate
 
-    labels = settings.label_names
-    if len(labels) < 2:
-        raise ConfigError("declare at least two [[labels]] in terakoya.toml before checking teachers")
+    labels = _label_project(settings, "teacher check")
     items, source = labelled_items(db, project_id, settings, limit=limit, seed=settings.seed)
     if len(items) < 10:
         raise StateError(
@@ -314,10 +328,8 @@ def check_examples(
     from terakoya.teachers.calibration import batch_calibrate
     from terakoya.teachers.prompts import _checked_file_examples, collect_examples, expert_examples
 
-    labels = settings.label_names
+    labels = _label_project(settings, "teacher examples")
     shots = settings.teacher.few_shot
-    if len(labels) < 2:
-        raise ConfigError("declare at least two [[labels]] in terakoya.toml before choosing examples")
     if shots == 0:
         raise ConfigError("teacher.few_shot is 0: the teacher is shown no examples; set it to 2 or more first")
     pool = expert_examples(db, project_id, settings)
