@@ -178,3 +178,23 @@ def test_a_generation_project_is_told_what_judges_its_teacher(tmp_path: Path) ->
         with pytest.raises(ConfigError, match=r"task kind is 'generate\.v1'"):
             run(db, pid, settings)  # type: ignore[operator]
     db.close()  # type: ignore[attr-defined]
+
+
+def test_pool_only_leaves_the_test_split_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from terakoya.storage.models import Answer, Person
+
+    monkeypatch.syspath_prepend(str(FAKES))
+    db, pid = _fill(tmp_path, 40)
+    with db.session() as s:  # type: ignore[attr-defined]
+        who = Person(name="ann")
+        s.add(who)
+        s.flush()
+        for i, (text, label) in enumerate(SENTENCES * 3):
+            item = Item(project_id=pid, external_id=f"p{i}", text=f"{text} [p{i}]", text_hash=f"p{i}", split="pool")
+            s.add(item)
+            s.flush()
+            s.add(Answer(item_id=item.id, person_id=who.id, kind="label", label=label))
+    result = check_teachers(db, pid, _settings(tmp_path), include_test=False)  # type: ignore[arg-type]
+    assert result.items == 18 and result.source == "18 expert-answered pool items (the test split left out)"
+    assert check_teachers(db, pid, _settings(tmp_path)).items == 58  # type: ignore[arg-type]
+    db.close()  # type: ignore[attr-defined]

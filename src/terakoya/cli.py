@@ -260,6 +260,9 @@ def teacher_check(
         list[str] | None, typer.Option(help="only this local model (repeat for several; default: all installed)")
     ] = None,
     style: Annotated[list[str] | None, typer.Option(help="only this prompt style: chat or plain (repeatable)")] = None,
+    pool_only: Annotated[
+        bool, typer.Option(help="score on expert-answered pool items only, leaving the test split out of the choice")
+    ] = False,
 ) -> None:
     """Score every teacher variant (model x prompt style x calibration) on items with known labels; say which to use."""
     from terakoya.teachers.check import check_teachers
@@ -268,7 +271,7 @@ def teacher_check(
     with _progress("checking teachers") as update:
         result = check_teachers(
             project.db, project.project_id, project.settings, models=model, styles=style, limit=limit,
-            progress=lambda _name, done, total: update(done, total),
+            include_test=not pool_only, progress=lambda _name, done, total: update(done, total),
         )  # fmt: skip
     table = Table(title=escape(f"teacher check on {result.source}"), title_justify="left")
     for col in ("model", "style", "calibration", "accuracy (95% CI)", "macro-F1", "s / item", "cost / item"):
@@ -293,6 +296,9 @@ def teacher_check(
 def teacher_examples(
     sets: Annotated[int, typer.Option(help="how many example sets to try (the current one among them)")] = 5,
     limit: Annotated[int, typer.Option(help="score each set on at most this many labelled items")] = 150,
+    pool_only: Annotated[
+        bool, typer.Option(help="score on expert-answered pool items only, leaving the test split out of the choice")
+    ] = False,
 ) -> None:
     """Try several sets of few-shot examples on items with known labels; say which the teacher should see."""
     from terakoya.teachers.check import check_examples
@@ -300,7 +306,7 @@ def teacher_examples(
     project = _open()
     with _progress("trying example sets") as update:
         result = check_examples(
-            project.db, project.project_id, project.settings, sets=sets, limit=limit,
+            project.db, project.project_id, project.settings, sets=sets, limit=limit, include_test=not pool_only,
             progress=lambda _name, done, total: update(done, total),
         )  # fmt: skip
     title = (

@@ -70,10 +70,12 @@ class TeacherCheck:
 
 
 def labelled_items(
-    db: Database, project_id: int, settings: Settings, *, limit: int = DEFAULT_LIMIT, seed: int = 0
-) -> tuple[list[tuple[int, str, str]], str]:
-    """(item id, text, known label) for expert-answered pool items and gold test items; a seeded sample of
-    at most ``limit``; and a phrase saying where the labels come from."""
+    db: Database, project_id: int, settings: Settings, *, limit: int = DEFAULT_LIMIT, seed: int = 0,
+    include_test: bool = True,
+) -> tuple[list[tuple[int, str, str]], str]:  # fmt: skip
+    """(item id, text, known label) for expert-answered pool items and (with ``include_test``) gold test items;
+    a seeded sample of at most ``limit``; and a phrase saying where the labels come from. Leave the test split
+    out to keep it untouched by the choice: a teacher chosen on the test items scores a little too well there."""
     labels = settings.label_names
     answers = expert_answers(db, project_id, labels)
     with db.session() as s:
@@ -88,16 +90,17 @@ def labelled_items(
         if item_id in answers:
             out.append((item_id, text, majority(answers[item_id])))
             experts += 1
-        elif split == "test" and gold_label in labels:
+        elif include_test and split == "test" and gold_label in labels:
             out.append((item_id, text, str(gold_label)))
             gold += 1
     if len(out) > limit:
         rng = np.random.default_rng(seed)
         keep = sorted(rng.choice(len(out), size=limit, replace=False).tolist())
         out = [out[i] for i in keep]
-    source = f"{experts} expert-answered pool items and {gold} gold test items" + (
-        f" (a sample of {limit})" if experts + gold > limit else ""
-    )
+    known = f"{experts} expert-answered pool items and {gold} gold test items"
+    if not include_test:
+        known = f"{experts} expert-answered pool items (the test split left out)"
+    source = known + (f" (a sample of {limit})" if experts + gold > limit else "")
     return out, source
 
 
@@ -192,6 +195,7 @@ def check_teachers(
     models: Sequence[str] | None = None,
     styles: Sequence[str] | None = None,
     limit: int = DEFAULT_LIMIT,
+    include_test: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> TeacherCheck:
     """Score every teacher variant on the labelled items and say which one the project should use."""
@@ -200,7 +204,7 @@ def check_teachers(
     from terakoya.teachers.calibration import batch_calibrate
 
     labels = _label_project(settings, "teacher check")
-    items, source = labelled_items(db, project_id, settings, limit=limit, seed=settings.seed)
+    items, source = labelled_items(db, project_id, settings, limit=limit, seed=settings.seed, include_test=include_test)
     if len(items) < 10:
         raise StateError(
             f"only {len(items)} items have a known label; import a test split with --label-column, "
@@ -312,6 +316,7 @@ def check_examples(
     *,
     sets: int = 5,
     limit: int = 150,
+    include_test: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ExampleCheck:
     """Which few-shot examples the project's teacher should see, measured.
@@ -319,7 +324,8 @@ def check_examples(
     Candidates are the project file's ``[[examples]]`` and the pool items the experts agree on; ``sets``
     label-balanced sets of ``teacher.few_shot`` of them (the current set first) each prompt the project's
     teacher on the same labelled items — those with a known label that are in none of the sets — and are
-    scored after the project's calibration (batch when enough items). A set is advised only when it beats
+    scored after the project's calibration (batch when enough items); ``include_test=False`` keeps the test
+    split out of the choice. A set is advised only when it beats
     the current one by more than one standard error of the paired per-item difference: which examples are
     shown moves a small model by up to ten points, but so does chance on a hundred items.
     """
@@ -345,7 +351,9 @@ def check_examples(
     current = collect_examples(db, project_id, settings)
     drawn = _draw_sets(pool, current, shots, sets, settings.seed, labels)
     shown = {text for examples in drawn for text, _ in examples}
-    items, source = labelled_items(db, project_id, settings, limit=limit + len(shown), seed=settings.seed)
+    items, source = labelled_items(
+        db, project_id, settings, limit=limit + len(shown), seed=settings.seed, include_test=include_test
+    )
     items = [row for row in items if row[1] not in shown][:limit]
     if len(items) < 10:
         raise StateError(
