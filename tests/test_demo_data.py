@@ -105,16 +105,19 @@ def test_project_file_validates(tmp_path: Path, rows: list[dict[str, str]]) -> N
     assert all(label.description for label in s.labels)
     assert s.guidelines.strip().startswith("#")
     assert {"EBITDA", "下方修正"} <= set(s.glossary) and len(s.glossary) >= 10
-    assert (s.teacher.kind, s.teacher.model, s.teacher.few_shot) == ("local", "smollm2-135m-instruct", 4)
+    assert (s.teacher.kind, s.teacher.model, s.teacher.few_shot) == ("local", "gemma3-270m", 4)
+    assert (s.teacher.prompt_style, s.teacher.examples_from) == ("plain", "file")
     assert (s.routing.strategy, s.routing.auto_accept_threshold, s.routing.gold_share) == ("terakoya", 0.9, 0.1)
     assert s.routing.seconds_per_item == 20 and s.student.kind == "embed"
 
 
-def test_examples_are_fresh_and_cover_every_label(tmp_path: Path, rows: list[dict[str, str]]) -> None:
+def test_examples_come_from_the_pool_and_cover_every_label(tmp_path: Path, rows: list[dict[str, str]]) -> None:
     shutil.copy(DATA / "terakoya.toml", tmp_path / "terakoya.toml")
     s = load_settings(tmp_path, env={})
     assert len(s.examples) == s.teacher.few_shot == 4
     assert {e.label for e in s.examples} == set(LABELS)
     assert any(re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", e.text) for e in s.examples)
-    in_csv = {_normal(r["text"]) for r in rows}
-    assert [e.text for e in s.examples if _normal(e.text) in in_csv] == []
+    # chosen among pool items with their recorded labels; never a test item, which would measure the teacher
+    # on its own example
+    split_of = {_normal(r["text"]): (r["split"], r["label"]) for r in rows}
+    assert [split_of.get(_normal(e.text)) for e in s.examples] == [("pool", e.label) for e in s.examples]
