@@ -49,9 +49,8 @@ def main() -> None:
     best = checked.best
     if best is None:
         return
-    settings = project.settings.model_copy(
-        update={"teacher": project.settings.teacher.model_copy(update={"model": best.model, "prompt_style": best.style})}
-    )
+    teacher = project.settings.teacher.model_copy(update={"model": best.model, "prompt_style": best.style})
+    settings = project.settings.model_copy(update={"teacher": teacher})
     examples = check_examples(
         project.db, project.project_id, settings, sets=args.sets, limit=args.limit, include_test=False
     )

@@ -42,6 +42,7 @@ __all__ = [
     "MIN_CORRECTION_PER_LABEL",
     "CalibrationReport",
     "calibrate_teacher",
+    "calibration_mode",
     "label_logprobs",
 ]
 
@@ -96,7 +97,8 @@ def _current_tags(db: Database, project_id: int) -> dict[int, str | None]:
     return {int(item_id): tag for item_id, tag in rows}
 
 
-def _mode(settings: Settings) -> str:
+def calibration_mode(settings: Settings) -> str:
+    """``batch`` or ``none``: ``teacher.calibrate`` with ``auto`` resolved (none for python functions)."""
     value = settings.teacher.calibrate
     if value == "auto":
         return "none" if settings.teacher.kind == "python" else "batch"
@@ -137,7 +139,7 @@ def calibrate_teacher(db: Database, project_id: int, settings: Settings) -> Cali
     """Calibrate every current teacher suggestion of the project (see the module docstring)."""
     report = CalibrationReport()
     labels = settings.label_names
-    mode = _mode(settings)
+    mode = calibration_mode(settings)
     if len(labels) < 2 or (mode == "none" and not settings.student.teacher_correction):
         return report
     rows = _raw_rows(db, project_id)

@@ -330,16 +330,16 @@ def check_examples(
     shown moves a small model by up to ten points, but so does chance on a hundred items.
     """
     from terakoya.students.base import softmax
-    from terakoya.teachers.calibrating import MIN_BATCH_ITEMS
+    from terakoya.teachers.calibrating import MIN_BATCH_ITEMS, calibration_mode
     from terakoya.teachers.calibration import batch_calibrate
-    from terakoya.teachers.prompts import _checked_file_examples, collect_examples, expert_examples
+    from terakoya.teachers.prompts import collect_examples, expert_examples, file_examples
 
     labels = _label_project(settings, "teacher examples")
     shots = settings.teacher.few_shot
     if shots == 0:
         raise ConfigError("teacher.few_shot is 0: the teacher is shown no examples; set it to 2 or more first")
     pool = expert_examples(db, project_id, settings)
-    for text, label in _checked_file_examples(settings):
+    for text, label in file_examples(settings):
         if text not in pool[label]:
             pool[label].append(text)
     candidates = sum(len(v) for v in pool.values())
@@ -361,7 +361,8 @@ def check_examples(
             "with --label-column, or record expert answers, so that at least 10 can score them"
         )
     truth = np.asarray([labels.index(lab) for _, _, lab in items], dtype=np.intp)
-    calibrate = settings.teacher.calibrate != "none" and len(items) >= MIN_BATCH_ITEMS
+    # the project's own rule (python functions' probabilities stay as they are under "auto")
+    calibrate = calibration_mode(settings) == "batch" and len(items) >= MIN_BATCH_ITEMS
     report = ExampleCheck(items=len(items), source=source, candidates=candidates)
     model = settings.teacher.model
     for n, examples in enumerate(drawn):

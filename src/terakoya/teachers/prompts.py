@@ -40,6 +40,7 @@ __all__ = [
     "build_prompt",
     "collect_examples",
     "expert_examples",
+    "file_examples",
     "prompt_style",
 ]
 
@@ -137,7 +138,8 @@ def approved_glossary(db: Database, project_id: int, settings: Settings) -> dict
     return out
 
 
-def _checked_file_examples(settings: Settings) -> list[tuple[str, str]]:
+def file_examples(settings: Settings) -> list[tuple[str, str]]:
+    """The project file's ``[[examples]]`` as (text, label), each label checked against the declared ones."""
     names = settings.label_names
     for i, example in enumerate(settings.examples):
         if example.label not in names:
@@ -185,7 +187,7 @@ def collect_examples(db: Database, project_id: int, settings: Settings) -> list[
     examples; with ``"file"`` the file's examples only, in their order.
     """
     wanted = settings.teacher.few_shot
-    from_file = _checked_file_examples(settings)
+    from_file = file_examples(settings)
     if wanted == 0:
         return []
     if settings.teacher.examples_from == "file":
