@@ -253,6 +253,12 @@ def teach(
     project.close()
 
 
+#: `teacher check` and `teacher examples`: leave the test split out of the choice
+PoolOnly = Annotated[
+    bool, typer.Option(help="score on expert-answered pool items only, leaving the test split out of the choice")
+]
+
+
 @teacher_app.command("check")
 def teacher_check(
     limit: Annotated[int, typer.Option(help="score at most this many labelled items per variant")] = 200,
@@ -260,9 +266,7 @@ def teacher_check(
         list[str] | None, typer.Option(help="only this local model (repeat for several; default: all installed)")
     ] = None,
     style: Annotated[list[str] | None, typer.Option(help="only this prompt style: chat or plain (repeatable)")] = None,
-    pool_only: Annotated[
-        bool, typer.Option(help="score on expert-answered pool items only, leaving the test split out of the choice")
-    ] = False,
+    pool_only: PoolOnly = False,
 ) -> None:
     """Score every teacher variant (model x prompt style x calibration) on items with known labels; say which to use."""
     from terakoya.teachers.check import check_teachers
@@ -296,9 +300,7 @@ def teacher_check(
 def teacher_examples(
     sets: Annotated[int, typer.Option(help="how many example sets to try (the current one among them)")] = 5,
     limit: Annotated[int, typer.Option(help="score each set on at most this many labelled items")] = 150,
-    pool_only: Annotated[
-        bool, typer.Option(help="score on expert-answered pool items only, leaving the test split out of the choice")
-    ] = False,
+    pool_only: PoolOnly = False,
 ) -> None:
     """Try several sets of few-shot examples on items with known labels; say which the teacher should see."""
     from terakoya.teachers.check import check_examples
