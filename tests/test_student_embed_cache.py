@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from terakoya.students import EmbedStudent
+from terakoya.errors import ConfigError
+from terakoya.students import EmbedStudent, load
 from terakoya.students import embed as embed_module
 
 N = 5000
@@ -85,3 +86,55 @@ def test_auto_resolves_before_the_cache_is_read(calls: list[tuple[str, int]]) ->
     assert calls == [("multilingual", 4)]
     student.predict(["Profit rose."])  # an English text later is read by the fitted encoder
     assert calls[-1] == ("multilingual", 1)
+
+
+def _sales(n: int, offset: int = 0) -> tuple[list[str], list[str]]:
+    texts = [f"Sales {'rose' if i % 2 else 'fell'} in region {i}." for i in range(offset, offset + n)]
+    return texts, ["positive" if i % 2 else "negative" for i in range(offset, offset + n)]
+
+
+def test_auto_on_english_reads_both_encoders_and_the_words(calls: list[tuple[str, int]], tmp_path: Path) -> None:
+    texts, labels = _sales(40)
+    student = EmbedStudent(model="auto").fit(texts, labels)
+    assert student.encoder_ == embed_module.LATIN_FEATURES == "minilm+multilingual+words"
+    assert calls == [("minilm", 40), ("multilingual", 40)]
+    assert student.coef_.shape == (384 + 384 + embed_module.N_WORD_FEATURES, 2)
+
+    folder = student.save(tmp_path / "m")
+    with np.load(folder / "weights.npz") as saved:  # only the word buckets seen in training are stored
+        assert len(saved["coef_rows"]) < 768 + 200
+    loaded = load(folder)
+    assert isinstance(loaded, EmbedStudent) and loaded.encoder_ == student.encoder_
+    unseen, _ = _sales(10, offset=1000)
+    np.testing.assert_allclose(loaded.predict_proba(unseen), student.predict_proba(unseen))
+
+
+def test_words_read_what_the_embeddings_miss(calls: list[tuple[str, int]]) -> None:
+    # the fake encoder's vectors are random per text: no signal in them, all of it in the words
+    texts, labels = _sales(200)
+    unseen, truth = _sales(100, offset=1000)
+    alone = EmbedStudent(model="minilm").fit(texts, labels).score(unseen, truth)
+    with_words = EmbedStudent(model="minilm+words").fit(texts, labels).score(unseen, truth)
+    assert alone < 0.7
+    assert with_words == 1.0
+
+
+def test_feature_sources_are_checked() -> None:
+    assert embed_module.feature_sources("words+minilm") == ["minilm", "words"]
+    with pytest.raises(ConfigError, match=r"unknown or repeated feature source in model='minilm\+bert'.*minilm"):
+        EmbedStudent(model="minilm+bert").fit(["a b", "c d"], ["x", "y"])
+    with pytest.raises(ConfigError, match="repeated"):
+        embed_module.feature_sources("words+words")
+
+
+def test_a_student_saved_before_word_features_still_loads(calls: list[tuple[str, int]], tmp_path: Path) -> None:
+    texts, labels = _sales(30)
+    student = EmbedStudent(model="minilm").fit(texts, labels)
+    folder = student.save(tmp_path / "old")
+    # the older layout: the whole head as one "coef" array
+    np.savez_compressed(
+        folder / "weights.npz", encoder=np.asarray("minilm"), coef=student.coef_, intercept=student.intercept_,
+        n_iter=np.asarray(student.n_iter_), train_loss=np.asarray(student.train_loss_),
+    )  # fmt: skip
+    loaded = load(folder)
+    np.testing.assert_allclose(loaded.predict_proba(texts), student.predict_proba(texts))

@@ -352,7 +352,9 @@ def test_train_an_embed_student(tmp_path: Path) -> None:
     assert report.kind == "embed.v1" and report.run_id.endswith("-embed")
     student = load(report.path)
     assert student.get_params()["cache_dir"] is None  # the project's cache stays with the project
-    assert len(list((tmp_path / "cache" / "embeddings").rglob("*.npy"))) == 36
+    assert student.encoder_ == "minilm+multilingual+words"  # an English project: both encoders, one vector each
+    for encoder in ("minilm", "multilingual"):
+        assert len(list((tmp_path / "cache" / "embeddings" / encoder).rglob("*.npy"))) == 36
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Suggestion).where(Suggestion.agent == report.run_id)) == 36
     db.close()

