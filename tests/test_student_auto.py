@@ -166,3 +166,18 @@ def test_auto_encoder_reads_japanese_and_is_saved(tmp_path: Path) -> None:
     assert isinstance(loaded, EmbedStudent)
     assert loaded.model == "auto" and loaded.encoder_ == "multilingual"
     np.testing.assert_array_equal(loaded.predict_proba(texts), student.predict_proba(texts))
+
+
+def test_the_project_can_name_the_embed_students_features(tmp_path: Path) -> None:
+    from terakoya.errors import ConfigError
+    from terakoya.settings import load_settings
+
+    fast = student_params_for("embed", language="en", project_dir=None, features="minilm+words")
+    assert fast == {"model": "minilm+words"}
+    assert student_params_for("linear", language="en", project_dir=None, features="minilm+words") == {}
+    labels = '[[labels]]\nname = "a"\n\n[[labels]]\nname = "b"\n'
+    (tmp_path / "terakoya.toml").write_text(f'[project]\nname = "x"\n\n{labels}')
+    settings = load_settings(tmp_path, env={}, overrides={"student": {"features": "words+minilm"}})
+    assert settings.student.features == "minilm+words"
+    with pytest.raises(ConfigError, match=r"student.features: .*minilm, multilingual and words, not 'bert'"):
+        load_settings(tmp_path, env={}, overrides={"student": {"features": "bert"}})

@@ -513,7 +513,9 @@ def _experts_alone(
         return ExpertsAloneSummary(reason=reason)
     from terakoya.students import student_params_for
 
-    params = student_params_for(kind, language=settings.language, project_dir=settings.project_dir)
+    params = student_params_for(
+        kind, language=settings.language, project_dir=settings.project_dir, features=settings.student.features
+    )
     fitted = train_arrays(data.texts, data.targets, data.weights, data.classes, kind=kind, params=params,
                           calibrate=False, seed=settings.student.seed)  # fmt: skip
     names = [str(c) for c in fitted.student.classes_]

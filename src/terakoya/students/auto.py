@@ -39,12 +39,13 @@ log = logging.getLogger(__name__)
 DEFAULT_CANDIDATES = ("linear", "embed", "finetune")
 
 
-def student_params_for(name: str, *, language: str, project_dir: Path | None) -> dict[str, Any]:
+def student_params_for(name: str, *, language: str, project_dir: Path | None, features: str = "auto") -> dict[str, Any]:
     """The hyper-parameters a project implies for student kind ``name`` (the others keep their defaults).
 
     embed: the encoder for ``language`` (``multilingual`` for any language but English; for English
     ``auto``, which still picks the multilingual encoder when the texts are in a non-Latin script) and
-    the embedding cache under ``project_dir/cache/embeddings`` (none when ``project_dir`` is None).
+    the embedding cache under ``project_dir/cache/embeddings`` (none when ``project_dir`` is None);
+    ``features`` other than "auto" (the project's ``student.features``) names the sources instead.
     """
     from terakoya.students import resolve
 
@@ -53,6 +54,8 @@ def student_params_for(name: str, *, language: str, project_dir: Path | None) ->
         params: dict[str, Any] = {
             "model": "multilingual" if encoder_for_language(language) == "multilingual" else "auto"
         }
+        if features != "auto":
+            params["model"] = features  # the project's ``student.features``
         if project_dir is not None:
             params["cache_dir"] = str(Path(project_dir) / "cache" / "embeddings")
         return params

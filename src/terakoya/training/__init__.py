@@ -585,7 +585,9 @@ def _student_params(name: str, settings: Settings) -> dict[str, Any]:
     """Hyper-parameters the project implies (the embedding encoder for its language, the embedding cache)."""
     from terakoya.students import student_params_for
 
-    return student_params_for(name, language=settings.language, project_dir=settings.project_dir)
+    return student_params_for(
+        name, language=settings.language, project_dir=settings.project_dir, features=settings.student.features
+    )
 
 
 #: students that ``student.kind = "auto"`` chooses among, unless ``student.auto_candidates`` says otherwise
@@ -604,7 +606,7 @@ def _choose_kind(data: TrainingSet, settings: Settings) -> tuple[str, dict[str, 
     name, scores = choose_student(
         data.texts, data.targets, data.weights, data.classes, candidates=cfg.auto_candidates,
         time_limit_s=cfg.auto_time_limit_s, seed=cfg.seed, language=settings.language, eval_mask=experts,
-        project_dir=settings.project_dir,
+        project_dir=settings.project_dir, params={"embed": {"model": cfg.features}} if cfg.features != "auto" else None,
     )  # fmt: skip
     return name, {"chosen": name, "scores": {k: v.as_dict() for k, v in scores.items()}}
 
