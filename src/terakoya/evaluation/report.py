@@ -498,7 +498,7 @@ def _experts_alone(
     db: Database, project_id: int, settings: Settings, g: Gathered, run: RunRow | None, notes: list[str]
 ) -> ExpertsAloneSummary:
     """A student of the same kind trained on the experts' answers alone (no teacher), scored on the test split."""
-    from terakoya.training import build_training_set, train_arrays
+    from terakoya.training import build_training_set, student_params, train_arrays
 
     kind = run.kind if run else settings.student.kind
     if kind.startswith("finetune"):
@@ -511,11 +511,7 @@ def _experts_alone(
         reason = "fewer than two labels among the expert answers"
         notes.append(f"experts alone: {reason}")
         return ExpertsAloneSummary(reason=reason)
-    from terakoya.students import student_params_for
-
-    params = student_params_for(
-        kind, language=settings.language, project_dir=settings.project_dir, features=settings.student.features
-    )
+    params = student_params(kind, settings)
     fitted = train_arrays(data.texts, data.targets, data.weights, data.classes, kind=kind, params=params,
                           calibrate=False, seed=settings.student.seed)  # fmt: skip
     names = [str(c) for c in fitted.student.classes_]

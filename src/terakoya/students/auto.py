@@ -181,6 +181,7 @@ def choose_student(
     eval_mask: ArrayLike | None = None,
     project_dir: Path | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    features: str = "auto",
 ) -> tuple[str, dict[str, CandidateScore]]:
     """The candidate with the best cross-validated accuracy, and every candidate's score, by versioned name.
 
@@ -195,7 +196,7 @@ def choose_student(
     first candidate that was not skipped for missing libraries is returned, unscored.
 
     ``params`` overrides the hyper-parameters of a candidate (by short or versioned name); the rest
-    come from :func:`student_params_for` with ``language`` and ``project_dir``.
+    come from :func:`student_params_for` with ``language``, ``project_dir`` and ``features``.
     """
     from terakoya.students import resolve
 
@@ -214,7 +215,8 @@ def choose_student(
     scores: dict[str, CandidateScore] = {}
     unavailable: set[str] = set()
     for name in names:
-        hyper = {**student_params_for(name, language=language, project_dir=project_dir), **overrides.get(name, {})}
+        implied = student_params_for(name, language=language, project_dir=project_dir, features=features)
+        hyper = {**implied, **overrides.get(name, {})}
         fit = _Fit(name, hyper, list(classes), texts, target, weight)
         scores[name], missing = _score_candidate(fit, fold_rows, time_limit_s, language, len(scored_rows))
         if missing:

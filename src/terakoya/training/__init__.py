@@ -62,6 +62,7 @@ __all__ = [
     "build_training_set",
     "choose_teacher_scale",
     "fit_recipe",
+    "student_params",
     "train",
     "train_arrays",
 ]
@@ -581,8 +582,9 @@ def _run_id(db: Database, settings: Settings, short: str) -> str:
     return run_id
 
 
-def _student_params(name: str, settings: Settings) -> dict[str, Any]:
-    """Hyper-parameters the project implies (the embedding encoder for its language, the embedding cache)."""
+def student_params(name: str, settings: Settings) -> dict[str, Any]:
+    """Hyper-parameters the project implies for student ``name`` (the embed student's features for its language
+    and ``student.features``, the embedding cache): what training and the report's experts-alone student use."""
     from terakoya.students import student_params_for
 
     return student_params_for(
@@ -606,7 +608,7 @@ def _choose_kind(data: TrainingSet, settings: Settings) -> tuple[str, dict[str, 
     name, scores = choose_student(
         data.texts, data.targets, data.weights, data.classes, candidates=cfg.auto_candidates,
         time_limit_s=cfg.auto_time_limit_s, seed=cfg.seed, language=settings.language, eval_mask=experts,
-        project_dir=settings.project_dir, params={"embed": {"model": cfg.features}} if cfg.features != "auto" else None,
+        project_dir=settings.project_dir, features=cfg.features,
     )  # fmt: skip
     return name, {"chosen": name, "scores": {k: v.as_dict() for k, v in scores.items()}}
 
@@ -828,7 +830,7 @@ def train(
     total = len(all_items)
     if progress is not None:
         progress(0, total)
-    params = _student_params(name, settings)
+    params = student_params(name, settings)
     recipe, fitted, pseudo_rows = _fit(data, name, params, settings)
     pseudo = len(pseudo_rows[0])
     student = fitted.student
