@@ -304,6 +304,7 @@ def run_project_arm(
                 "trained_expert_items": last["trained_expert_items"],
                 "trained_teacher_items": last["trained_teacher_items"],
                 "teacher_scale": recipe.get("teacher_scale"),
+                "teacher_version": recipe.get("teacher_version"),
                 "pseudo_labels": recipe.get("pseudo_labels"),
             }
         else:

@@ -100,3 +100,43 @@ def test_too_few_items_keep_the_models_own_probabilities(tmp_path: Path, fake: F
     assert report.calibration == []
     assert all(sg.calibration is None for sg in _current(db, pid).values())
     db.close()
+
+
+def test_re_calibration_keeps_the_batch_version_for_training_to_choose(tmp_path: Path, fake: FakeOpenAI) -> None:
+    """The re-calibrated version is written after the batch-calibrated one (even where that one was missing), and
+    `uncorrected_suggestion_ids` finds the batch version under it."""
+    from sqlalchemy import delete
+
+    from terakoya.teachers.calibrating import is_uncorrected, uncorrected_suggestion_ids
+
+    db = open_database(f"sqlite:///{tmp_path / 'u.db'}")
+    pid = db.project_id("p")
+    with db.session() as s:
+        for i in range(60):
+            text = f"Item {i}: sales {WORDS[i % len(WORDS)]} this year."
+            s.add(Item(project_id=pid, external_id=str(i), text=text, text_hash=f"h{i}", split="pool"))
+    settings = _settings(tmp_path, fake)
+    teach(db, pid, settings)
+    batch = _current(db, pid)
+    with db.session() as s:  # as if the project had been taught before batch calibration existed
+        s.execute(delete(Suggestion).where(Suggestion.calibration.like("batch:%")))
+        person = Person(name="expert")
+        s.add(person)
+        s.flush()
+        flip = {"positive": "negative", "negative": "positive", "neutral": "neutral"}
+        for item_id, sg in batch.items():
+            s.add(Answer(item_id=item_id, person_id=person.id, label=flip[str(sg.label)]))
+    report = calibrate_teacher(db, pid, settings)
+    assert report.written == 120  # the batch version again, then the re-calibrated one
+    current = _current(db, pid)
+    assert all(not is_uncorrected(sg.calibration) for sg in current.values())
+    with db.session() as s:
+        sids = uncorrected_suggestion_ids(pid).subquery()
+        before = {sg.item_id: sg for sg in s.scalars(select(Suggestion).join(sids, Suggestion.id == sids.c.sid))}
+    assert set(before) == set(current)
+    for item_id, sg in before.items():
+        assert sg.calibration == batch[item_id].calibration and sg.label == batch[item_id].label
+        assert sg.id < current[item_id].id
+    # nothing new: nothing written
+    assert calibrate_teacher(db, pid, settings).written == 0
+    db.close()

@@ -417,3 +417,48 @@ def test_failed_retry_does_not_hide_an_earlier_teacher_answer(tmp_path: Path) ->
     data = build_training_set(db, b.project_id, make_settings(tmp_path, soft_weight=1.0))
     assert data.item_ids == [item]
     np.testing.assert_allclose(data.targets[0], [0.1, 0.1, 0.8])
+
+
+def _collapse_case(corrected_collapses: bool) -> Any:
+    """Too few expert items to see every word of each label, enough teacher items to: one version of the teacher's
+    labels says `neutral` for everything (a re-calibration shrunk to the majority), the other is right."""
+    from terakoya.training import TrainingSet
+
+    rng = np.random.default_rng(1)
+    vocab = {c: [f"z{rng.integers(10**6)}q" for _ in range(40)] for c in LABELS}  # no word tells its label
+    texts, right, sources = [], [], []
+    for n, source in ((30, "expert"), (450, "teacher")):
+        for i in range(n):
+            label = LABELS[i % 3]
+            texts.append(" ".join(rng.choice(vocab[label], size=2)))
+            right.append(np.eye(3)[i % 3])
+            sources.append(source)
+    truth = np.asarray(right)
+    collapsed = np.where((np.asarray(sources) == "teacher")[:, None], np.eye(3)[1], truth)
+    corrected, uncorrected = (collapsed, truth) if corrected_collapses else (truth, collapsed)
+    n = len(texts)
+    return TrainingSet(
+        texts=texts, targets=corrected, weights=np.where(np.asarray(sources) == "expert", 3.0, 1.0), sources=sources,
+        item_ids=list(range(n)), classes=LABELS, suggestion_ids=[None if s == "expert" else 1000 + i
+        for i, s in enumerate(sources)], other_targets=uncorrected,
+        other_ids=[None if s == "expert" else 5000 + i for i, s in enumerate(sources)],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("corrected_collapses", [True, False])
+def test_recipe_chooses_the_teacher_label_version_the_student_learns_best_from(
+    tmp_path: Path, corrected_collapses: bool
+) -> None:
+    from terakoya.training import CORRECTED, UNCORRECTED, fit_recipe
+
+    data = _collapse_case(corrected_collapses)
+    recipe = fit_recipe(data, kind="linear", settings=make_settings(tmp_path, self_training=False))
+    assert recipe.teacher_version == (UNCORRECTED if corrected_collapses else CORRECTED)
+    assert recipe.teacher_scale > 0 and recipe.cv_accuracy is not None and recipe.cv_accuracy > 0.9
+    assert f"{UNCORRECTED} scale=1" in recipe.scores
+    if corrected_collapses:
+        assert recipe.scores[f"{UNCORRECTED} scale=1"] > recipe.scores["scale=1"]
+        assert any("before re-calibration" in note for note in recipe.notes)
+    swapped = data.with_version(UNCORRECTED)
+    assert swapped.suggestion_ids[-1] == 5000 + len(data) - 1 and swapped.with_version(CORRECTED) is not data
+    assert np.array_equal(swapped.with_version(CORRECTED).targets, data.targets)

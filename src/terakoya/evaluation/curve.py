@@ -61,6 +61,12 @@ def _student_recipe(student: Any, settings: Settings) -> tuple[str, dict[str, An
     return kind, params
 
 
+def _label_version(student: Any) -> str:
+    """The teacher label version (``corrected`` / ``uncorrected``) the evaluated student's recipe chose."""
+    metadata = getattr(student, "metadata", None) or {}
+    return str((metadata.get("metrics") or {}).get("teacher_label_version") or "corrected")
+
+
 def _routing_label(db: Database, project_id: int) -> str:
     with db.session() as s:
         strategies = sorted(set(s.scalars(select(RouteRun.strategy).where(RouteRun.project_id == project_id)).all()))
@@ -125,7 +131,8 @@ def learning_curve_data(
     from terakoya.training import build_training_set
 
     ticks = _Ticks(curve_steps(points), tick)
-    full = build_training_set(db, project_id, settings)
+    version = _label_version(student)
+    full = build_training_set(db, project_id, settings).with_version(version)
     n_expert = full.expert_items
     out = LearningCurve(available=False, label=_routing_label(db, project_id), expert_items=n_expert)
     if n_expert == 0:
@@ -142,7 +149,7 @@ def learning_curve_data(
     skipped: list[str] = []
     teacher_only: CurvePoint | None = None
     for k in curve_points(n_expert, points):
-        ts = full if k == n_expert else build_training_set(db, project_id, settings, max_expert=k)
+        ts = full if k == n_expert else build_training_set(db, project_id, settings, max_expert=k).with_version(version)
         scored = scorer.fit_score(ts.expert_items, ts.texts, ts.targets, ts.weights)
         ticks.step()
         if isinstance(scored, str):
@@ -161,7 +168,9 @@ def learning_curve_data(
             f"each point retrains the student ({kind}) on the teacher's labels plus the first k expert items; "
             "the temperature is left out (it does not change accuracy or macro-F1)"
         )
-        out.random = _random_curve(db, project_id, settings, gathered, n_expert, points, teacher_only, scorer, ticks)
+        out.random = _random_curve(
+            db, project_id, settings, gathered, n_expert, points, teacher_only, scorer, ticks, version
+        )
     ticks.finish()
     return out
 
@@ -176,6 +185,7 @@ def _random_curve(
     teacher_only: CurvePoint | None,
     scorer: _Scorer,
     ticks: _Ticks,
+    version: str,
 ) -> RandomCurve:
     from terakoya.training import build_training_set
 
@@ -191,7 +201,7 @@ def _random_curve(
         out.reason = "no recorded pool label is one of the project's labels, so random routing cannot be simulated"
         return out
     order = np.random.default_rng(settings.routing.seed).permutation(len(candidates))
-    base = build_training_set(db, project_id, settings, max_expert=0)
+    base = build_training_set(db, project_id, settings, max_expert=0).with_version(version)
     skipped: list[str] = []
     for k in curve_points(n_expert, points):
         if k == 0 and teacher_only is not None:

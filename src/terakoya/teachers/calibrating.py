@@ -13,7 +13,10 @@ re-used, never asked for again:
 
 Each calibration is written as a new version of the item's teacher suggestion (same model, prompt
 and call, ``calibration`` naming the method), so the current suggestion — the newest one — is the
-calibrated one, and the model's own answer stays on record. Nothing is written when the calibration
+calibrated one, and the model's own answer stays on record. A re-calibrated version is written after the
+batch-calibrated one it starts from, so that training can still choose the teacher's labels before
+re-calibration (:func:`uncorrected_suggestion_ids`: a correction fitted on a few dozen answers can
+shrink a teacher to the majority label). Nothing is written when the calibration
 did not change. Teachers of kind ``python`` (your own model's probabilities) are only re-calibrated,
 not batch-calibrated, unless ``teacher.calibrate = "batch"``.
 """
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import insert, select
+from sqlalchemy import Select, insert, or_, select
 
 from terakoya.quality.aggregate import blind_answers, majority
 from terakoya.settings import Settings
@@ -43,7 +46,9 @@ __all__ = [
     "CalibrationReport",
     "calibrate_teacher",
     "calibration_mode",
+    "is_uncorrected",
     "label_logprobs",
+    "uncorrected_suggestion_ids",
 ]
 
 #: fewer items than this under one prompt: their mean says too little, the model's own probabilities stay
@@ -97,6 +102,38 @@ def _current_tags(db: Database, project_id: int) -> dict[int, str | None]:
     return {int(item_id): tag for item_id, tag in rows}
 
 
+def _present_tags(db: Database, project_id: int) -> dict[int, set[str]]:
+    """Item -> every calibration tag its teacher suggestions carry."""
+    from terakoya.storage.models import Item
+
+    with db.session() as s:
+        rows = s.execute(
+            select(Suggestion.item_id, Suggestion.calibration)
+            .join(Item, Item.id == Suggestion.item_id)
+            .where(
+                Item.project_id == project_id, Suggestion.agent_kind == "teacher", Suggestion.calibration.is_not(None)
+            )
+        ).all()
+    out: dict[int, set[str]] = {}
+    for item_id, tag in rows:
+        out.setdefault(int(item_id), set()).add(str(tag))
+    return out
+
+
+def is_uncorrected(tag: str | None) -> bool:
+    """Whether a suggestion with calibration ``tag`` is the teacher before re-calibration on expert answers
+    (the model's own answer, or batch calibration on the project's items)."""
+    return tag is None or tag.startswith("batch:")
+
+
+def uncorrected_suggestion_ids(project_id: int, *, split: str | None = None) -> Select[Any]:
+    """Per item, the id (``sid``) of its newest good teacher suggestion from before re-calibration on the
+    experts' answers (:func:`is_uncorrected`): the current-suggestion rule, asked of those rows only."""
+    return current_suggestion_ids(project_id, "teacher", split=split).where(
+        or_(Suggestion.calibration.is_(None), Suggestion.calibration.like("batch:%"))
+    )
+
+
 def calibration_mode(settings: Settings) -> str:
     """``batch`` or ``none``: ``teacher.calibrate`` with ``auto`` resolved (none for python functions)."""
     value = settings.teacher.calibrate
@@ -110,29 +147,33 @@ def _tag(name: str, params: Any) -> str:
     return f"{name}:{digest}"
 
 
+_Version = tuple[str, NDArray[np.float64]]
+
+
 def _calibrated(
     logprobs: NDArray[np.float64], labelled: list[int], truth: list[int], mode: str, settings: Settings
-) -> tuple[str, NDArray[np.float64], dict[str, Any]] | None:
-    """(tag, probabilities, details) for one group, or None when the model's own probabilities should stay."""
+) -> tuple[list[_Version], dict[str, Any]] | None:
+    """The versions to keep for one group, oldest first — (tag, probabilities): batch calibration, then the
+    re-calibration when one is fitted — with details; None when the model's own probabilities should stay."""
     from terakoya.teachers.calibration import batch_calibrate, fit_recalibration
 
     k = logprobs.shape[1]
     details: dict[str, Any] = {"items": int(logprobs.shape[0]), "expert_items": len(labelled)}
-    base = mode == "batch" and logprobs.shape[0] >= MIN_BATCH_ITEMS
+    versions: list[_Version] = []
+    if mode == "batch" and logprobs.shape[0] >= MIN_BATCH_ITEMS:
+        offsets, probs = batch_calibrate(logprobs)
+        details.update(method="batch", offsets=[round(float(v), 4) for v in offsets])
+        versions.append((_tag("batch", [round(float(v), 6) for v in offsets]), probs))
     if settings.student.teacher_correction and len(labelled) >= MIN_CORRECTION_PER_LABEL * k and len(set(truth)) >= 2:
         calibrator = fit_recalibration(
             logprobs, np.asarray(labelled, dtype=np.intp), np.asarray(truth, dtype=np.intp), seed=settings.seed
         )
         details.update(method=calibrator.name, cv_log_loss=dict(calibrator.cv_log_loss))
-        if calibrator.name != "batch" or base:
+        if calibrator.name != "batch" or versions:
             params = {k: v for k, v in calibrator.to_json().items() if k in ("name", "offsets", "weights", "bias")}
             rounded = json.loads(json.dumps(params), parse_float=lambda v: round(float(v), 6))
-            return _tag(calibrator.name, rounded), calibrator.apply(logprobs), details
-    if not base:
-        return None
-    offsets, probs = batch_calibrate(logprobs)
-    details.update(method="batch", offsets=[round(float(v), 4) for v in offsets])
-    return _tag("batch", [round(float(v), 6) for v in offsets]), probs, details
+            versions.append((_tag(calibrator.name, rounded), calibrator.apply(logprobs)))
+    return (versions, details) if versions else None
 
 
 def calibrate_teacher(db: Database, project_id: int, settings: Settings) -> CalibrationReport:
@@ -160,27 +201,33 @@ def calibrate_teacher(db: Database, project_id: int, settings: Settings) -> Cali
         result = _calibrated(logprobs, labelled, truth, mode, settings)
         if result is None:
             continue
-        tag, probs, details = result
+        versions, details = result
+        tag = versions[-1][0]
         report.groups.append({"model": agent, "prompt_version": prompt_version, "calibration": tag, **details})
         stale = [i for i, (sg, _) in enumerate(members) if current.get(sg.item_id) != tag]
         if not stale:
             continue
+        present = _present_tags(db, project_id) if len(versions) > 1 else {}
         new_rows = []
         for i in stale:
             sg = members[i][0]
-            p = probs[i]
-            best = int(p.argmax())
-            new_rows.append(
-                {
-                    **{name: getattr(sg, name) for name in _COPY},
-                    "label": labels[best],
-                    "probabilities": {c: float(v) for c, v in zip(labels, p, strict=True)},
-                    "confidence": float(p[best]),
-                    "cost_usd": 0.0,
-                    "cached": True,
-                    "calibration": tag,
-                }
-            )
+            for position, (version, probs) in enumerate(versions):
+                # the newest version always; an earlier one only where the item lacks it
+                if position < len(versions) - 1 and version in present.get(sg.item_id, set()):
+                    continue
+                p = probs[i]
+                best = int(p.argmax())
+                new_rows.append(
+                    {
+                        **{name: getattr(sg, name) for name in _COPY},
+                        "label": labels[best],
+                        "probabilities": {c: float(v) for c, v in zip(labels, p, strict=True)},
+                        "confidence": float(p[best]),
+                        "cost_usd": 0.0,
+                        "cached": True,
+                        "calibration": version,
+                    }
+                )
         with db.session() as s:
             for start in range(0, len(new_rows), 1000):
                 s.execute(insert(Suggestion), new_rows[start : start + 1000])

@@ -16,8 +16,11 @@ For every pool item, its target is:
 
 Test-split items are never trained on: they are the expert-checked test set.
 
-How much the teacher's labels weigh (0, 0.1, 0.3, 1 or 3 times) and whether self-training helps (and at
-which confidence) are chosen by k-fold cross-validation on the expert answers (:func:`fit_recipe`);
+Which version of the teacher's labels (re-calibrated on the experts' answers, or from before — a correction
+fitted on a few dozen answers can shrink a weak teacher to the majority label, and a student trained on
+that learns the majority label too), how much they weigh (0, 0.1, 0.3, 1 or 3 times) and whether
+self-training helps (and at which confidence) are chosen by k-fold cross-validation on the expert answers
+(:func:`fit_recipe`);
 the out-of-fold scores of the chosen recipe also fit the student's temperature, bounded, and only
 when enough expert items back it. The run is saved under ``runs/<run id>/`` and every item gets a
 student suggestion, so routing can look for disagreement between student and teacher.
@@ -30,7 +33,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -53,8 +56,10 @@ from terakoya.students import make_student, resolve
 from terakoya.students.base import Student, softmax
 
 __all__ = [
+    "CORRECTED",
     "MIN_EXPERT_CALIBRATION",
     "NOTHING_TO_TRAIN",
+    "UNCORRECTED",
     "FitResult",
     "Recipe",
     "TrainReport",
@@ -67,6 +72,8 @@ __all__ = [
     "train_arrays",
 ]
 
+#: the teacher's labels as re-calibrated on the experts' answers, and from before that
+CORRECTED, UNCORRECTED = "corrected", "uncorrected"
 #: fewer expert items than this in the held-out slice: calibrate on a slice of all items instead
 MIN_EXPERT_CALIBRATION = 20
 #: out-of-fold expert items needed before the student's temperature is fitted at all
@@ -108,6 +115,24 @@ class TrainingSet:
     origins: list[str] = field(default_factory=list)
     #: per row, the versioned rule that aggregated its expert answers (None for other rows)
     aggregators: list[str | None] = field(default_factory=list)
+    #: ``version`` names which teacher labels ``targets`` and ``suggestion_ids`` hold: ``corrected`` (re-calibrated
+    #: on the experts' answers) or ``uncorrected`` (from before); ``other_*`` hold the other version (expert rows
+    #: as in ``targets``), None when no teacher row was re-calibrated
+    other_targets: NDArray[np.float64] | None = None
+    other_ids: list[int | None] | None = None
+    version: str = CORRECTED
+
+    def with_version(self, version: str) -> TrainingSet:
+        """This set with the teacher's labels of ``version`` (``corrected`` or ``uncorrected``)."""
+        if version not in (CORRECTED, UNCORRECTED):
+            raise ValueError(f"unknown teacher label version {version!r}: {CORRECTED!r} or {UNCORRECTED!r}")
+        if version == self.version or self.other_targets is None or self.other_ids is None:
+            return self
+        # the two versions trade places: the other one stays at hand under other_*
+        return replace(
+            self, targets=self.other_targets, suggestion_ids=list(self.other_ids),
+            other_targets=self.targets, other_ids=list(self.suggestion_ids), version=version,
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -218,12 +243,56 @@ def _read_pool(
                 Suggestion.confidence,
                 Suggestion.confidence_known,
                 Suggestion.error,
+                Suggestion.calibration,
             ).where(Suggestion.id.in_(newest))
         ).all()
         accepted = set(
             s.scalars(select(AutoAccept.item_id).join(Item, AutoAccept.item_id == Item.id).where(pool)).all()
         )
     return items, teacher_rows, accepted
+
+
+def _uncorrected_rows(db: Database, project_id: int, item_ids: list[int]) -> dict[int, Row[Any]]:
+    """Item -> (id, probabilities, error) of its teacher suggestion from before re-calibration."""
+    from terakoya.teachers.calibrating import uncorrected_suggestion_ids
+
+    if not item_ids:
+        return {}
+    with db.session() as s:
+        sids = uncorrected_suggestion_ids(project_id, split="pool").subquery()
+        rows = s.execute(
+            select(Suggestion.item_id, Suggestion.id, Suggestion.probabilities, Suggestion.error).join(
+                sids, Suggestion.id == sids.c.sid
+            )
+        ).all()
+    wanted = set(item_ids)
+    return {int(row.item_id): row for row in rows if row.item_id in wanted}
+
+
+def _add_uncorrected(
+    db: Database, project_id: int, out: TrainingSet, teacher: dict[int, Any], settings: Settings
+) -> None:
+    """Fill ``out.other_*`` with the uncorrected version where some teacher row is re-calibrated and its earlier
+    version is stored."""
+    from terakoya.teachers.calibrating import is_uncorrected
+
+    rows = [i for i, sid in enumerate(out.suggestion_ids) if sid is not None]
+    corrected = [i for i in rows if not is_uncorrected(teacher[out.item_ids[i]].calibration)]
+    if not corrected:
+        return
+    earlier = _uncorrected_rows(db, project_id, [out.item_ids[i] for i in corrected])
+    targets = out.targets.copy()
+    ids = list(out.suggestion_ids)
+    changed = False
+    for i in corrected:
+        row = earlier.get(out.item_ids[i])
+        vector = _teacher_target(row, out.classes, settings) if row is not None else None
+        if row is None or vector is None:
+            continue  # no earlier version: the row keeps its corrected label in both versions
+        targets[i], ids[i] = vector, int(row.id)
+        changed = True
+    if changed:
+        out.other_targets, out.other_ids = targets, ids
 
 
 def _reviewed(
@@ -310,6 +379,7 @@ def build_training_set(
     out.weights = np.asarray(weights, dtype=np.float64)
     out.teacher_models = dict(models.most_common())
     out.prompt_versions = dict(prompts.most_common())
+    _add_uncorrected(db, project_id, out, teacher, settings)
     return out
 
 
@@ -329,9 +399,11 @@ PSEUDO_WEIGHT = 1.0
 
 @dataclass
 class Recipe:
-    """What cross-validation chose: the teacher's weight, the self-training threshold, the temperature."""
+    """What cross-validation chose: the teacher's label version and weight, self-training, the temperature."""
 
     teacher_scale: float = 1.0
+    #: ``corrected`` (re-calibrated on the experts' answers) or ``uncorrected``
+    teacher_version: str = CORRECTED
     self_training: float | None = None
     temperature: float = 1.0
     #: cross-validated accuracy on the expert items of each candidate ("scale=0.3", "self=0.9", ...)
@@ -453,6 +525,19 @@ def fit_recipe(
     candidates = TEACHER_SCALES if has_teacher and cfg.teacher_weight_search else (1.0,)
     scale, scores, logits = _scale_search(data, kind, params, candidates, folds, seed)
     recipe.scores.update(scores)
+    if has_teacher and data.other_targets is not None and data.version == CORRECTED:
+        # the same search on the teacher's labels from before re-calibration; it wins only when strictly better
+        other = data.with_version(UNCORRECTED)
+        u_scale, u_scores, u_logits = _scale_search(other, kind, params, candidates, folds, seed)
+        recipe.scores.update({f"{UNCORRECTED} {k}": v for k, v in u_scores.items()})
+        kept, before = scores[f"scale={scale:g}"], u_scores[f"scale={u_scale:g}"]
+        if before > kept:
+            data, scale, scores, logits = other, u_scale, u_scores, u_logits
+            recipe.teacher_version = UNCORRECTED
+            recipe.notes.append(
+                "the teacher's labels from before re-calibration on the experts' answers were used: the student "
+                f"learned better from them in cross-validation ({before:.1%} vs {kept:.1%})"
+            )
     best: tuple[float, float, float | None, NDArray[np.float64]] = (scores[f"scale={scale:g}"], scale, None, logits)
     # self-training only has something to add where items are left without a target
     if cfg.self_training and data.unlabelled_texts and (best[1] == 0 or not has_teacher):
@@ -676,10 +761,12 @@ _PseudoRows = tuple[NDArray[np.intp], NDArray[np.float64]]
 
 def _fit(
     data: TrainingSet, name: str, params: dict[str, Any], settings: Settings
-) -> tuple[Recipe, FitResult, _PseudoRows]:
-    """Choose the recipe by cross-validation, then fit the student on every row (and its own confident labels)."""
+) -> tuple[Recipe, FitResult, _PseudoRows, TrainingSet]:
+    """Choose the recipe by cross-validation, then fit the student on every row (and its own confident labels);
+    returns the training set with the teacher label version the recipe chose."""
     fit_started = time.perf_counter()
     recipe = fit_recipe(data, kind=name, params=params, settings=settings)
+    data = data.with_version(recipe.teacher_version)
     every = np.arange(len(data))
     student = _fit_rows(data, every, recipe.teacher_scale, name, params)
     pseudo_rows: _PseudoRows = (np.zeros(0, dtype=np.intp), np.zeros((0, 0)))
@@ -689,7 +776,7 @@ def _fit(
         student = _fit_rows(data, every, recipe.teacher_scale, name, params, extra)
     student.temperature_ = recipe.temperature
     fitted = FitResult(student, recipe.temperature, recipe.calibration, time.perf_counter() - fit_started)
-    return recipe, fitted, pseudo_rows
+    return recipe, fitted, pseudo_rows, data
 
 
 def _predict_all(
@@ -724,6 +811,7 @@ def _run_metrics(
     return {
         "train_items": len(texts) + pseudo,
         "teacher_weight_scale": recipe.teacher_scale,
+        "teacher_label_version": recipe.teacher_version,
         "teacher_weight_scores": recipe.scores,
         "cv_accuracy": recipe.cv_accuracy,
         # what the experts' answers alone achieve: the bar a teacher must clear to be trusted
@@ -831,7 +919,7 @@ def train(
     if progress is not None:
         progress(0, total)
     params = student_params(name, settings)
-    recipe, fitted, pseudo_rows = _fit(data, name, params, settings)
+    recipe, fitted, pseudo_rows, data = _fit(data, name, params, settings)
     pseudo = len(pseudo_rows[0])
     student = fitted.student
     proba, seconds_per_item = _predict_all(student, all_items, len(data.classes), progress)
@@ -860,6 +948,7 @@ def train(
         calibration=fitted.calibration,
         recipe={
             "teacher_scale": recipe.teacher_scale,
+            "teacher_version": recipe.teacher_version,
             "self_training": recipe.self_training,
             "pseudo_labels": pseudo,
             "cv_accuracy": recipe.cv_accuracy,
